@@ -1,0 +1,73 @@
+"""Shared fixtures: one Delta-enabled SparkSession for the whole run, a loopback S3 (moto server),
+and settings for the test profile pointed at per-test folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ttb_spark.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    """Test-profile settings with raw store and lakehouse under ``tmp_path``; ``sections`` override."""
+    pipeline = {"raw_root": str(tmp_path / "raw"), "lakehouse_root": str(tmp_path / "lakehouse")}
+    overrides = {name: dict(values) for name, values in sections.items()}
+    overrides["pipeline"] = pipeline | overrides.get("pipeline", {})
+    return load_settings("test", overrides)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The session's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, Delta."""
+    from ttb_spark.spark import get_spark
+
+    session = get_spark(load_settings("test"), app_name="ttb_spark-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 (random port); yields its endpoint URL.
+
+    Credentials are dummies set in the environment, as boto3 and S3A would read real ones.
+    """
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server._server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture()
+def s3_bucket(s3_server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty bucket on the loopback S3 server; yields its name."""
+    import boto3
+
+    name = "ttb-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[:40].strip("-")
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    return name

@@ -1,0 +1,91 @@
+"""Foundation: settings validation, session factory reuse, a Delta MERGE round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql.types import LongType, StringType, StructType
+
+from ttb_spark import lakehouse
+from ttb_spark.settings import SettingsError, load_settings
+from ttb_spark.spark import get_spark
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("TTB_PARTITION_END_DATE", "2023-12-31", "TTB_PARTITION_END_DATE"),
+        ("TTB_RECEIPT_METHODS", "001,009", "TTB_RECEIPT_METHODS"),
+        ("TTB_DATA_TYPES", "cola-detail,label-image", "TTB_DATA_TYPES"),
+        ("TTB_REQUEST_DELAY_SECONDS", "-0.5", "TTB_REQUEST_DELAY_SECONDS"),
+        ("TTB_LAKEHOUSE_ROOT", "s4://bucket with space", "TTB_LAKEHOUSE_ROOT"),
+        ("TTB_REGISTRY_BASE_URL", "ftp://example", "TTB_REGISTRY_BASE_URL"),
+        ("TTB_ENVIRONMENT", "staging", "TTB_ENVIRONMENT"),
+    ],
+)
+def test_invalid_setting_names_the_setting(monkeypatch, env, value, named):
+    monkeypatch.setenv("TTB_PARTITION_START_DATE", "2024-01-02")
+    monkeypatch.setenv(env, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()
+
+
+def test_precedence_flag_over_env_over_profile(monkeypatch):
+    assert load_settings("test").spark.master == "local[2]"  # from conf/test.toml
+    monkeypatch.setenv("TTB_RECEIPT_METHODS", "001,002")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    s = load_settings("test")
+    assert s.pipeline.receipt_methods == ["001", "002"] and s.pipeline.aws_region == "eu-west-1"
+    s = load_settings("test", {"pipeline": {"receipt_methods": "003"}})
+    assert s.pipeline.receipt_methods == ["003"]
+
+
+def test_fingerprint_changes_with_a_setting():
+    a = load_settings("test")
+    b = load_settings("test", {"extraction": {"max_retries": 1}})
+    assert a.fingerprint() == load_settings("test").fingerprint() != b.fingerprint()
+
+
+def test_bad_cli_argument_exits_2_with_one_line(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "ttb_spark", "bronze", "--start", "2024-01-05", "--end", "2024-01-01",
+         "--lakehouse-root", str(tmp_path / "lh")],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert "TTB_PARTITION_END_DATE" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "lh").exists()
+
+
+def test_session_factory_returns_the_active_session(spark, settings):
+    assert get_spark(settings) is spark
+
+
+def test_merge_round_trip_inserts_updates_and_is_idempotent(spark, settings):
+    spec = lakehouse.TableSpec(
+        name="test.merge_round_trip",
+        schema=StructType([
+            lakehouse.column("id", LongType(), "key"),
+            lakehouse.column("name", StringType(), "a value"),
+            lakehouse.column("row_hash", StringType(), "content hash"),
+        ]),
+        comment="round trip",
+        keys=("id",),
+    )
+    root = settings.pipeline.lakehouse_root
+    first = spark.createDataFrame([(1, "a"), (2, "b")], "id long, name string")
+    lakehouse.merge_upsert(spark, first, spec, root)
+    second = spark.createDataFrame([(2, "B"), (3, "c")], "id long, name string")
+    counts = lakehouse.merge_upsert(spark, second, spec, root)
+    assert counts == {"inserted": 1, "updated": 1, "deleted": 0}
+    expected = spark.createDataFrame([(1, "a"), (2, "B"), (3, "c")], "id long, name string")
+    actual = lakehouse.read_table(spark, spec, root).select("id", "name")
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+    again = lakehouse.merge_upsert(spark, second, spec, root)
+    assert again == {"inserted": 0, "updated": 0, "deleted": 0}
+    comments = {f.name: f.metadata.get("comment") for f in lakehouse.read_table(spark, spec, root).schema.fields}
+    assert comments["name"] == "a value"

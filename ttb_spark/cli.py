@@ -1,0 +1,106 @@
+"""Command line: ``python -m ttb_spark <stage> ...`` and the ``ttb_spark`` console script.
+
+Every bad argument or setting ends in one line naming it and exit status 2, before any Spark
+session starts, request is sent or table is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from typing import Sequence
+
+from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS, SettingsError
+
+STAGES: dict[str, str] = {
+    "pipeline": "scrape -> bronze -> silver -> gold for a date range (the original ttb_raw_pipeline + ttb_analytics_pipeline)",
+    "raw": "scrape -> bronze",
+    "analytics": "silver -> gold",
+    "scrape": "fetch registry pages for each partition into the raw store (S3 or a local folder)",
+    "bronze": "raw store -> bronze.pages and bronze.scrape_manifest Delta tables",
+    "silver": "bronze -> extracted -> cleaned -> silver.cola_details / cola_certificates / rejects",
+    "gold": "silver -> consolidated COLAs, reference data, dimensions, facts, quality checks",
+    "reference": "refresh the reference code tables (seed snapshot, or the registry's lookup pages)",
+}
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {value!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports one line and exits 2 (its default), without the usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"ttb_spark {self.prog.split()[-1]}: error: {message}\n")
+
+
+def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
+    p.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
+    p.add_argument("--date", type=_iso_date, help="a single receipt date (YYYY-MM-DD)")
+    p.add_argument("--start", type=_iso_date, help="first receipt date (TTB_PARTITION_START_DATE)")
+    p.add_argument("--end", type=_iso_date, help="last receipt date, inclusive (TTB_PARTITION_END_DATE)")
+    p.add_argument("--receipt-methods", help=f"comma list of {','.join(RECEIPT_METHODS)} (TTB_RECEIPT_METHODS)")
+    p.add_argument("--data-types", help=f"comma list of {','.join(DATA_TYPES)} (TTB_DATA_TYPES)")
+    p.add_argument("--partition", help="one partition key, e.g. '2024-01-02|001-cola-detail'")
+    p.add_argument("--raw-root", help="raw HTML store: s3://bucket/prefix or a local folder (TTB_RAW_ROOT)")
+    p.add_argument("--lakehouse-root", help="Delta lakehouse root: s3a://..., s3://..., dbfs:/... or a local folder (TTB_LAKEHOUSE_ROOT)")
+    p.add_argument("--registry-url", help="registry base URL (TTB_REGISTRY_BASE_URL)")
+    p.add_argument("--simulator", action="store_true", default=None, help="serve the registry from the embedded loopback simulator (TTB_USE_SIMULATOR)")
+    if stage in ("pipeline", "raw", "scrape"):
+        p.add_argument("--force", action="store_true", help="re-scrape partitions already marked complete")
+        p.add_argument("--rescan-days", type=int, default=0, metavar="N", help="also re-walk the most recent N receipt days (late approvals, status changes)")
+    if stage in ("pipeline", "raw", "analytics"):
+        p.add_argument("--since-last-run", action="store_true", help="start after the last receipt date a successful run of this job finished")
+        p.add_argument("--chunk-days", type=int, help="backfill chunk size in days (TTB_BACKFILL_CHUNK_DAYS)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ttb_spark",
+        description="TTB Public COLA Registry -> Delta lakehouse (bronze, silver, gold).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="stages:\n" + "\n".join(f"  {name:<10} {text}" for name, text in STAGES.items()),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for name, text in STAGES.items():
+        _add_stage_arguments(sub.add_parser(name, help=text, description=text), name)
+
+    from ttb_spark import parse, simulator
+
+    parse.configure_parser(sub.add_parser("parse", help="print one JSON object per saved page (debugging)"))
+    simulator.configure_parser(sub.add_parser("simulate-registry", help="serve a synthetic registry on loopback"))
+    sub.add_parser("tables", help="print the data dictionary (docs/tables.md) generated from the table schemas")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "parse":
+            from ttb_spark import parse
+
+            return parse.run_command(args)
+        if args.command == "simulate-registry":
+            from ttb_spark import simulator
+
+            return simulator.run_command(args)
+        if args.command == "tables":
+            from ttb_spark import docs
+
+            sys.stdout.write(docs.data_dictionary())
+            return 0
+        from ttb_spark import runner
+
+        return runner.run_from_args(args)
+    except SettingsError as exc:
+        sys.stderr.write(f"ttb_spark {args.command}: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Typed settings: one object, nested sections mirroring the original pipeline's config classes.
+
+Precedence, highest first: explicit overrides (command-line flags) > environment variables >
+the environment profile in ``conf/<env>.toml`` > the defaults below. Variable names keep the
+original pipeline's (``TTB_PARTITION_START_DATE``, ``TTB_RECEIPT_METHODS``, ``AWS_REGION`` ...).
+Nothing here is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+RECEIPT_METHODS: dict[str, str] = {
+    "000": "HAND DELIVERED",
+    "001": "E-FILED",
+    "002": "MAIL",
+    "003": "OVERNIGHT COURIER",
+}
+DATA_TYPES: tuple[str, ...] = ("cola-detail", "certificate")
+ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")
+
+_PROFILE: ContextVar[dict[str, dict[str, Any]]] = ContextVar("ttb_profile", default={})
+_URI = re.compile(r"^(s3a?|s3n|gs|abfss?|dbfs|file):/{1,3}[^\s]*$")
+
+
+class SettingsError(ValueError):
+    """Invalid settings or arguments; the message names the setting."""
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _check_uri(value: str | None, setting: str, *, allow_local: bool = True) -> str | None:
+    if value is None:
+        return None
+    if _URI.match(value):
+        return value
+    if "://" in value or not value.strip() or not allow_local:
+        raise ValueError(f"must be a URI such as s3://bucket/prefix or a local path, got {value!r}")
+    return value
+
+
+class _Section(BaseSettings):
+    """A settings section: reads TTB_* variables over the active profile's table."""
+
+    section_name: ClassVar[str] = ""
+    model_config = SettingsConfigDict(env_prefix="TTB_", extra="forbid", populate_by_name=True, frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _ProfileSource(settings_cls)
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Values of the active environment profile (conf/<env>.toml) for one section."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_PROFILE.get().get(self.settings_cls.section_name, {}))
+
+
+class PipelineSettings(_Section):
+    """What to process and where it lives (the original PipelineConfig)."""
+
+    section_name: ClassVar[str] = "pipeline"
+    environment: Literal["development", "test", "production"] = "development"
+    partition_start_date: date = date(2024, 1, 2)
+    partition_end_date: date | None = None
+    receipt_methods: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(RECEIPT_METHODS))
+    data_types: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DATA_TYPES))
+    s3_bucket: str | None = None
+    aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "aws_region"))
+    s3_endpoint_url: str | None = None
+    raw_root: str = "data/raw"
+    lakehouse_root: str = "data/lakehouse"
+    backfill_chunk_days: int = Field(7, ge=1)
+
+    @field_validator("receipt_methods", "data_types", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("receipt_methods")
+    @classmethod
+    def _known_methods(cls, value: list[str]) -> list[str]:
+        unknown = [m for m in value if m not in RECEIPT_METHODS]
+        if unknown or not value:
+            raise ValueError(f"unknown receipt method(s) {unknown or value}; allowed: {','.join(RECEIPT_METHODS)}")
+        return value
+
+    @field_validator("data_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if t not in DATA_TYPES]
+        if unknown or not value:
+            raise ValueError(f"unknown data type(s) {unknown or value}; allowed: {','.join(DATA_TYPES)}")
+        return value
+
+    @field_validator("raw_root", "lakehouse_root")
+    @classmethod
+    def _uri(cls, value: str, info: Any) -> str:
+        return _check_uri(value, "TTB_" + info.field_name.upper())
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"must be an http(s):// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> PipelineSettings:
+        if self.partition_end_date is not None and self.partition_end_date < self.partition_start_date:
+            raise ValueError(
+                f"TTB_PARTITION_END_DATE: {self.partition_end_date} is before "
+                f"TTB_PARTITION_START_DATE {self.partition_start_date}"
+            )
+        return self
+
+    @property
+    def end_date(self) -> date:
+        """Last receipt date of the range (the start date when no end is set)."""
+        return self.partition_end_date or self.partition_start_date
+
+
+class ExtractionSettings(_Section):
+    """How the registry is scraped (the original ExtractionConfig)."""
+
+    section_name: ClassVar[str] = "extraction"
+    registry_base_url: str = "https://www.ttbonline.gov/colasonline/"
+    use_simulator: bool = False
+    max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
+    consecutive_failure_threshold: int = Field(50, ge=1)
+    request_delay_seconds: float = Field(0.5, ge=0)
+    max_requests_per_second: float = Field(2.0, gt=0)
+    scrape_concurrency: int = Field(2, ge=1)
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_initial_seconds: float = Field(1.0, ge=0)
+    backoff_max_seconds: float = Field(60.0, ge=0)
+    extra_ca_bundle: str | None = None
+    user_agent: str = "ttb_spark/0.1 (+https://github.com/ttb-spark/ttb_spark; COLA registry research crawler)"
+
+    @field_validator("registry_base_url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(f"must be an http(s):// URL, got {value!r}")
+        return value if value.endswith("/") else value + "/"
+
+
+class ProcessingSettings(_Section):
+    """Silver: parsing, cleaning and validation (the original ProcessingConfig)."""
+
+    section_name: ClassVar[str] = "processing"
+    validate_reference_codes: bool = True
+    reconcile_strict: bool = True
+
+
+class ConsolidationSettings(_Section):
+    """Consolidated COLAs (the original ConsolidationConfig)."""
+
+    section_name: ClassVar[str] = "consolidation"
+    prefer_certificate_codes: bool = True
+
+
+class AnalyticsSettings(_Section):
+    """Gold dimensions, facts and quality checks (the original AnalyticsConfig)."""
+
+    section_name: ClassVar[str] = "analytics"
+    min_valid_date: date = date(1990, 1, 1)
+    blocking_quality_checks: bool = True
+
+
+class SparkSettings(_Section):
+    """Local session tuning; ignored when a session already exists (Databricks, EMR, spark-submit)."""
+
+    section_name: ClassVar[str] = "spark"
+    master: str = Field("local[*]", validation_alias=AliasChoices("TTB_SPARK_MASTER", "master"))
+    shuffle_partitions: int = Field(8, ge=1)
+    ui_enabled: bool = False
+    driver_memory: str = "2g"
+
+
+class Settings(BaseModel):
+    """All settings; pass this object in, never read the environment elsewhere."""
+
+    model_config = {"frozen": True}
+    pipeline: PipelineSettings
+    extraction: ExtractionSettings
+    processing: ProcessingSettings
+    consolidation: ConsolidationSettings
+    analytics: AnalyticsSettings
+    spark: SparkSettings
+
+    def fingerprint(self) -> str:
+        """Stable hash of every setting (no secrets live in settings); for the run audit."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "pipeline": PipelineSettings,
+    "extraction": ExtractionSettings,
+    "processing": ProcessingSettings,
+    "consolidation": ConsolidationSettings,
+    "analytics": AnalyticsSettings,
+    "spark": SparkSettings,
+}
+
+
+def conf_dir() -> Path:
+    """Where the environment profiles live: $TTB_CONF_DIR, else the repo's conf/, else the packaged copy."""
+    explicit = os.environ.get("TTB_CONF_DIR")
+    if explicit:
+        return Path(explicit)
+    repo = Path(__file__).resolve().parents[1] / "conf"
+    return repo if repo.is_dir() else Path(__file__).resolve().parent / "data" / "conf"
+
+
+def _env_var(section: type[_Section], field: str) -> str:
+    alias = section.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return "TTB_" + field.upper()
+
+
+def _explain(section: type[_Section], error: ValidationError) -> SettingsError:
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if field not in section.model_fields:
+        return SettingsError(f"invalid setting {message}")
+    value = first.get("input")
+    shown = "" if "got " in message or isinstance(value, dict) else f" (got {value!r})"
+    return SettingsError(f"invalid setting {_env_var(section, field)}: {message}{shown}")
+
+
+def load_settings(env: str | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
+    """Build the settings for ``env`` (default $TTB_ENVIRONMENT, else development).
+
+    ``overrides`` maps section name to field values (from command-line flags); they win over
+    everything. Raises :class:`SettingsError` naming the first bad setting.
+    """
+    env = env or os.environ.get("TTB_ENVIRONMENT") or "development"
+    if env not in ENVIRONMENTS:
+        raise SettingsError(f"invalid setting TTB_ENVIRONMENT: {env!r} is not one of {', '.join(ENVIRONMENTS)}")
+    profile_path = conf_dir() / f"{env}.toml"
+    try:
+        profile = tomllib.loads(profile_path.read_text()) if profile_path.is_file() else {}
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"invalid settings profile {profile_path}: {exc}") from exc
+    profile.setdefault("pipeline", {}).setdefault("environment", env)
+    overrides = overrides or {}
+    token = _PROFILE.set(profile)
+    try:
+        built: dict[str, _Section] = {}
+        for name, section in SECTIONS.items():
+            try:
+                built[name] = section(**{k: v for k, v in overrides.get(name, {}).items() if v is not None})
+            except ValidationError as exc:
+                raise _explain(section, exc) from None
+    finally:
+        _PROFILE.reset(token)
+    return Settings(**built)

@@ -1,0 +1,164 @@
+"""The raw store: registry pages as served, plus per-partition manifests, on S3 or a local folder.
+
+Key layout under the raw root (``s3://bucket/prefix`` or a folder)::
+
+    pages/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/<ttb_id>.html
+    manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/manifest.jsonl
+    manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/_COMPLETE
+
+``manifest.jsonl`` has one JSON object per TTB ID tried; ``_COMPLETE`` (a JSON summary) is written
+last, so a partition without it is unfinished. Every object write is atomic: a local file is
+written beside its target and renamed into place; an S3 PUT is atomic by itself. Keys are only
+ever built from a validated :class:`~ttb_spark.ttb_id.TTBId` and a known partition.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from ttb_spark.partitions import Partition
+from ttb_spark.settings import Settings
+from ttb_spark.ttb_id import TTBId
+
+MANIFEST = "manifest.jsonl"
+COMPLETE = "_COMPLETE"
+
+
+def partition_prefix(kind: str, partition: Partition) -> str:
+    """``<kind>/method_type=<mt>/receipt_date=<date>/`` for kind ``pages`` or ``manifests``."""
+    if kind not in ("pages", "manifests"):
+        raise ValueError(f"unknown raw store area {kind!r}")
+    return f"{kind}/method_type={partition.method_type}/receipt_date={partition.receipt_date.isoformat()}/"
+
+
+def page_key(partition: Partition, ttb_id: TTBId) -> str:
+    """Where a page of ``ttb_id`` lives; the ID must belong to the partition's date and method."""
+    if not isinstance(ttb_id, TTBId):
+        raise TypeError("page keys are built from validated TTBId values only")
+    if ttb_id.receipt_date != partition.receipt_date or ttb_id.receipt_method != partition.receipt_method:
+        raise ValueError(f"TTB ID {ttb_id} does not belong to partition {partition.key}")
+    return f"{partition_prefix('pages', partition)}{ttb_id}.html"
+
+
+def manifest_key(partition: Partition) -> str:
+    return partition_prefix("manifests", partition) + MANIFEST
+
+
+def complete_key(partition: Partition) -> str:
+    return partition_prefix("manifests", partition) + COMPLETE
+
+
+class RawStore(Protocol):
+    """Object-store operations the scraper and bronze need."""
+
+    uri: str
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+
+
+class LocalStore:
+    """A folder; atomic writes by write-then-rename in the same directory."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root.removeprefix("file://")).resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"key {key!r} escapes the raw root")
+        return path
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        folder = base if prefix.endswith("/") or not prefix else base.parent
+        if not folder.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+
+
+class S3Store:
+    """An ``s3://bucket/prefix`` through boto3 (any S3-compatible endpoint); credentials from the environment/IAM."""
+
+    def __init__(self, uri: str, region: str, endpoint_url: str | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("s3", "s3a") or not parsed.netloc:
+            raise ValueError(f"not an s3://bucket/prefix URI: {uri!r}")
+        self.uri = uri.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.client = boto3.client(
+            "s3",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"} if endpoint_url else None),
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def open_store(uri: str, region: str = "us-east-1", endpoint_url: str | None = None) -> RawStore:
+    """The store for ``uri``: S3 for ``s3://``/``s3a://``, a local folder otherwise."""
+    if uri.startswith(("s3://", "s3a://")):
+        return S3Store(uri, region, endpoint_url)
+    return LocalStore(uri)
+
+
+def raw_store(settings: Settings) -> RawStore:
+    """The raw store the settings name (picklable arguments: call this on executors too)."""
+    p = settings.pipeline
+    return open_store(p.raw_root, p.aws_region, p.s3_endpoint_url)
