@@ -1,0 +1,240 @@
+"""HTTP client for the registry: one polite, retrying ``requests`` session per scrape task.
+
+* Politeness: every request (retries included) waits for its slot from a :class:`Pacer`; the
+  scrape stage gives each of its concurrent tasks the interval ``concurrency / total rate`` so the
+  tasks together never exceed ``TTB_MAX_REQUESTS_PER_SECOND``.
+* Retries (tenacity): connection errors, timeouts, truncated transfers, 429 and 5xx, and pages
+  the classifier calls transient (empty, truncated, session timeout, CAPTCHA); exponential backoff
+  with full jitter, never shorter than the server's ``Retry-After``. A session-timeout page starts
+  a fresh session (the registry's advice).
+* TLS: verification is always on, against certifi's roots plus the registry's missing
+  intermediate (shipped in the package; ``TTB_EXTRA_CA_BUNDLE`` replaces the extra file).
+* Outcome of one page: ``found`` / ``not_found`` / ``unexpected`` (reason) / ``failed`` (reason,
+  after retries), decided by :func:`ttb_spark.parse.classify` for HTTP 200 answers.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlencode, urljoin, urlparse
+
+import certifi
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from ttb_spark.settings import ExtractionSettings
+from ttb_spark.ttb_id import TTBId
+
+DEFAULT_EXTRA_CA = "data/certs/entrust-ov-tls-issuing-rsa-ca-2.pem"
+ACTIONS: dict[str, str] = {"cola-detail": "publicDisplaySearchAdvanced", "certificate": "publicFormDisplay"}
+PAGE_KINDS: dict[str, str] = {"cola-detail": "detail", "certificate": "certificate"}
+# Classifier reasons worth another try: the next answer may well be the real page.
+TRANSIENT_REASONS = frozenset({"empty", "truncated", "session_timeout", "captcha"})
+RETRY_AFTER_CAP_SECONDS = 300.0
+
+
+class RegistryTLSError(RuntimeError):
+    """TLS verification of the registry failed; the message names the fix (never verify=False)."""
+
+
+def page_url(base_url: str, data_type: str, ttb_id: TTBId) -> str:
+    """URL of a detail (``cola-detail``) or certificate page; only a validated TTBId gets in."""
+    if not isinstance(ttb_id, TTBId):
+        raise TypeError("registry URLs are built from validated TTBId values only")
+    ttb_id = TTBId(ttb_id.value)
+    if data_type not in ACTIONS:
+        raise ValueError(f"unknown data type {data_type!r}")
+    query = urlencode({"action": ACTIONS[data_type], "ttbid": str(ttb_id)})
+    return f"{urljoin(base_url, 'viewColaDetails.do')}?{query}"
+
+
+def ca_bundle(extra: str | None = None) -> str:
+    """Path of a CA bundle: certifi's roots plus ``extra`` (default: the shipped Entrust intermediate).
+
+    Written once per content to the temp folder (atomically), so every executor can build it.
+    """
+    extra_pem = Path(extra).read_bytes() if extra else resources.files("ttb_spark").joinpath(DEFAULT_EXTRA_CA).read_bytes()
+    combined = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + extra_pem
+    target = Path(tempfile.gettempdir()) / f"ttb_spark-ca-{hashlib.sha256(combined).hexdigest()[:16]}.pem"
+    if not target.is_file():
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".ttb_spark-ca-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(combined)
+        os.replace(tmp, target)
+    return str(target)
+
+
+class Pacer:
+    """Hands out request slots at least ``interval`` seconds apart (thread-safe)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = max(0.0, interval)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def task_interval(extraction: ExtractionSettings, concurrent_tasks: int) -> float:
+    """Seconds between one task's requests so ``concurrent_tasks`` tasks stay under the total rate."""
+    return max(extraction.request_delay_seconds, max(1, concurrent_tasks) / extraction.max_requests_per_second)
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """The one outcome of fetching one page."""
+
+    outcome: str  # found | not_found | unexpected | failed
+    reason: str | None
+    http_status: int | None
+    body: bytes | None  # the page as served; set for found pages only
+    attempts: int
+    fetched_at: datetime
+
+
+class _Retry(Exception):
+    """An attempt that may succeed when repeated; carries the outcome to report if none does."""
+
+    def __init__(self, outcome: str, reason: str, http_status: int | None = None, retry_after: float = 0.0) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.http_status, self.retry_after = outcome, reason, http_status, retry_after
+
+
+class _WaitRetryAfter:
+    """tenacity wait: jittered exponential backoff, but never less than the server's Retry-After."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.backoff = wait_random_exponential(multiplier=initial, max=maximum)
+
+    def __call__(self, retry_state) -> float:  # noqa: ANN001 (tenacity.RetryCallState)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return max(getattr(exc, "retry_after", 0.0), self.backoff(retry_state))
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), capped; 0 if absent/bad."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP_SECONDS)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return min(max(delta, 0.0), RETRY_AFTER_CAP_SECONDS)
+
+
+class RegistryClient:
+    """One task's client: a cookie-keeping session, a pacer and the retry policy."""
+
+    def __init__(self, extraction: ExtractionSettings, pacer: Pacer) -> None:
+        self.settings = extraction
+        self.pacer = pacer
+        self.base_url = extraction.registry_base_url
+        self.verify = ca_bundle(extraction.extra_ca_bundle)
+        self.requests_sent = 0
+        self.sessions_started = 0
+        self.session = self._new_session()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = self.settings.user_agent
+        session.verify = self.verify
+        session.mount("https://", HTTPAdapter(max_retries=0, pool_maxsize=1))
+        session.mount("http://", HTTPAdapter(max_retries=0, pool_maxsize=1))
+        self.sessions_started += 1
+        return session
+
+    def renew_session(self) -> None:
+        """Drop cookies and connections; the next request starts a fresh registry session."""
+        self.session.close()
+        self.session = self._new_session()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def fetch(self, data_type: str, ttb_id: TTBId) -> Fetch:
+        """Fetch one page; returns exactly one outcome. Raises RegistryTLSError when TLS verification fails."""
+        url = page_url(self.base_url, data_type, ttb_id)
+        s = self.settings
+        retrying = Retrying(
+            stop=stop_after_attempt(s.max_retries + 1),
+            wait=_WaitRetryAfter(s.backoff_initial_seconds, s.backoff_max_seconds),
+            retry=retry_if_exception_type(_Retry),
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    outcome, reason, status, body = self._attempt(url, data_type, ttb_id)
+        except _Retry as exc:
+            return Fetch(exc.outcome, exc.reason, exc.http_status, None, attempts, _now())
+        return Fetch(outcome, reason, status, body, attempts, _now())
+
+    def _attempt(self, url: str, data_type: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None]:
+        from ttb_spark.parse import classify
+
+        self.pacer.wait()
+        self.requests_sent += 1
+        try:
+            response = self.session.get(url, timeout=self.settings.request_timeout_seconds)
+            body = response.content
+        except requests.exceptions.SSLError as exc:
+            raise RegistryTLSError(tls_failure_message(url, exc)) from exc
+        except requests.Timeout as exc:
+            raise _Retry("failed", "timeout") from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            raise _Retry("failed", "connection_error") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry("failed", f"http_{status}", status, retry_after_seconds(response.headers.get("Retry-After")))
+        if status != 200:
+            return "unexpected", f"http_{status}", status, None
+        verdict = classify(body, expected_ttb_id=str(ttb_id), expected_kind=PAGE_KINDS[data_type])
+        if verdict.kind == PAGE_KINDS[data_type]:
+            return "found", None, status, body
+        if verdict.kind == "not_found":
+            return "not_found", None, status, None
+        reason = verdict.reason or "unknown_layout"
+        if reason in TRANSIENT_REASONS:
+            if reason == "session_timeout":
+                self.renew_session()
+            pause = self.settings.backoff_max_seconds if reason == "captcha" else 0.0
+            raise _Retry("unexpected", reason, status, pause)
+        return "unexpected", reason, status, None
+
+
+def tls_failure_message(url: str, exc: Exception) -> str:
+    host = urlparse(url).hostname
+    return (
+        f"TLS verification of {host} failed ({exc}). The registry does not send its intermediate "
+        f"certificate: put the issuing CA (named by the server certificate's AIA 'CA Issuers' URL; "
+        f"the package ships {DEFAULT_EXTRA_CA}) in a PEM file and set TTB_EXTRA_CA_BUNDLE to it. "
+        f"Verification is never turned off."
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
