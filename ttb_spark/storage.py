@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -61,6 +62,7 @@ class RawStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
+    def modified(self, key: str) -> datetime: ...
 
 
 class LocalStore:
@@ -93,6 +95,10 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def modified(self, key: str) -> datetime:
+        """When the object was last written (UTC)."""
+        return datetime.fromtimestamp(self._path(key).stat().st_mtime, tz=timezone.utc)
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
@@ -142,6 +148,10 @@ class S3Store:
                 return False
             raise
         return True
+
+    def modified(self, key: str) -> datetime:
+        """When the object was last written (UTC)."""
+        return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["LastModified"].astimezone(timezone.utc)
 
     def list(self, prefix: str) -> list[str]:
         strip = len(self.prefix) + 1 if self.prefix else 0
