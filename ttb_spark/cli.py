@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS, SettingsError
 
@@ -100,6 +100,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"ttb_spark {args.command}: error: {exc}\n")
         return 2
+
+
+def _job_entry(job: str) -> Callable[[], None]:
+    """A console-script entry point running ``job`` with ``sys.argv[1:]`` (Databricks python_wheel_task)."""
+
+    def entry() -> None:
+        sys.exit(main([job, *sys.argv[1:]]))
+
+    entry.__name__ = entry.__qualname__ = f"{job}_job"
+    entry.__doc__ = f"Entry point of the `{job}` job: {STAGES[job]}."
+    return entry
+
+
+pipeline_job = _job_entry("pipeline")
+raw_job = _job_entry("raw")
+analytics_job = _job_entry("analytics")
+scrape_job = _job_entry("scrape")
+bronze_job = _job_entry("bronze")
+silver_job = _job_entry("silver")
+gold_job = _job_entry("gold")
+reference_job = _job_entry("reference")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """Runs jobs: turns arguments into settings and a scope, then runs each stage in order.
 
 A stage is a module with ``run(spark, settings, scope) -> dict[str, int]`` (its counts).
-Jobs are lists of stages; the runner owns the Spark session, the embedded simulator and
-progress output, so stage code stays a thin read -> transform -> write.
+Jobs are lists of stages; the runner owns the Spark session, the embedded simulator, the
+backfill chunks, the run audit (``ops.pipeline_runs``), progress lines and the end-of-run
+summary, so stage code stays a thin read -> transform -> write.
+
+A date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
+per chunk, and each finished chunk is recorded in the run's audit row: rerunning a failed
+backfill with the same arguments and settings skips the chunks it already finished.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import contextlib
 import importlib
 import sys
 import time
+import traceback
 import uuid
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
 from typing import Any, Iterator
 
-from ttb_spark.partitions import Partition, date_range, partitions_for
+from ttb_spark.partitions import Partition, chunks, date_range, partitions_for
 from ttb_spark.settings import Settings, SettingsError, load_settings
 
 JOBS: dict[str, tuple[str, ...]] = {
@@ -30,6 +36,8 @@ JOBS: dict[str, tuple[str, ...]] = {
     "gold": ("gold",),
     "reference": ("reference",),
 }
+NEEDS_REGISTRY = {"scrape", "reference"}
+ERROR_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,27 @@ class Scope:
         return cls(p.partition_start_date, p.end_date, tuple(p.receipt_methods), tuple(p.data_types), **kwargs)
 
 
+@dataclass
+class RunResult:
+    """What a job run did: its audit record and exit status."""
+
+    record: Any  # audit.RunRecord
+    exit_code: int
+    tables: list[str] = field(default_factory=list)
+
+
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
-    """Settings (profile + environment + flags) and the scope the flags ask for."""
+    """Settings (profile + environment + flags) and the scope the flags ask for.
+
+    Raises SettingsError for bad or conflicting arguments, before anything is started.
+    """
     if getattr(args, "date", None) and (args.start or args.end):
         raise SettingsError("use either --date or --start/--end, not both")
+    since = bool(getattr(args, "since_last_run", False))
+    if since and (args.date or args.start or args.partition):
+        raise SettingsError("--since-last-run picks the start date itself: drop --date/--start/--partition")
+    if args.partition and (args.date or args.start or args.end or args.receipt_methods or args.data_types):
+        raise SettingsError("--partition names one partition: drop --date/--start/--end/--receipt-methods/--data-types")
     only: tuple[Partition, ...] = ()
     start, end = (args.date, args.date) if args.date else (args.start, args.end)
     methods, types = args.receipt_methods, args.data_types
@@ -97,6 +122,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
     return settings, scope
 
 
+def with_range(settings: Settings, start: date, end: date) -> Settings:
+    """``settings`` with its receipt-date range set to ``start..end`` (already validated: start <= end)."""
+    pipeline = settings.pipeline.model_copy(update={"partition_start_date": start, "partition_end_date": end})
+    return settings.model_copy(update={"pipeline": pipeline})
+
+
 @contextlib.contextmanager
 def registry(settings: Settings) -> Iterator[Settings]:
     """Settings pointing at the registry to use: the embedded loopback simulator when asked for."""
@@ -116,32 +147,133 @@ def progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def run_stage(name: str, spark: Any, settings: Settings, scope: Scope) -> dict[str, int]:
+def _describe(scope: Scope) -> str:
+    parts = scope.partitions()
+    if len(parts) <= 4:
+        return ", ".join(p.key for p in parts)
+    return f"{len(parts)} partitions {parts[0].key} .. {parts[-1].key}"
+
+
+def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: str = "") -> dict[str, int]:
+    """Run one stage over ``scope`` with a start and a done line; returns its counts."""
     module = importlib.import_module(f"ttb_spark.{name}")
     started = time.monotonic()
-    progress(f"{name}: start {scope.start}..{scope.end} ({len(scope.partitions())} partitions)")
+    progress(f"{name}{label}: start {_describe(scope)}")
+    spark.sparkContext.setJobDescription(f"ttb_spark {name}{label} {scope.start}..{scope.end}")
     counts = module.run(spark, settings, scope)
-    progress(f"{name}: done in {time.monotonic() - started:.1f}s {counts}")
-    return counts
+    progress(f"{name}{label}: done in {time.monotonic() - started:.1f}s " + " ".join(f"{k}={v}" for k, v in counts.items()))
+    return {k: int(v) for k, v in counts.items()}
 
 
-def run_job(job: str, spark: Any, settings: Settings, scope: Scope) -> dict[str, dict[str, int]]:
-    """Run every stage of ``job`` in order; returns counts per stage."""
-    results: dict[str, dict[str, int]] = {}
-    with registry(settings) as live:
-        for stage in JOBS[job]:
-            results[stage] = run_stage(stage, spark, live, scope)
-    return results
+def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
+    """The chunks a run is split into: one for a single partition or the reference job, none for an empty range."""
+    if scope.start > scope.end:
+        return []
+    if scope.only or job == "reference":
+        return [(scope.start, scope.end)]
+    return list(chunks(scope.start, scope.end, chunk_days))
+
+
+def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None) -> RunResult:
+    """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage failure."""
+    from ttb_spark import audit
+
+    root = settings.pipeline.lakehouse_root
+    chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
+    done = set() if scope.force else audit.finished_chunks(audit.read_runs(spark, root, job), settings.fingerprint())
+    record = audit.RunRecord.start(
+        scope.run_id, job, arguments or {}, settings,
+        range_start=scope.start, range_end=scope.end, partitions=tuple(p.key for p in scope.only),
+        chunks_total=len(chunk_list), chunks_skipped=sum(c in done for c in chunk_list),
+    )
+    audit.write(spark, record, root)
+    progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
+    try:
+        with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
+            for number, (start, end) in enumerate(chunk_list, 1):
+                label = f" [chunk {number}/{len(chunk_list)} {start}..{end}]" if len(chunk_list) > 1 else ""
+                if (start, end) in done:
+                    progress(f"{job}{label}: finished by an earlier run, skipped")
+                    record = record.chunk_done(start, end, {})
+                    continue
+                chunk_scope = replace(scope, start=start, end=end)
+                chunk_settings = with_range(live, start, end)
+                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in JOBS[job]}
+                record = record.chunk_done(start, end, counts)
+                if number < len(chunk_list):
+                    audit.write(spark, record, root)
+        record = record.finish(audit.SUCCEEDED)
+        code = 0
+    except (Exception, KeyboardInterrupt) as exc:
+        record = record.finish(audit.FAILED, error_text(exc))
+        progress(f"{job}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        traceback.print_exc(file=sys.stderr)
+        code = 1
+    audit.write(spark, record, root)
+    return RunResult(record, code, written_tables(spark, root))
+
+
+def error_text(exc: BaseException) -> str:
+    """Exception type and message plus the innermost frames, bounded in size."""
+    text = "".join(traceback.format_exception(exc, limit=-3))
+    head = f"{type(exc).__name__}: {exc}"
+    return (head if len(head) < ERROR_CHARS // 2 else head[: ERROR_CHARS // 2] + " ...") + "\n" + text[-ERROR_CHARS // 2 :]
+
+
+def written_tables(spark: Any, root: str) -> list[str]:
+    """Names of the declared tables that exist under ``root``."""
+    from ttb_spark import lakehouse
+
+    return sorted(name for name, spec in lakehouse.REGISTRY.items() if lakehouse.table_exists(spark, spec, root))
+
+
+def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
+    """Range for ``--since-last-run``: the day after the last receipt date a run of ``job`` covered
+    (the settings' start date if none did) to the settings' end date, else today. An empty range
+    (start after end: everything is covered) plans no chunk."""
+    from ttb_spark import audit
+
+    start = audit.next_start(audit.read_runs(spark, settings.pipeline.lakehouse_root, job)) or settings.pipeline.partition_start_date
+    end = settings.pipeline.partition_end_date or datetime.now(timezone.utc).date()
+    return with_range(settings, start, end), replace(scope, start=start, end=end)
+
+
+def summary(job: str, result: RunResult, settings: Settings) -> str:
+    """The one-screen end-of-run report: status, range, counts per stage, rejects, duration, table locations."""
+    from ttb_spark import audit
+
+    r = result.record
+    lines = [
+        f"ttb_spark {job}: {r.status.upper()} in {r.duration_seconds or 0:.1f}s  (run {r.run_id})",
+        f"  range     {r.range_start}..{r.range_end}  {r.chunks_total} chunk(s) of <= {settings.pipeline.backfill_chunk_days} days,"
+        f" {len(r.completed_chunks)} finished, {r.chunks_skipped} skipped as already done"
+        + (f"  partition {', '.join(r.partitions)}" if r.partitions else ""),
+    ]
+    for stage in JOBS[job]:
+        counts = r.counts.get(stage)
+        shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
+        lines.append(f"  {stage:<9} {shown}")
+    rejects = sum(v for counts in r.counts.values() for k, v in counts.items() if "reject" in k)
+    lines.append(f"  rejects   {rejects}" + (" (see silver.rejects)" if rejects else ""))
+    if r.error:
+        lines.append(f"  error     {r.error.splitlines()[0][:200]}")
+    root = settings.pipeline.lakehouse_root
+    lines.append(f"  raw       {settings.pipeline.raw_root}")
+    lines.append(f"  tables    {root}/<layer>/<table>: {', '.join(result.tables) or '(none yet)'}")
+    lines.append(f"  audit     {audit.PIPELINE_RUNS.path(root)} (run_id = '{r.run_id}')")
+    return "\n".join(lines) + "\n"
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    """The CLI's job commands: validate, start Spark, run the job audited, print the summary; exit status."""
     settings, scope = settings_from_args(args)
     from ttb_spark.spark import get_spark
 
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
-    started = time.monotonic()
-    results = run_job(args.command, spark, settings, scope)
-    progress(f"{args.command}: finished in {time.monotonic() - started:.1f}s")
-    for stage, counts in results.items():
-        sys.stdout.write(f"{stage:<10} " + " ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
-    return 0
+    if getattr(args, "since_last_run", False):
+        settings, scope = resolve_since_last_run(spark, args.command, settings, scope)
+    arguments = {k: v for k, v in vars(args).items() if k != "command"}
+    result = run_job(args.command, spark, settings, scope, arguments)
+    sys.stdout.write(summary(args.command, result, settings))
+    sys.stdout.flush()
+    return result.exit_code
