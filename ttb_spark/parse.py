@@ -694,7 +694,8 @@ def _permit_blocks(label_row: etree._Element) -> list[list[str]]:
 
 
 def certificate_items(root: etree._Element) -> CertificateItems:
-    """Raw items of a certificate tree: each ``label``/``boldlabel`` div and the cell after it."""
+    """Raw items of a certificate tree: each ``label``/``boldlabel`` div and the ``data`` divs (or
+    checkbox table) after it; the form renders some items as an empty ``data`` div then the value."""
     fields: dict[str, list[str]] = {}
     boxes: dict[str, list[Checkbox]] = {}
     embossed: list[str] = []
@@ -709,19 +710,19 @@ def certificate_items(root: etree._Element) -> CertificateItems:
         key = certificate_label_key(div.text)
         if key is None or key in fields or key in boxes:
             continue
-        value = div.getnext()
-        while value is not None and value.tag == "br":
-            value = value.getnext()
-        if value is None:
-            fields[key] = []
-            continue
-        inputs = [el for el in value.iter("input") if el.get("type") == "checkbox"]
-        if inputs:
-            boxes[key] = [_checkbox(el) for el in inputs]
-        elif value.tag == "div" and value.get("class") == "data":
-            fields[key] = _lines(value)
-        else:
-            fields[key] = []
+        lines: list[str] = []
+        for value in div.itersiblings():
+            if value.tag == "br":
+                continue
+            inputs = [el for el in value.iter("input") if el.get("type") == "checkbox"]
+            if inputs:
+                boxes[key] = [_checkbox(el) for el in inputs]
+                break
+            if value.tag != "div" or value.get("class") != "data":
+                break
+            lines.extend(_lines(value))
+        if key not in boxes:
+            fields[key] = lines
     return CertificateItems(fields, boxes, [e for e in embossed if e.strip()], _label_items(root))
 
 
