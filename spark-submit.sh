@@ -8,14 +8,16 @@
 # after it goes to the job (see `python -m ttb_spark JOB --help`). Options before JOB go to
 # spark-submit; --master defaults to local[*]. The package is shipped as --py-files and the Delta
 # (and, for s3a://, hadoop-aws) jars as --packages, resolved by Ivy from Maven Central.
-# Environment: SPARK_SUBMIT (default: spark-submit on PATH, else the venv's), PYTHON, EXTRA_PACKAGES.
+# Environment: SPARK_SUBMIT (default: spark-submit on PATH, else the venv's), PYTHON, EXTRA_PACKAGES,
+# TTB_CONF_DIR (settings profiles; default ./conf, which the zipped package cannot find by itself).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+export TTB_CONF_DIR="${TTB_CONF_DIR:-$here/conf}"
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(command -v spark-submit || echo "$here/.venv/bin/spark-submit")}"
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
   echo
   echo "jobs:"
   for f in "$here"/jobs/*.py; do
