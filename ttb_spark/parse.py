@@ -406,6 +406,8 @@ _CERT_LABELS = {
     "brand name": "brand_name",
     "fanciful name": "fanciful_name",
     "formula": "formula",
+    "formula/sop no.": "formula",
+    "formula/sop no": "formula",
     "grape varietal(s)": "grape_varietals",
     "grape varietal": "grape_varietals",
     "wine appellation": "wine_appellation",
