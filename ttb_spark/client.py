@@ -82,6 +82,11 @@ class Pacer:
         self._next = 0.0
         self._lock = threading.Lock()
 
+    def hold(self, seconds: float) -> None:
+        """Give out no slot before ``seconds`` from now (staggers concurrent tasks)."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
     def wait(self) -> None:
         with self._lock:
             now = time.monotonic()

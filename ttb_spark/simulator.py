@@ -5,8 +5,8 @@ publicDisplaySearchAdvanced|publicDisplaySearchBasic|publicFormDisplay&ttbid=<id
 a ``JSESSIONID`` cookie and answers HTTP 200 with the real error page for every TTB ID that is not
 public, like the registry. Public records are a deterministic (seeded) synthetic set: per receipt
 day, hundreds for e-filing (``001``, times ``scale``), none to a few for the paper codes, with
-short gaps of non-public sequence numbers and at least one run longer than the default
-consecutive-miss threshold. Pages are the 18 real saved pages used as templates, with the TTB ID,
+short gaps of non-public sequence numbers and, on e-filed days, at least one run longer than the
+default consecutive-miss threshold. Pages are the 18 real saved pages used as templates, with the TTB ID,
 serial number, brand name and dates swapped (application date = receipt date <= approval/issue
 date).
 
@@ -181,10 +181,10 @@ class SyntheticRegistry:
             count = max(1, round(base * self.scale))
         else:
             count = rng.choice((0, 0, 0, 1, 1, 2, 3))
-        long_gap_at = {count // 2} if count >= 2 else set()
+        long_gaps = receipt_method == "001" and count >= 10
         sequences, seq = [], 0
         for index in range(count):
-            if index in long_gap_at or rng.random() < 1 / 150:
+            if long_gaps and (index == count // 2 or rng.random() < 1 / 150):
                 gap = rng.randint(*LONG_GAP)
             elif rng.random() < 0.25:
                 gap = rng.randint(1, 8)
