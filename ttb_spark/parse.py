@@ -18,6 +18,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Literal
 
 from lxml import etree
@@ -104,8 +105,11 @@ def decode(page: bytes | str) -> str:
 
 # --- classification ---------------------------------------------------------------------------
 
-_DETAIL_MARK = re.compile(r"<h1>\s*COLA\s+Detail\s*</h1>", re.I)
-_CERT_MARK = re.compile(r"CERTIFICATION/EXEMPTION\s+OF\s+LABEL/BOTTLE\s+APPROVAL", re.I)
+_DETAIL_MARK = ("<h1>COLA Detail</h1>", re.compile(r"<h1>\s*COLA\s+Detail\s*</h1>", re.I))
+_CERT_MARK = (
+    "CERTIFICATION/EXEMPTION OF LABEL/BOTTLE APPROVAL",
+    re.compile(r"CERTIFICATION/EXEMPTION\s+OF\s+LABEL/BOTTLE\s+APPROVAL", re.I),
+)
 _ERROR_MARK = re.compile(r"<title>[^<]*Error Message[^<]*</title>|<h1>\s*Error\s*</h1>", re.I)
 _NOT_FOUND_MARK = re.compile(r"Unable\s+to\s+process\s+request", re.I)
 _TIMEOUT_MARK = re.compile(
@@ -124,6 +128,15 @@ _DETAIL_ID = re.compile(r"TTB\s+ID:\s*</strong>(?:\s|&nbsp;|<[^>]*>)*([^<]*)", r
 _CERT_ID = re.compile(r">\s*TTB\s+ID\s*</div>(?:\s|&nbsp;|<[^>]*>)*([^<]*)", re.I)
 _HTML_END = re.compile(r"</html\s*>", re.I)
 _TAIL = 512
+
+
+def _find(text: str, mark: tuple[str, re.Pattern[str]]) -> int:
+    """Where a marker starts: the exact spelling by ``str.find`` (fast), else the tolerant pattern."""
+    at = text.find(mark[0])
+    if at < 0:
+        found = mark[1].search(text)
+        at = found.start() if found else -1
+    return at
 
 
 def _complete(text: str) -> bool:
@@ -148,9 +161,10 @@ def classify(
     text = decode(page)
     if not text.strip():
         return _unexpected("empty", "no content")
-    if _DETAIL_MARK.search(text):
+    at = _find(text, _DETAIL_MARK)
+    if at >= 0:
         kind, id_mark = "detail", _DETAIL_ID
-    elif _CERT_MARK.search(text):
+    elif (at := _find(text, _CERT_MARK)) >= 0:
         kind, id_mark = "certificate", _CERT_ID
     elif _ERROR_MARK.search(text):
         if _TIMEOUT_MARK.search(text):
@@ -172,7 +186,7 @@ def classify(
         return _unexpected("unknown_layout", "neither a COLA detail, certificate nor error page")
     if not _complete(text):
         return _unexpected("truncated", f"{kind} page without closing </html>")
-    found = id_mark.search(text)
+    found = id_mark.search(text, at)
     page_id = " ".join(found.group(1).split()) if found else ""
     if not page_id:
         return _unexpected("unknown_layout", f"{kind} page without a TTB ID")
@@ -299,6 +313,12 @@ _DETAIL_LABELS = {
     "plant registry/basic permit/brewers no (other)": "other",
     "contact information": "contact",
 }
+@lru_cache(maxsize=4096)
+def detail_label_key(label_text: str | None) -> str | None:
+    """The detail field a ``<strong>`` label's text names, or None (memoised)."""
+    return _DETAIL_LABELS.get(normalise_label(label_text))
+
+
 _DETAIL_REQUIRED = ("ttb_id", "status", "brand_name", "class_type_description", "approval_date", "principal")
 
 
@@ -433,8 +453,10 @@ _CERT_PREFIXES = (
 _CERT_REQUIRED = ("ttb_id", "serial_number", "brand_name", "status")
 
 
+@lru_cache(maxsize=4096)
 def certificate_label_key(label_text: str | None) -> str | None:
-    """The certificate field a ``label``/``boldlabel`` div's own text names, or None."""
+    """The certificate field a ``label``/``boldlabel`` div's own text names, or None (memoised:
+    the same few label texts recur on every page)."""
     key = normalise_label(label_text)
     field = _CERT_LABELS.get(key)
     if field is None:
@@ -602,7 +624,17 @@ def _label(type_text: str, dims_text: str, src: str | None) -> dict[str, Any]:
 _HTML_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 
 
-def _tree(text: str) -> etree._Element:
+_DETAIL_END = 'class="actionbox"'
+
+
+def _tree(text: str, kind: str) -> etree._Element:
+    """The page's lxml tree; a detail page is parsed from its ``<h1>`` to its action box only (the
+    masthead, navigation and footer are half the page and hold no field)."""
+    if kind == "detail":
+        start = _find(text, _DETAIL_MARK)
+        end = text.find(_DETAIL_END, start) if start >= 0 else -1
+        if end > 0:
+            text = text[start:end]
     root = etree.fromstring(text, _HTML_PARSER)
     if root is None:
         raise ParseError("unknown_layout", "no HTML tree")
@@ -639,7 +671,7 @@ def detail_items(root: etree._Element) -> DetailItems:
     principal: list[list[str]] | None = None
     other: list[list[str]] = []
     for strong in root.iter("strong"):
-        key = _DETAIL_LABELS.get(normalise_label(strong.text))
+        key = detail_label_key(strong.text)
         if key is None or key in fields:
             continue
         if key == "qualifications":
@@ -771,14 +803,20 @@ def _require(page: bytes | str, kind: Literal["detail", "certificate"]) -> str:
     return text
 
 
+def _record(text: str, kind: str) -> dict:
+    if kind == "detail":
+        return detail_record(detail_items(_tree(text, kind)))
+    return certificate_record(certificate_items(_tree(text, kind)))
+
+
 def parse_detail(page: bytes | str) -> dict:
     """The COLA detail record (fields :data:`DETAIL_FIELDS`); ParseError with a reason otherwise."""
-    return detail_record(detail_items(_tree(_require(page, "detail"))))
+    return _record(_require(page, "detail"), "detail")
 
 
 def parse_certificate(page: bytes | str) -> dict:
     """The certificate record (fields :data:`CERTIFICATE_FIELDS`); ParseError with a reason otherwise."""
-    return certificate_record(certificate_items(_tree(_require(page, "certificate"))))
+    return _record(_require(page, "certificate"), "certificate")
 
 
 def parse_page(
@@ -793,11 +831,7 @@ def parse_page(
     if found.kind not in ("detail", "certificate"):
         return ParseResult(found.kind, found.reason, found.detail, None)
     try:
-        root = _tree(text)
-        if found.kind == "detail":
-            record = detail_record(detail_items(root))
-        else:
-            record = certificate_record(certificate_items(root))
+        record = _record(text, found.kind)
     except ParseError as exc:
         return ParseResult("unexpected", exc.reason, exc.detail, None)
     if expected_ttb_id is not None and record["ttb_id"] != str(expected_ttb_id):
