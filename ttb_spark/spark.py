@@ -8,6 +8,7 @@ i.e. Ivy from Maven Central) and, for an ``s3a://`` lakehouse, the S3A connector
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from ttb_spark.settings import Settings
@@ -61,6 +62,8 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
+        # Python workers use this interpreter (and its packages), not whatever python3 is on PATH.
+        "spark.pyspark.python": sys.executable,
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
