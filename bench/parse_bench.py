@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -198,19 +199,24 @@ def _ours(page: bytes) -> dict:
 
 
 def _rate(fn: Callable[[bytes], Any], pages: list[bytes], min_seconds: float) -> dict[str, float]:
-    """Pages per second by wall clock and by this process's CPU time, over whole passes."""
+    """Pages per second over whole passes of all pages: by this process's CPU time (the per-core
+    figure; other processes on a shared machine inflate wall time) for the median and the best
+    pass (least disturbed by neighbours), and by wall clock over all passes."""
     for page in pages:
         fn(page)
-    done = 0
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    while True:
+    cpu_passes: list[float] = []
+    wall0 = time.perf_counter()
+    while not cpu_passes or time.perf_counter() - wall0 < min_seconds:
+        cpu0 = time.process_time()
         for page in pages:
             fn(page)
-        done += len(pages)
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        if wall >= min_seconds:
-            return {"pages": done, "wall_s": round(wall, 3), "pages_per_s_wall": round(done / wall, 1),
-                    "pages_per_s_cpu": round(done / cpu, 1)}
+        cpu_passes.append(time.process_time() - cpu0)
+    wall = time.perf_counter() - wall0
+    done = len(pages) * len(cpu_passes)
+    return {"pages": done, "passes": len(cpu_passes), "wall_s": round(wall, 3),
+            "pages_per_s_wall": round(done / wall, 1),
+            "pages_per_s_cpu": round(len(pages) / statistics.median(cpu_passes), 1),
+            "pages_per_s_cpu_best": round(len(pages) / max(min(cpu_passes), 1e-9), 1)}
 
 
 def _machine() -> dict[str, Any]:
@@ -256,10 +262,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "machine": _machine(),
     }
     print(f"parse benchmark: {len(pages)} saved record pages (detail + certificate), single process, identical output")
-    print(f"{'implementation':32} {'pages/s (CPU)':>14} {'pages/s (wall)':>15} {'pages':>7}")
+    print(f"{'implementation':30} {'pages/s CPU median':>19} {'CPU best':>9} {'wall':>7} {'pages':>6}")
     for name, row in rows.items():
-        print(f"{name:32} {row['pages_per_s_cpu']:>14,.0f} {row['pages_per_s_wall']:>15,.0f} {row['pages']:>7}")
-    print(f"ratio vs baseline: {ratio_cpu:.1f}x (CPU), {ratio_wall:.1f}x (wall); targets >= {TARGET_PAGES_PER_SECOND} pages/s, "
+        print(f"{name:30} {row['pages_per_s_cpu']:>19,.0f} {row['pages_per_s_cpu_best']:>9,.0f} "
+              f"{row['pages_per_s_wall']:>7,.0f} {row['pages']:>6}")
+    print(f"ratio vs baseline: {ratio_cpu:.1f}x (CPU median), {ratio_wall:.1f}x (wall); targets >= {TARGET_PAGES_PER_SECOND} pages/s, "
           f">= {TARGET_RATIO:.0f}x")
     m = result["machine"]
     print(f"machine: {m['nproc']} CPUs, {m['cpu_model']}, load {m['loadavg_1m_at_start']:.2f}; "

@@ -130,13 +130,24 @@ _HTML_END = re.compile(r"</html\s*>", re.I)
 _TAIL = 512
 
 
-def _find(text: str, mark: tuple[str, re.Pattern[str]]) -> int:
-    """Where a marker starts: the exact spelling by ``str.find`` (fast), else the tolerant pattern."""
-    at = text.find(mark[0])
-    if at < 0:
-        found = mark[1].search(text)
-        at = found.start() if found else -1
-    return at
+def _find(text: str, mark: tuple[str, re.Pattern[str]], exact: bool) -> int:
+    """Where a marker starts: its exact spelling by ``str.find`` (fast), or by the tolerant pattern."""
+    if exact:
+        return text.find(mark[0])
+    found = mark[1].search(text)
+    return found.start() if found else -1
+
+
+def _page_kind(text: str) -> tuple[str | None, int]:
+    """``detail``/``certificate`` and where its marker starts; exact spellings are tried first."""
+    for exact in (True, False):
+        at = _find(text, _DETAIL_MARK, exact)
+        if at >= 0:
+            return "detail", at
+        at = _find(text, _CERT_MARK, exact)
+        if at >= 0:
+            return "certificate", at
+    return None, -1
 
 
 def _complete(text: str) -> bool:
@@ -161,11 +172,9 @@ def classify(
     text = decode(page)
     if not text.strip():
         return _unexpected("empty", "no content")
-    at = _find(text, _DETAIL_MARK)
-    if at >= 0:
-        kind, id_mark = "detail", _DETAIL_ID
-    elif (at := _find(text, _CERT_MARK)) >= 0:
-        kind, id_mark = "certificate", _CERT_ID
+    kind, at = _page_kind(text)
+    if kind is not None:
+        id_mark = _DETAIL_ID if kind == "detail" else _CERT_ID
     elif _ERROR_MARK.search(text):
         if _TIMEOUT_MARK.search(text):
             return _unexpected("session_timeout", "registry session timeout page")
@@ -208,7 +217,7 @@ _DIMENSIONS = re.compile(
 )
 _FILENAME = re.compile(r"[?&]filename=([^&]*)")
 _STATUS_PREFIX = re.compile(r"^THE\s+STATUS\s+IS\s+", re.I)
-_USED_ON_LABEL = "(Used on label)"
+_USED_ON_LABEL = re.compile(r"\(\s*Used\s+on\s+label\s*\)", re.I)
 
 
 def clean(value: str | None) -> str | None:
@@ -216,7 +225,7 @@ def clean(value: str | None) -> str | None:
     if not value:
         return None
     text = " ".join(value.split())
-    if not text or text.lower() in _PLACEHOLDERS:
+    if not text or (text[0] == "(" and text.lower() in _PLACEHOLDERS):
         return None
     return text
 
@@ -571,9 +580,9 @@ def _certificate_applicant(lines: list[str]) -> dict[str, Any]:
     dba: list[str] = []
     rows: list[str] = []
     for line in lines:
-        if _USED_ON_LABEL.lower() in line.lower():
-            at = line.lower().index(_USED_ON_LABEL.lower())
-            name = clean(line[:at])
+        used = _USED_ON_LABEL.search(line)
+        if used:
+            name = clean(line[: used.start()])
             if name:
                 dba.append(name)
         elif line.strip():
@@ -631,7 +640,9 @@ def _tree(text: str, kind: str) -> etree._Element:
     """The page's lxml tree; a detail page is parsed from its ``<h1>`` to its action box only (the
     masthead, navigation and footer are half the page and hold no field)."""
     if kind == "detail":
-        start = _find(text, _DETAIL_MARK)
+        start = _find(text, _DETAIL_MARK, True)
+        if start < 0:
+            start = _find(text, _DETAIL_MARK, False)
         end = text.find(_DETAIL_END, start) if start >= 0 else -1
         if end > 0:
             text = text[start:end]
@@ -748,13 +759,14 @@ def certificate_items(root: etree._Element) -> CertificateItems:
         for value in div.itersiblings():
             if value.tag == "br":
                 continue
-            inputs = [el for el in value.iter("input") if el.get("type") == "checkbox"]
-            if inputs:
-                boxes[key] = [_checkbox(el) for el in inputs]
-                break
+            if len(value):
+                inputs = [el for el in value.iter("input") if el.get("type") == "checkbox"]
+                if inputs:
+                    boxes[key] = [_checkbox(el) for el in inputs]
+                    break
             if value.tag != "div" or value.get("class") != "data":
                 break
-            lines.extend(_lines(value))
+            lines.extend(_lines(value) if len(value) else (value.text or "",))
         if key not in boxes:
             fields[key] = lines
     return CertificateItems(fields, boxes, [e for e in embossed if e.strip()], _label_items(root))
