@@ -84,6 +84,9 @@ def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
         return SparkSession.builder.appName(app_name).getOrCreate()
     from delta import configure_spark_with_delta_pip
 
+    # RDD and UDF workers start PYSPARK_PYTHON (pyspark reads only the variable, not
+    # spark.pyspark.python): default it to this interpreter so workers see the venv's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
     for key, value in local_conf(settings).items():
         builder = builder.config(key, value)
