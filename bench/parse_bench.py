@@ -62,32 +62,20 @@ def _lines(tag: Tag) -> list[str]:
     return lines
 
 
-def _permit_blocks(label_row: Tag) -> list[list[str]]:
-    blocks: list[list[str]] = []
-    current: list[str] = []
+def _rows_until_label(label_row: Tag) -> list[str]:
+    rows: list[str] = []
     for row in label_row.find_next_siblings("tr"):
         if row.find("strong") is not None:
             break
-        text = row.get_text()
-        if not text.strip():
-            if current:
-                blocks.append(current)
-                current = []
-            continue
-        current.append(text.strip())
-        if ",\xa0" in text:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
+        rows.append(row.get_text())
+    return rows
 
 
 def bs4_detail_items(soup: BeautifulSoup) -> DetailItems:
     fields: dict[str, str] = {}
     qualifications: list[str] = []
-    principal: list[list[str]] | None = None
-    other: list[list[str]] = []
+    principal: list[str] | None = None
+    other: list[str] = []
     for strong in soup.find_all("strong"):
         key = parse.detail_label_key(_own_text(strong))
         if key is None or key in fields:
@@ -100,11 +88,11 @@ def bs4_detail_items(soup: BeautifulSoup) -> DetailItems:
                     qualifications.extend(td.get_text() for td in table.find_all("td"))
             fields[key] = ""
         elif key in ("principal", "other"):
-            blocks = _permit_blocks(row) if row is not None else []
+            rows = _rows_until_label(row) if row is not None else []
             if key == "principal":
-                principal = blocks
+                principal = rows
             else:
-                other = blocks
+                other = rows
         elif key != "contact":
             parts = []
             for sibling in strong.next_siblings:
@@ -127,8 +115,8 @@ def _checkbox(box: Tag) -> Checkbox:
     return Checkbox("checked" in box.attrs, lines, fill.get_text() if fill is not None else None)
 
 
-def _label_items(soup: BeautifulSoup) -> list[tuple[str, str, str | None]]:
-    out: list[tuple[str, str, str | None]] = []
+def _label_items(soup: BeautifulSoup) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
     for p in soup.find_all("p"):
         own = _own_text(p)
         if not own.lstrip().startswith("Image Type"):
@@ -144,9 +132,7 @@ def _label_items(soup: BeautifulSoup) -> list[tuple[str, str, str | None]]:
                     src = sibling.get("src")
             elif src is None and not isinstance(sibling, Comment):
                 texts.append(str(sibling))
-        text = type_text + "".join(texts)
-        at = text.find("Actual Dimensions")
-        out.append((text[:at] if at >= 0 else text.split("Note:")[0], text[at:] if at >= 0 else "", src))
+        out.append((type_text + "".join(texts), src))
     return out
 
 

@@ -124,8 +124,8 @@ _CAPTCHA_MARK = re.compile(
     re.I,
 )
 _HTML_START = re.compile(r"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body|title|meta)\b", re.I | re.S)
-_DETAIL_ID = re.compile(r"TTB\s+ID:\s*</strong>(?:\s|&nbsp;|<[^>]*>)*([^<]*)", re.I)
-_CERT_ID = re.compile(r">\s*TTB\s+ID\s*</div>(?:\s|&nbsp;|<[^>]*>)*([^<]*)", re.I)
+_DETAIL_ID = re.compile(r"TTB\s+ID:\s*</strong>(?:\s|&nbsp;|<(?!/td\b)[^>]*>)*([^<]*)", re.I)
+_CERT_ID = re.compile(r">\s*TTB\s+ID\s*</div>\s*<div[^>]*>(?:\s|&nbsp;)*([^<]*)", re.I)
 _HTML_END = re.compile(r"</html\s*>", re.I)
 _TAIL = 512
 
@@ -197,8 +197,8 @@ def classify(
         return _unexpected("truncated", f"{kind} page without closing </html>")
     found = id_mark.search(text, at)
     page_id = " ".join(found.group(1).split()) if found else ""
-    if not page_id:
-        return _unexpected("unknown_layout", f"{kind} page without a TTB ID")
+    if not (len(page_id) == 14 and page_id.isdigit()):
+        return _unexpected("unknown_layout", f"{kind} page without a TTB ID (reads {page_id[:40]!r})")
     if expected_ttb_id is not None and page_id != str(expected_ttb_id):
         return _unexpected("wrong_ttb_id", f"page shows {page_id}, expected {expected_ttb_id}")
     if expected_kind is not None and kind != expected_kind:
@@ -322,6 +322,8 @@ _DETAIL_LABELS = {
     "plant registry/basic permit/brewers no (other)": "other",
     "contact information": "contact",
 }
+
+
 @lru_cache(maxsize=4096)
 def detail_label_key(label_text: str | None) -> str | None:
     """The detail field a ``<strong>`` label's text names, or None (memoised)."""
@@ -334,18 +336,19 @@ _DETAIL_REQUIRED = ("ttb_id", "status", "brand_name", "class_type_description", 
 @dataclass
 class DetailItems:
     """Raw text of a detail page by field: ``fields`` label key -> text after the label;
-    ``qualifications`` one text per row; ``principal``/``other`` permit blocks (rows of text)."""
+    ``qualifications`` one text per row; ``principal``/``other`` the row texts under those permit
+    labels (None when the label is absent)."""
 
     fields: dict[str, str]
     qualifications: list[str]
-    principal: list[list[str]] | None
-    other: list[list[str]]
+    principal: list[str] | None
+    other: list[str]
 
 
 def detail_record(items: DetailItems) -> dict[str, Any]:
     """The detail record from a page's raw items; ParseError when a required label is missing."""
     f = items.fields
-    present = set(f) | {"qualifications"} | ({"principal"} if items.principal is not None else set())
+    present = set(f) | ({"principal"} if items.principal is not None else set())
     missing = [key for key in _DETAIL_REQUIRED if key not in present]
     if missing:
         raise ParseError("unknown_layout", f"detail page without {', '.join(missing)}")
@@ -353,10 +356,13 @@ def detail_record(items: DetailItems) -> dict[str, Any]:
     status = clean(f["status"])
     if status is None:
         raise ParseError("unknown_layout", "detail page with an empty status")
+    principal = permit_blocks(items.principal or [])
+    if not principal:
+        raise ParseError("unknown_layout", "detail page without a principal permit")
     lab_no, lab_date = clean(f.get("lab_no")), f.get("lab_date")
     if "lab_no_date" in f:
         lab_no, lab_date = _split_lab(f["lab_no_date"])
-    block = items.principal[0] if items.principal else []
+    block = principal[0]
     applicant = _detail_applicant(block)
     record = {
         "ttb_id": str(ttb),
@@ -375,9 +381,9 @@ def detail_record(items: DetailItems) -> dict[str, Any]:
         "formula": clean(f.get("formula")),
         "approval_date": iso_date(f.get("approval_date")),
         "qualifications": _split_list(items.qualifications),
-        "permit_number": clean(block[0]) if block else None,
+        "permit_number": clean(block[0]),
         **applicant,
-        "other_permits": _split_list(b[0] for b in items.other if b),
+        "other_permits": _split_list(b[0] for b in permit_blocks(items.other)),
         "formula_sop_no": clean(f.get("formula_sop_no")),
         "lab_no": lab_no,
         "lab_date": iso_date(lab_date),
@@ -398,18 +404,52 @@ def _split_lab(value: str | None) -> tuple[str | None, str | None]:
     return clean(rest), found.group(0)
 
 
+def permit_blocks(rows: list[str]) -> list[list[str]]:
+    """Detail-page rows under a permit label grouped into permits (permit, name, street row(s),
+    city row): a block ends at a blank row or after its city/state/zip row."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    for row in rows:
+        if not row.strip():
+            if current:
+                blocks.append(current)
+                current = []
+            continue
+        current.append(row.strip())
+        if len(current) > 2 and city_state_zip(row) is not None:
+            blocks.append(current)
+            current = []
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+_CITY_STATE_ZIP = re.compile(r"^(.*?)[\s,]+([A-Za-z]{2})\s+(\d{5}(?:-?\d{4})?)$")
+
+
+def city_state_zip(raw: str) -> tuple[str | None, str | None, str | None] | None:
+    """Split an address's last line: ``CITY,&nbsp;ST&nbsp;ZIP`` (detail page), ``CITY`` / ``ST`` /
+    ``ZIP`` on three source lines (certificate), else ``CITY, ST 12345``; None when it is none."""
+    if ",\xa0" in raw:
+        head, _, tail = raw.rpartition(",")
+        return (clean(head), *_state_zip(tail.split()))
+    parts = [part for part in (clean(line) for line in raw.split("\n")) if part]
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    found = _CITY_STATE_ZIP.match(clean(raw) or "")
+    return (clean(found.group(1)), found.group(2), found.group(3)) if found else None
+
+
 def _detail_applicant(block: list[str]) -> dict[str, str | None]:
     """Principal permit block rows: permit, name, street row(s), ``CITY,&nbsp;ST&nbsp;ZIP``."""
     name = clean(block[1]) if len(block) > 1 else None
     rest = block[2:]
     city = state = zip_code = None
-    if rest and ",\xa0" in rest[-1]:
-        head, _, tail = rest[-1].rpartition(",")
-        city = clean(head)
-        state, zip_code = _state_zip(tail.split())
+    place = city_state_zip(rest[-1]) if len(rest) > 1 or (rest and ",\xa0" in rest[-1]) else None
+    if place is not None:
+        city, state, zip_code = place
         rest = rest[:-1]
-    street = clean(" ".join(rest))
-    return {"applicant_name": name, "applicant_street": street, "applicant_city": city,
+    return {"applicant_name": name, "applicant_street": clean(" ".join(rest)), "applicant_city": city,
             "applicant_state": state, "applicant_zip": zip_code}
 
 
@@ -488,12 +528,12 @@ class Checkbox:
 class CertificateItems:
     """Raw content of a certificate by field: ``fields`` key -> lines of its data cell (split at
     ``<br>``); ``boxes`` key -> checkboxes; ``embossed`` item 15's lines after its instruction;
-    ``labels`` (image type text, dimensions text, image src) per label image."""
+    ``labels`` (text of the block, image src) per label image."""
 
     fields: dict[str, list[str]]
     boxes: dict[str, list[Checkbox]]
     embossed: list[str]
-    labels: list[tuple[str, str, str | None]]
+    labels: list[tuple[str, str | None]]
 
 
 def _joined(lines: list[str] | None, sep: str = " ") -> str | None:
@@ -591,15 +631,12 @@ def _certificate_applicant(lines: list[str]) -> dict[str, Any]:
     city = state = zip_code = None
     streets = rows[1:]
     if len(rows) >= 2:
-        parts = [part.strip() for part in rows[-1].strip(" \t\r").split("\n")]
-        if len(parts) == 3:
-            city, state, zip_code = (clean(part) for part in parts)
+        place = city_state_zip(rows[-1])
+        if place is not None:
+            city, state, zip_code = place
             streets = rows[1:-1]
         elif len(rows) >= 3:
-            tokens = rows[-1].split()
-            if len(tokens) >= 3:
-                city, (state, zip_code) = " ".join(tokens[:-2]), _state_zip(tokens[-2:])
-            streets = rows[1:-1]
+            city, streets = clean(rows[-1]), rows[1:-1]
     return {
         "applicant_name": name,
         "applicant_street": clean(" ".join(streets)),
@@ -610,8 +647,12 @@ def _certificate_applicant(lines: list[str]) -> dict[str, Any]:
     }
 
 
-def _label(type_text: str, dims_text: str, src: str | None) -> dict[str, Any]:
-    found = _DIMENSIONS.search(dims_text)
+def _label(text: str, src: str | None) -> dict[str, Any]:
+    """One label image from its block's text (``<type> Actual Dimensions: W inches W X H inches H``)
+    and its attachment ``src``; ``filename`` is the query value as served (not URL-decoded)."""
+    at = text.find("Actual Dimensions")
+    type_text = text[:at] if at >= 0 else text.split("Note:")[0]
+    found = _DIMENSIONS.search(text, max(at, 0))
     width = height = None
     if found:
         try:
@@ -679,8 +720,8 @@ def detail_items(root: etree._Element) -> DetailItems:
     """Raw items of a detail page tree: every ``<strong>Label:</strong>`` cell by its label."""
     fields: dict[str, str] = {}
     qualifications: list[str] = []
-    principal: list[list[str]] | None = None
-    other: list[list[str]] = []
+    principal: list[str] | None = None
+    other: list[str] = []
     for strong in root.iter("strong"):
         key = detail_label_key(strong.text)
         if key is None or key in fields:
@@ -694,11 +735,11 @@ def detail_items(root: etree._Element) -> DetailItems:
             fields[key] = ""
         elif key in ("principal", "other"):
             row = _ancestor(strong, "tr")
-            blocks = _permit_blocks(row) if row is not None else []
+            rows = _rows_until_label(row) if row is not None else []
             if key == "principal":
-                principal = blocks
+                principal = rows
             else:
-                other = blocks
+                other = rows
         elif key != "contact":
             parts = [strong.tail or ""]
             for sibling in strong.itersiblings():
@@ -715,27 +756,14 @@ def _ancestor(el: etree._Element, tag: str) -> etree._Element | None:
     return None
 
 
-def _permit_blocks(label_row: etree._Element) -> list[list[str]]:
-    """Rows after a permit label row up to the next labelled row, grouped into permit blocks: a
-    block ends at a blank row or after its ``CITY,&nbsp;ST&nbsp;ZIP`` row."""
-    blocks: list[list[str]] = []
-    current: list[str] = []
+def _rows_until_label(label_row: etree._Element) -> list[str]:
+    """Texts of the rows after a label row, up to the next row holding a label."""
+    rows: list[str] = []
     for row in label_row.itersiblings("tr"):
         if next(row.iter("strong"), None) is not None:
             break
-        text = _text(row)
-        if not text.strip():
-            if current:
-                blocks.append(current)
-                current = []
-            continue
-        current.append(text.strip())
-        if ",\xa0" in text:
-            blocks.append(current)
-            current = []
-    if current:
-        blocks.append(current)
-    return blocks
+        rows.append(_text(row))
+    return rows
 
 
 def certificate_items(root: etree._Element) -> CertificateItems:
@@ -782,9 +810,9 @@ def _checkbox(box: etree._Element) -> Checkbox:
     return Checkbox("checked" in box.attrib, lines, _text(fill) if fill is not None else None)
 
 
-def _label_items(root: etree._Element) -> list[tuple[str, str, str | None]]:
-    """Per ``<p>Image Type:</p>`` block: its type text, dimensions text and attachment src."""
-    out: list[tuple[str, str, str | None]] = []
+def _label_items(root: etree._Element) -> list[tuple[str, str | None]]:
+    """Per ``<p>Image Type:</p>`` block: its text up to the image, and the image's src."""
+    out: list[tuple[str, str | None]] = []
     for p in root.iter("p"):
         if not (p.text or "").lstrip().startswith("Image Type"):
             continue
@@ -799,9 +827,7 @@ def _label_items(root: etree._Element) -> list[tuple[str, str, str | None]]:
                     src = sibling.get("src")
                 else:
                     texts.append(sibling.tail or "")
-        text = type_text + "".join(texts)
-        at = text.find("Actual Dimensions")
-        out.append((text[:at] if at >= 0 else text.split("Note:")[0], text[at:] if at >= 0 else "", src))
+        out.append((type_text + "".join(texts), src))
     return out
 
 
