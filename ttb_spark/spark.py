@@ -62,8 +62,6 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
-        # Python workers use this interpreter (and its packages), not whatever python3 is on PATH.
-        "spark.pyspark.python": sys.executable,
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
@@ -83,6 +81,9 @@ def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
         # Launched by spark-submit / EMR / Databricks: the JVM and its conf (master, packages) exist.
         return SparkSession.builder.appName(app_name).getOrCreate()
     from delta import configure_spark_with_delta_pip
+
+    # Python workers run this interpreter (and see its packages), not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     # RDD and UDF workers start PYSPARK_PYTHON (pyspark reads only the variable, not
     # spark.pyspark.python): default it to this interpreter so workers see the venv's packages.
