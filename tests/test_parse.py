@@ -409,3 +409,55 @@ def test_parse_command_reports_unreadable_file_and_wrong_id(tmp_path: Path) -> N
     assert "missing.html" in done.stderr
     (line,) = [json.loads(x) for x in done.stdout.splitlines()]
     assert (line["kind"], line["reason"]) == ("unexpected", "wrong_ttb_id")
+
+
+# --- addresses, permits, label blocks ---------------------------------------------------------
+
+def test_detail_city_row_with_plain_spaces_and_several_other_permits() -> None:
+    source = text("19344001000769", "detail")
+    body = swap(source, "Herndon,&nbsp;VA&nbsp;20170", "Herndon, VA 20170")
+    second = detail_row(body, "Plant Registry/Basic Permit/Brewers No (Other): ")
+    block = "".join(f'<tr><td colspan="2">{row}</td></tr>' for row in
+                    ("BR-VA-20777", "Aslin Annex", "1 MAIN ST", "Alexandria,&nbsp;VA&nbsp;22314"))
+    body = swap(body, "Alexandria,&nbsp;VA&nbsp;22304</td>\n        </tr>", "Alexandria,&nbsp;VA&nbsp;22304</td>\n        </tr>" + block)
+    assert second in body
+    record = parse.parse_detail(body)
+    assert record["other_permits"] == ["BR-VA-20299", "BR-VA-20777"]
+    assert_record(record, expected("19344001000769", "detail") | {"other_permits": ["BR-VA-20299", "BR-VA-20777"]})
+
+
+def test_detail_without_principal_permit_rows_raises() -> None:
+    source = text("24011001000462", "detail")
+    for row in ("IL-I-198", "JIM BEAM BRANDS CO.", "222 MERCHANDISE MART PLZ", "CHICAGO,&nbsp;IL&nbsp;60654"):
+        source = swap(source, f'<td colspan="2">{row}</td>', '<td colspan="2"></td>')
+    with pytest.raises(ParseError) as caught:
+        parse.parse_detail(source)
+    assert caught.value.reason == "unknown_layout"
+
+
+def test_empty_ttb_id_cell_is_unknown_layout_not_another_id() -> None:
+    body = swap(text("24011001000462", "detail"), "\n                    24011001000462\n", "\n")
+    found = parse.classify(body, expected_ttb_id="24011001000462")
+    assert (found.kind, found.reason) == ("unexpected", "unknown_layout")
+    cert = swap(text("24011001000462", "certificate"), '<div class="data">24011001000462</div>', '<div class="data"></div>')
+    assert parse.classify(cert, expected_ttb_id="24011001000462").reason == "unknown_layout"
+
+
+def test_certificate_address_on_one_line_and_mailing_address() -> None:
+    source = text("24011001000462", "certificate")
+    body = swap(source, "CHICAGO\n              \t\t\t\tIL \n              \t\t\t\t60654", "CHICAGO, IL 60654-1234")
+    body = swap(body, '8a. MAILING ADDRESS, IF DIFFERENT</div>\n            \t\t<div class="data"></div>',
+                '8a. MAILING ADDRESS, IF DIFFERENT</div>\n<div class="data">PO BOX 7<br>CHICAGO IL 60690</div>')
+    record = parse.parse_certificate(body)
+    assert (record["applicant_city"], record["applicant_state"], record["applicant_zip"]) == ("CHICAGO", "IL", "60654-1234")
+    assert record["applicant_street"] == "222 MERCHANDISE MART PLZ"
+    assert record["mailing_address"] == "PO BOX 7\nCHICAGO IL 60690"
+
+
+def test_label_without_dimensions_keeps_type_and_image() -> None:
+    source = text("24011001000462", "certificate")
+    body = swap(source, "Actual Dimensions: 3.44 inches W X 12.3 inches H<br>", "<br>")
+    back = parse.parse_certificate(body)["labels"][1]
+    assert back == {"image_type": "Back", "width_inches": None, "height_inches": None,
+                    "image_url": "/colasonline/publicViewAttachment.do?filename=BTL 44 B00078.jpeg&filetype=l",
+                    "filename": "BTL 44 B00078.jpeg"}
