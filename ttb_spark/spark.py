@@ -82,9 +82,6 @@ def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
         return SparkSession.builder.appName(app_name).getOrCreate()
     from delta import configure_spark_with_delta_pip
 
-    # Python workers run this interpreter (and see its packages), not whatever python3 is on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-
     # RDD and UDF workers start PYSPARK_PYTHON (pyspark reads only the variable, not
     # spark.pyspark.python): default it to this interpreter so workers see the venv's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
