@@ -64,6 +64,13 @@ def certificate_item(source: str, label_start: str) -> str:
     return found.group(0)
 
 
+def reason_of(extract, body) -> str:
+    """The reason of the ParseError ``extract(body)`` must raise."""
+    with pytest.raises(ParseError) as caught:
+        extract(body)
+    return caught.value.reason
+
+
 def assert_record(actual: dict, want: dict) -> None:
     """Field by field, so a failure names the field."""
     assert list(actual) == list(want)
@@ -145,9 +152,7 @@ def test_error_page_is_not_found_and_never_a_record() -> None:
     result = parse.parse_page(not_found_page(), expected_ttb_id=RECORD_IDS[0])
     assert (result.kind, result.reason, result.record) == ("not_found", None, None)
     for extract in (parse.parse_detail, parse.parse_certificate):
-        with pytest.raises(ParseError) as caught:
-            extract(not_found_page())
-        assert caught.value.reason == "not_found"
+        assert reason_of(extract, not_found_page()) == "not_found"
 
 
 # --- unexpected pages: one test per reason ----------------------------------------------------
@@ -187,9 +192,7 @@ def test_unexpected_pages_have_a_reason_and_no_record(name: str) -> None:
     result = parse.parse_page(body)
     assert (result.kind, result.reason, result.record) == ("unexpected", reason, None)
     for extract in (parse.parse_detail, parse.parse_certificate):
-        with pytest.raises(ParseError) as caught:
-            extract(body)
-        assert caught.value.reason == reason
+        assert reason_of(extract, body) == reason
 
 
 def test_wrong_ttb_id_is_unexpected() -> None:
@@ -206,9 +209,7 @@ def test_wrong_page_kind_is_unexpected() -> None:
     ttb_id = RECORD_IDS[0]
     assert parse.classify(page(ttb_id, "detail"), expected_kind="certificate").reason == "wrong_page_kind"
     assert parse.parse_page(page(ttb_id, "certificate"), expected_kind="detail").reason == "wrong_page_kind"
-    with pytest.raises(ParseError) as caught:
-        parse.parse_certificate(page(ttb_id, "detail"))
-    assert caught.value.reason == "wrong_page_kind"
+    assert reason_of(parse.parse_certificate, page(ttb_id, "detail")) == "wrong_page_kind"
 
 
 @pytest.mark.parametrize(
@@ -221,9 +222,7 @@ def test_wrong_page_kind_is_unexpected() -> None:
 )
 def test_detail_missing_a_required_row_raises_unknown_layout(label: str, replacement: str) -> None:
     body = swap(text(RECORD_IDS[0], "detail"), label, replacement)
-    with pytest.raises(ParseError) as caught:
-        parse.parse_detail(body)
-    assert caught.value.reason == "unknown_layout"
+    assert reason_of(parse.parse_detail, body) == "unknown_layout"
     assert parse.parse_page(body).reason == "unknown_layout"
 
 
@@ -232,16 +231,12 @@ def test_detail_with_empty_status_or_bad_date_raises_unknown_layout() -> None:
     empty_status = swap(source, "&nbsp;\n                    APPROVED", "&nbsp;\n")
     bad_date = swap(source, "01/11/2024", "13/45/2024")
     for body in (empty_status, bad_date):
-        with pytest.raises(ParseError) as caught:
-            parse.parse_detail(body)
-        assert caught.value.reason == "unknown_layout"
+        assert reason_of(parse.parse_detail, body) == "unknown_layout"
 
 
 def test_certificate_missing_required_item_raises_unknown_layout() -> None:
     body = swap(text(RECORD_IDS[0], "certificate"), '<div class="boldlabel">STATUS</div>', '<div class="boldlabel">REMARK</div>')
-    with pytest.raises(ParseError) as caught:
-        parse.parse_certificate(body)
-    assert caught.value.reason == "unknown_layout"
+    assert reason_of(parse.parse_certificate, body) == "unknown_layout"
 
 
 # --- checkboxes and placeholders --------------------------------------------------------------
@@ -258,9 +253,7 @@ def test_checkboxes_are_read_by_the_bare_checked_attribute() -> None:
 def test_two_ticked_boxes_for_one_choice_raise() -> None:
     source = text("24011001000462", "certificate")
     body = swap(source, 'value="" alt="Type of Product: Wine"', 'value="" checked alt="Type of Product: Wine"')
-    with pytest.raises(ParseError) as caught:
-        parse.parse_certificate(body)
-    assert caught.value.reason == "unknown_layout"
+    assert reason_of(parse.parse_certificate, body) == "unknown_layout"
 
 
 def test_application_type_fill_ins_and_several_ticks() -> None:
@@ -430,9 +423,7 @@ def test_detail_without_principal_permit_rows_raises() -> None:
     source = text("24011001000462", "detail")
     for row in ("IL-I-198", "JIM BEAM BRANDS CO.", "222 MERCHANDISE MART PLZ", "CHICAGO,&nbsp;IL&nbsp;60654"):
         source = swap(source, f'<td colspan="2">{row}</td>', '<td colspan="2"></td>')
-    with pytest.raises(ParseError) as caught:
-        parse.parse_detail(source)
-    assert caught.value.reason == "unknown_layout"
+    assert reason_of(parse.parse_detail, source) == "unknown_layout"
 
 
 def test_empty_ttb_id_cell_is_unknown_layout_not_another_id() -> None:
