@@ -62,12 +62,16 @@ def _lines(tag: Tag) -> list[str]:
     return lines
 
 
+def _text(tag: Tag) -> str:
+    return "\n" if tag.name == "br" else "\n".join(_lines(tag))
+
+
 def _rows_until_label(label_row: Tag) -> list[str]:
     rows: list[str] = []
     for row in label_row.find_next_siblings("tr"):
         if row.find("strong") is not None:
             break
-        rows.append(row.get_text())
+        rows.append(_text(row))
     return rows
 
 
@@ -85,7 +89,7 @@ def bs4_detail_items(soup: BeautifulSoup) -> DetailItems:
             following = row.find_next_sibling("tr") if row is not None else None
             if following is not None:
                 for table in following.find_all("table"):
-                    qualifications.extend(td.get_text() for td in table.find_all("td"))
+                    qualifications.extend(_text(td) for td in table.find_all("td"))
             fields[key] = ""
         elif key in ("principal", "other"):
             rows = _rows_until_label(row) if row is not None else []
@@ -98,7 +102,7 @@ def bs4_detail_items(soup: BeautifulSoup) -> DetailItems:
             for sibling in strong.next_siblings:
                 if isinstance(sibling, Tag):
                     if sibling.name != "a":
-                        parts.append(sibling.get_text())
+                        parts.append(_text(sibling))
                 elif not isinstance(sibling, Comment):
                     parts.append(str(sibling))
             fields[key] = "".join(parts)
@@ -112,7 +116,7 @@ def _checkbox(box: Tag) -> Checkbox:
         return Checkbox("checked" in box.attrs, (box.get("alt") or "",), None)
     fill = text_cell.find("strong")
     lines = tuple(line for line in _lines(text_cell) if line.strip())
-    return Checkbox("checked" in box.attrs, lines, fill.get_text() if fill is not None else None)
+    return Checkbox("checked" in box.attrs, lines, _text(fill) if fill is not None else None)
 
 
 def _label_items(soup: BeautifulSoup) -> list[tuple[str, str | None]]:

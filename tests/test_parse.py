@@ -452,3 +452,12 @@ def test_label_without_dimensions_keeps_type_and_image() -> None:
     assert back == {"image_type": "Back", "width_inches": None, "height_inches": None,
                     "image_url": "/colasonline/publicViewAttachment.do?filename=BTL 44 B00078.jpeg&filetype=l",
                     "filename": "BTL 44 B00078.jpeg"}
+
+
+def test_line_breaks_inside_values_separate_words() -> None:
+    source = text("24011001000462", "detail")
+    body = swap(source, "&nbsp;\n                    LAPHROAIG", "&nbsp;\n                    LAPHROAIG<br>ISLAY")
+    body = swap(body, "contrasting background.  The responsible", "contrasting background.<br>The responsible")
+    record = parse.parse_detail(body)
+    assert record["brand_name"] == "LAPHROAIG ISLAY"
+    assert record["qualifications"] == expected("24011001000462", "detail")["qualifications"]

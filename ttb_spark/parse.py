@@ -12,18 +12,19 @@ so patterns are compiled once and the tree is parsed once per page.
 
 from __future__ import annotations
 
-import argparse
 import codecs
-import json
 import re
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from lxml import etree
 
 from ttb_spark.ttb_id import InvalidTTBId, TTBId
+
+if TYPE_CHECKING:
+    import argparse
 
 PageKind = Literal["detail", "certificate", "not_found", "unexpected"]
 REASONS = (
@@ -694,7 +695,12 @@ def _tree(text: str, kind: str) -> etree._Element:
 
 
 def _text(el: etree._Element) -> str:
-    return "".join(el.itertext())
+    """An element's text, a ``<br>`` read as a line break (never gluing two lines' words)."""
+    if el.tag == "br":
+        return "\n"
+    if not len(el):
+        return el.text or ""
+    return "\n".join(_lines(el))
 
 
 def _lines_into(el: etree._Element, lines: list[str]) -> None:
@@ -887,6 +893,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Print one JSON object per file: ``file``, ``kind`` and the record's fields, or ``reason`` and
     ``detail`` for pages that are not records. Exit 1 when a file cannot be read."""
+    import json
+
     status = 0
     for name in args.files:
         try:
