@@ -167,6 +167,7 @@ UNEXPECTED = {
     "empty": lambda: b"",
     "empty-whitespace": lambda: b"  \r\n\t ",
     "truncated-detail": lambda: page(RECORD_IDS[0], "detail")[:12000],
+    "truncated-in-masthead": lambda: page(RECORD_IDS[0], "detail")[:3000],
     "truncated-certificate": lambda: page(RECORD_IDS[0], "certificate")[:9000],
     "truncated-before-close": lambda: page(RECORD_IDS[0], "detail").rstrip()[: -len("</html>")],
     "truncated-error-page": lambda: not_found_page()[:6000],
