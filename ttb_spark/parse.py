@@ -16,6 +16,7 @@ import codecs
 import re
 import sys
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable, Literal
 
@@ -239,16 +240,10 @@ def iso_date(value: str | None) -> str | None:
     found = _DATE.fullmatch(text)
     if not found:
         raise ParseError("unknown_layout", f"not a MM/DD/YYYY date: {text!r}")
-    month, day, year = int(found.group(1)), int(found.group(2)), int(found.group(3))
-    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month)):
-        raise ParseError("unknown_layout", f"not a calendar date: {text!r}")
-    return f"{year:04d}-{month:02d}-{day:02d}"
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2:
-        return 29 if (year % 4 == 0 and year % 100 != 0) or year % 400 == 0 else 28
-    return 30 if month in (4, 6, 9, 11) else 31
+    try:
+        return date(int(found.group(3)), int(found.group(1)), int(found.group(2))).isoformat()
+    except ValueError:
+        raise ParseError("unknown_layout", f"not a calendar date: {text!r}") from None
 
 
 def normalise_label(text: str | None) -> str:
@@ -547,7 +542,8 @@ def _ticked(boxes: list[Checkbox], field: str) -> str | None:
     ticked = [box for box in boxes if box.checked]
     if len(ticked) > 1:
         raise ParseError("unknown_layout", f"{len(ticked)} boxes ticked for {field}")
-    return clean(ticked[0].lines[0]).upper() if ticked and ticked[0].lines else None
+    value = clean(ticked[0].lines[0]) if ticked and ticked[0].lines else None
+    return value.upper() if value else None
 
 
 _BOX_HEAD = re.compile(r"^[^.\"_]*")
@@ -648,18 +644,20 @@ def _certificate_applicant(lines: list[str]) -> dict[str, Any]:
     }
 
 
+def _inches(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _label(text: str, src: str | None) -> dict[str, Any]:
     """One label image from its block's text (``<type> Actual Dimensions: W inches W X H inches H``)
     and its attachment ``src``; ``filename`` is the query value as served (not URL-decoded)."""
     at = text.find("Actual Dimensions")
     type_text = text[:at] if at >= 0 else text.split("Note:")[0]
     found = _DIMENSIONS.search(text, max(at, 0))
-    width = height = None
-    if found:
-        try:
-            width, height = float(found.group(1)), float(found.group(2))
-        except ValueError:
-            raise ParseError("unknown_layout", f"bad label dimensions {found.group(0)!r}") from None
+    width, height = (_inches(found.group(1)), _inches(found.group(2))) if found else (None, None)
     name = _FILENAME.search(src) if src else None
     return {
         "image_type": clean(type_text),
