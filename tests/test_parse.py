@@ -104,6 +104,21 @@ def test_expected_records_agree_with_independent_reference_values(ttb_id: str) -
 
 
 @pytest.mark.parametrize("ttb_id", RECORD_IDS)
+def test_expected_detail_and_certificate_agree(ttb_id: str) -> None:
+    """The two pages of a record show the same facts; item 16 is the TTB ID's receipt date."""
+    detail, certificate = expected(ttb_id, "detail"), expected(ttb_id, "certificate")
+    for field in ("ttb_id", "serial_number", "brand_name", "fanciful_name", "applicant_name", "applicant_street",
+                  "applicant_city", "applicant_state", "applicant_zip", "formula", "qualifications", "status",
+                  "class_type_description", "for_sale_in", "total_bottle_capacity", "receipt_date"):
+        assert detail[field] == certificate[field], field
+    assert detail["permit_number"] == certificate["permit_numbers"][0]
+    assert detail["other_permits"] == certificate["permit_numbers"][1:]
+    assert detail["approval_date"] == certificate["issued_date"]
+    assert certificate["application_date"] == certificate["receipt_date"]
+    assert detail["grape_varietals"] in ([], certificate["grape_varietals"])
+
+
+@pytest.mark.parametrize("ttb_id", RECORD_IDS)
 def test_saved_pages_classify_and_parse_page_returns_records(ttb_id: str) -> None:
     for kind in KINDS:
         found = parse.classify(page(ttb_id, kind), expected_ttb_id=ttb_id, expected_kind=kind)
