@@ -477,3 +477,12 @@ def test_line_breaks_inside_values_separate_words() -> None:
     record = parse.parse_detail(body)
     assert record["brand_name"] == "LAPHROAIG ISLAY"
     assert record["qualifications"] == expected("24011001000462", "detail")["qualifications"]
+
+
+def test_parsing_from_several_threads_gives_the_same_records() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(ttb_id, kind) for ttb_id in RECORD_IDS for kind in KINDS] * 3
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: parse.parse_page(page(*job)).record, jobs))
+    assert results == [expected(*job) for job in jobs]

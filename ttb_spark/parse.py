@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -670,7 +671,15 @@ def _label(text: str, src: str | None) -> dict[str, Any]:
 
 # --- lxml tree walk (the hot path) ------------------------------------------------------------
 
-_HTML_PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+_PARSERS = threading.local()
+
+
+def _html_parser() -> etree.HTMLParser:
+    """This thread's lxml parser (a parser serves one thread at a time; workers may use threads)."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+    return parser
 
 
 _DETAIL_END = 'class="actionbox"'
@@ -686,7 +695,7 @@ def _tree(text: str, kind: str) -> etree._Element:
         end = text.find(_DETAIL_END, start) if start >= 0 else -1
         if end > 0:
             text = text[start:end]
-    root = etree.fromstring(text, _HTML_PARSER)
+    root = etree.fromstring(text, _html_parser())
     if root is None:
         raise ParseError("unknown_layout", "no HTML tree")
     return root
