@@ -201,6 +201,7 @@ UNEXPECTED = {
 @pytest.mark.parametrize("name", sorted(UNEXPECTED))
 def test_unexpected_pages_have_a_reason_and_no_record(name: str) -> None:
     reason = name.split("-")[0]
+    assert reason in parse.REASONS
     body = UNEXPECTED[name]()
     found = parse.classify(body)
     assert (found.kind, found.reason) == ("unexpected", reason)
@@ -465,6 +466,7 @@ def test_label_without_dimensions_keeps_type_and_image() -> None:
     source = text("24011001000462", "certificate")
     body = swap(source, "Actual Dimensions: 3.44 inches W X 12.3 inches H<br>", "<br>")
     back = parse.parse_certificate(body)["labels"][1]
+    assert tuple(back) == parse.LABEL_FIELDS
     assert back == {"image_type": "Back", "width_inches": None, "height_inches": None,
                     "image_url": "/colasonline/publicViewAttachment.do?filename=BTL 44 B00078.jpeg&filetype=l",
                     "filename": "BTL 44 B00078.jpeg"}

@@ -659,13 +659,14 @@ def _label(text: str, src: str | None) -> dict[str, Any]:
     type_text = text[:at] if at >= 0 else text.split("Note:")[0]
     found = _DIMENSIONS.search(text, max(at, 0))
     width, height = (_inches(found.group(1)), _inches(found.group(2))) if found else (None, None)
+    src = src.strip() if src else None  # kept byte for byte: file names may hold double spaces
     name = _FILENAME.search(src) if src else None
     return {
         "image_type": clean(type_text),
         "width_inches": width,
         "height_inches": height,
-        "image_url": clean(src),
-        "filename": name.group(1).strip() or None if name else None,
+        "image_url": src or None,
+        "filename": (name.group(1) or None) if name else None,
     }
 
 
