@@ -54,7 +54,7 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     if stage in ("pipeline", "raw", "scrape"):
         p.add_argument("--force", action="store_true", help="re-scrape partitions already marked complete")
         p.add_argument("--rescan-days", type=int, default=0, metavar="N", help="also re-walk the most recent N receipt days (late approvals, status changes)")
-    if stage in ("pipeline", "raw", "analytics"):
+    if stage != "reference":
         p.add_argument("--since-last-run", action="store_true", help="start after the last receipt date a successful run of this job finished")
         p.add_argument("--chunk-days", type=int, help="backfill chunk size in days (TTB_BACKFILL_CHUNK_DAYS)")
 

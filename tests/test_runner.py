@@ -1,0 +1,107 @@
+"""The runner: backfill chunks, resume after a failed chunk, --since-last-run, bad arguments,
+and the end-of-run summary; jobs run through the real command line on the session's Spark."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from conftest import make_settings
+from ttb_spark import audit, cli, lakehouse, runner, simulator
+from ttb_spark.settings import SettingsError
+
+
+def _args(*argv: str):
+    return cli.build_parser().parse_args(list(argv))
+
+
+def test_plan_splits_a_range_into_bounded_chunks():
+    scope = runner.Scope(date(2024, 1, 1), date(2024, 1, 10), ("001",), ("cola-detail",))
+    assert runner.plan("pipeline", scope, 4) == [
+        (date(2024, 1, 1), date(2024, 1, 4)), (date(2024, 1, 5), date(2024, 1, 8)), (date(2024, 1, 9), date(2024, 1, 10)),
+    ]
+    assert runner.plan("pipeline", scope, 30) == [(date(2024, 1, 1), date(2024, 1, 10))]
+    assert runner.plan("reference", scope, 4) == [(date(2024, 1, 1), date(2024, 1, 10))]
+    assert runner.plan("pipeline", runner.Scope(date(2024, 1, 2), date(2024, 1, 1), ("001",), ("cola-detail",)), 4) == []
+
+
+def test_partition_argument_scopes_one_partition():
+    settings, scope = runner.settings_from_args(_args("silver", "--env", "test", "--partition", "2024-01-02|001-cola-detail"))
+    assert [p.key for p in scope.partitions()] == ["2024-01-02|001-cola-detail"]
+    assert settings.pipeline.receipt_methods == ["001"] and settings.pipeline.data_types == ["cola-detail"]
+    assert runner.plan("silver", scope, 7) == [(date(2024, 1, 2), date(2024, 1, 2))]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("pipeline", "--since-last-run", "--start", "2024-01-02"), "--since-last-run"),
+        (("pipeline", "--date", "2024-01-02", "--end", "2024-01-03"), "--date or --start/--end"),
+        (("silver", "--partition", "2024-01-02|001-cola-detail", "--start", "2024-01-02"), "--partition names one partition"),
+        (("pipeline", "--chunk-days", "0"), "TTB_BACKFILL_CHUNK_DAYS"),
+        (("scrape", "--rescan-days", "-1"), "--rescan-days"),
+    ],
+)
+def test_conflicting_or_invalid_arguments_are_named(argv, message):
+    with pytest.raises(SettingsError, match=message):
+        runner.settings_from_args(_args(*argv, "--env", "test"))
+
+
+def test_bad_argument_exits_2_with_one_line_and_no_table(tmp_path):
+    root = tmp_path / "lakehouse"
+    out = subprocess.run(
+        [sys.executable, "-m", "ttb_spark", "pipeline", "--env", "test", "--since-last-run", "--date", "2024-01-02",
+         "--lakehouse-root", str(root)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--since-last-run" in out.stderr
+    assert not root.exists() and out.stdout == ""
+
+
+def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_path, monkeypatch, capsys):
+    settings = make_settings(tmp_path)
+    raw = tmp_path / "raw"
+    # The raw store cannot take pages for 2024-01-03: a file sits where its folder must go.
+    blocker = raw / "pages" / "method_type=001-cola-detail" / "receipt_date=2024-01-03"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TTB_USE_SIMULATOR", "false")
+    with simulator.serving(scale=0.02) as url:
+        argv = ["scrape", "--env", "test", "--start", "2024-01-02", "--end", "2024-01-03", "--chunk-days", "1",
+                "--receipt-methods", "001", "--data-types", "cola-detail", "--registry-url", url,
+                "--raw-root", str(raw), "--lakehouse-root", settings.pipeline.lakehouse_root]
+        assert cli.main(argv) == 1
+        failed = capsys.readouterr()
+        assert "FAILED" in failed.out and "[chunk 2/2 2024-01-03..2024-01-03]" in failed.err
+        blocker.unlink()
+        assert cli.main(argv) == 0
+        rerun = capsys.readouterr()
+
+    runs = {r.status: r for r in lakehouse.read_table(spark, audit.PIPELINE_RUNS, settings.pipeline.lakehouse_root).collect()}
+    assert set(runs) == {"failed", "succeeded"}
+    first, second = runs["failed"], runs["succeeded"]
+    assert [(c.start, c.end) for c in first.completed_chunks] == [(date(2024, 1, 2), date(2024, 1, 2))]
+    assert first.error and first.ended_at is not None and first.counts["scrape"]["partitions_complete"] == 1
+    assert second.chunks_skipped == 1 and second.covered_through == date(2024, 1, 3)
+    # Only chunk 2 ran again: the rerun's counts are that one partition's.
+    assert second.counts["scrape"]["partitions"] == 1 and second.counts["scrape"]["partitions_complete"] == 1
+    assert "[chunk 1/2 2024-01-02..2024-01-02]: finished by an earlier run, skipped" in rerun.err
+    for expected in ("ttb_spark scrape: SUCCEEDED", "1 skipped as already done", "scrape    partitions=1",
+                     f"run_id = '{second.run_id}'", "ops/pipeline_runs", str(raw)):
+        assert expected in rerun.out
+
+    # --since-last-run picks up the day after the last covered receipt date.
+    args = _args("scrape", "--env", "test", "--since-last-run", "--end", "2024-01-06", "--lakehouse-root", settings.pipeline.lakehouse_root)
+    resolved_settings, scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
+    assert (scope.start, scope.end) == (date(2024, 1, 4), date(2024, 1, 6))
+    assert resolved_settings.pipeline.partition_start_date == date(2024, 1, 4)
+    args = _args("scrape", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
+    _, scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
+    assert runner.plan("scrape", scope, 7) == []
+    args = _args("bronze", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
+    _, scope = runner.resolve_since_last_run(spark, "bronze", *runner.settings_from_args(args))
+    assert scope.start == settings.pipeline.partition_start_date
