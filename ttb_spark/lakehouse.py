@@ -145,15 +145,24 @@ def merge_upsert(
     merge = merge.whenNotMatchedInsertAll()
     if delete_missing_in is not None:
         merge = merge.whenNotMatchedBySourceDelete(condition=prune_condition("t", delete_missing_in) or None)
+    before = target.history(1).collect()[0]["version"]
     merge.execute()
-    return last_operation_metrics(spark, spec, lakehouse_root)
+    return last_operation_metrics(spark, spec, lakehouse_root, after_version=before)
 
 
-def last_operation_metrics(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> dict[str, int]:
-    """Row counts of the table's latest commit (inserted/updated/deleted for a MERGE)."""
+def last_operation_metrics(
+    spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int | None = None
+) -> dict[str, int]:
+    """Row counts of the table's latest commit (inserted/updated/deleted for a MERGE).
+
+    With ``after_version``, zeros when no commit followed that version (a MERGE of an empty
+    source commits nothing, so the latest commit is an earlier operation's).
+    """
     from delta.tables import DeltaTable
 
     history = DeltaTable.forPath(spark, spec.path(lakehouse_root)).history(1).collect()[0]
+    if after_version is not None and history["version"] <= after_version:
+        return {"inserted": 0, "updated": 0, "deleted": 0}
     metrics = history["operationMetrics"] or {}
     keys = {"numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated", "numTargetRowsDeleted": "deleted"}
     return {short: int(metrics.get(long, 0)) for long, short in keys.items()}
