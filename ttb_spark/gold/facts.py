@@ -1,0 +1,239 @@
+"""Gold facts: ``fact_products`` (one row per COLA), ``fact_certificates`` (one row per
+certificate) and ``fact_status_changes`` (status history), all MERGEd on TTB ID with the batch's
+receipt dates as literal partition predicates.
+
+Foreign keys are computed from natural keys (:mod:`ttb_spark.gold.keys`), so a fact never waits
+for a dimension lookup; the quality checks verify that every one resolves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, LongType, StringType, StructType, TimestampType
+
+from ttb_spark.gold.consolidated import LABEL
+from ttb_spark.gold.dimensions import address_location_id, origin_location_id
+from ttb_spark.gold.keys import date_key, surrogate_key
+from ttb_spark.lakehouse import TableSpec, column
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+ROW_HASH_COMMENT = "SHA-256 of the non-key columns; MERGE updates only changed rows"
+FLAGS = ("is_first_company_cola", "is_first_brand_cola", "is_brand_refiling")
+
+FACT_PRODUCTS = TableSpec(
+    name="gold.fact_products",
+    comment="One row per COLA: keys to the dimensions, names, dates, days to approval, status and first-COLA / re-filing flags.",
+    keys=("ttb_id",),
+    partition_by=("receipt_date",),
+    schema=StructType([
+        column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
+        column("receipt_date", DateType(), "date TTB received the application; partition column"),
+        column("receipt_date_key", IntegerType(), "-> dim_dates"),
+        column("application_date_key", IntegerType(), "-> dim_dates"),
+        column("approval_date_key", IntegerType(), "-> dim_dates"),
+        column("company_key", LongType(), "-> dim_companies.company_key (durable per permit number)"),
+        column("product_type_key", LongType(), "-> dim_product_types"),
+        column("origin_location_key", LongType(), "-> dim_locations (origin of the product)"),
+        column("applicant_location_key", LongType(), "-> dim_locations (applicant's address)"),
+        column("permit_number", StringType(), "principal permit number"),
+        column("class_type_code", StringType(), "class/type code"),
+        column("origin_code", StringType(), "origin code"),
+        column("brand_name", StringType(), "brand name"),
+        column("fanciful_name", StringType(), "fanciful name"),
+        column("product_type", StringType(), "WINE / DISTILLED SPIRITS / MALT BEVERAGE"),
+        column("source_of_product", StringType(), "DOMESTIC / IMPORTED"),
+        column("receipt_method", StringType(), "000 hand, 001 e-filed, 002 mail, 003 courier"),
+        column("status", StringType(), "current status (updated when a later scrape shows another)"),
+        column("application_date", DateType(), "date of application"),
+        column("approval_date", DateType(), "approval date"),
+        column("days_to_approval", IntegerType(), "approval date - receipt date, in days"),
+        column("label_image_count", IntegerType(), "label images on the certificate (null without one)"),
+        column("grape_varietals", ArrayType(StringType()), "grape varietals (wine)"),
+        column("wine_appellation", StringType(), "wine appellation"),
+        column("wine_vintage", StringType(), "wine vintage"),
+        column("is_first_company_cola", BooleanType(), "the permit's first COLA (by receipt date, then TTB ID)"),
+        column("is_first_brand_cola", BooleanType(), "the permit's first COLA with this brand name"),
+        column("is_brand_refiling", BooleanType(), "the permit filed this brand + fanciful name before"),
+        column("record_completeness", StringType(), "complete | detail_only | certificate_only"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+FACT_CERTIFICATES = TableSpec(
+    name="gold.fact_certificates",
+    comment="One row per certificate (TTB F 5100.31): type of application, qualifications, expiration, label images; status kept current.",
+    keys=("ttb_id",),
+    partition_by=("receipt_date",),
+    schema=StructType([
+        column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
+        column("receipt_date", DateType(), "partition column"),
+        column("company_key", LongType(), "-> dim_companies.company_key"),
+        column("product_type_key", LongType(), "-> dim_product_types"),
+        column("origin_location_key", LongType(), "-> dim_locations"),
+        column("application_date_key", IntegerType(), "-> dim_dates"),
+        column("issued_date_key", IntegerType(), "-> dim_dates"),
+        column("expiration_date_key", IntegerType(), "-> dim_dates"),
+        column("application_date", DateType(), "item 16: date of application"),
+        column("issued_date", DateType(), "item 19: date issued"),
+        column("expiration_date", DateType(), "expiration date, if any"),
+        column("status", StringType(), "current status"),
+        column("application_types", ArrayType(StringType()), "item 14: texts of the ticked boxes"),
+        column("is_label_approval", BooleanType(), "14a: certificate of label approval"),
+        column("is_exemption", BooleanType(), "14b: certificate of exemption from label approval"),
+        column("exemption_state", StringType(), "14b: 'for sale in <state> only'"),
+        column("is_distinctive_bottle", BooleanType(), "14c: distinctive liquor bottle approval"),
+        column("distinctive_bottle_capacity", StringType(), "14c: total bottle capacity before closure"),
+        column("is_resubmission", BooleanType(), "14d: resubmission after rejection"),
+        column("resubmission_ttb_id", StringType(), "14d: TTB ID of the rejected application"),
+        column("qualifications_count", IntegerType(), "number of TTB qualifications"),
+        column("label_image_count", IntegerType(), "number of label images"),
+        column("label_image_types", ArrayType(StringType()), "image type of each label (Brand (front), Back, Neck ...)"),
+        column("labels", ArrayType(LABEL), "label images: type, actual width/height in inches, URL, file name"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+FACT_STATUS_CHANGES = TableSpec(
+    name="gold.fact_status_changes",
+    comment="Status history: a row when a COLA is first seen and one each time a later scrape shows a different status.",
+    keys=("ttb_id", "observed_at"),
+    partition_by=("receipt_date",),
+    schema=StructType([
+        column("ttb_id", StringType(), "14-digit TTB ID", False),
+        column("receipt_date", DateType(), "partition column"),
+        column("observed_at", TimestampType(), "when the page showing the status was fetched", False),
+        column("observed_date_key", IntegerType(), "-> dim_dates (date of observed_at, UTC)"),
+        column("previous_status", StringType(), "status before (null when first seen)"),
+        column("status", StringType(), "status seen"),
+        column("change_type", StringType(), "initial | change"),
+        column("status_source", StringType(), "page the status came from: detail | certificate"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+
+def status_changes(previous: DataFrame, current: DataFrame) -> DataFrame:
+    """History rows for ``current`` consolidated rows whose status differs from ``previous`` (stored) ones.
+
+    ``previous`` holds the stored (ttb_id, status) of the batch's partitions before this build.
+    """
+    prev = previous.select("ttb_id", F.col("status").alias("previous_status"))
+    cur = current.where(F.col("status").isNotNull()).join(prev, "ttb_id", "left")
+    observed = F.when(F.col("status_source") == "certificate", F.col("certificate_fetched_at")).otherwise(F.col("detail_fetched_at"))
+    changed = cur.where(~F.col("previous_status").eqNullSafe(F.col("status")))
+    return changed.select(
+        "ttb_id",
+        "receipt_date",
+        observed.alias("observed_at"),
+        date_key(F.to_date(observed)).alias("observed_date_key"),
+        "previous_status",
+        "status",
+        F.when(F.col("previous_status").isNull(), "initial").otherwise("change").alias("change_type"),
+        "status_source",
+    )
+
+
+def with_flags(history: DataFrame) -> DataFrame:
+    """First-COLA and re-filing flags over every COLA of the permits in ``history`` (consolidated rows)."""
+    order = ("receipt_date", "ttb_id")
+    fanciful = F.coalesce(F.col("fanciful_name"), F.lit(""))
+    company = Window.partitionBy("permit_number").orderBy(*order)
+    brand = Window.partitionBy("permit_number", "brand_name").orderBy(*order)
+    label = Window.partitionBy("permit_number", "brand_name", fanciful).orderBy(*order)
+    has_permit, has_brand = F.col("permit_number").isNotNull(), F.col("brand_name").isNotNull()
+    return (
+        history.withColumn("is_first_company_cola", F.when(has_permit, F.row_number().over(company) == 1))
+        .withColumn("is_first_brand_cola", F.when(has_permit & has_brand, F.row_number().over(brand) == 1))
+        .withColumn("is_brand_refiling", F.when(has_permit & has_brand, F.row_number().over(label) > 1))
+    )
+
+
+def _keys() -> list[Column]:
+    return [
+        surrogate_key("company", F.col("permit_number")).alias("company_key"),
+        surrogate_key("product_type", F.col("class_type_code")).alias("product_type_key"),
+        surrogate_key("location", origin_location_id(F.col("origin_code"))).alias("origin_location_key"),
+    ]
+
+
+def fact_products(flagged: DataFrame) -> DataFrame:
+    """gold.fact_products rows from consolidated rows carrying :func:`with_flags` columns."""
+    applicant = address_location_id(F.col("applicant_state"), F.col("applicant_city"), F.col("applicant_zip"))
+    return flagged.select(
+        "ttb_id",
+        "receipt_date",
+        date_key(F.col("receipt_date")).alias("receipt_date_key"),
+        date_key(F.col("application_date")).alias("application_date_key"),
+        date_key(F.col("approval_date")).alias("approval_date_key"),
+        *_keys(),
+        surrogate_key("location", applicant).alias("applicant_location_key"),
+        "permit_number",
+        "class_type_code",
+        "origin_code",
+        "brand_name",
+        "fanciful_name",
+        "product_type",
+        "source_of_product",
+        "receipt_method",
+        "status",
+        "application_date",
+        "approval_date",
+        F.datediff("approval_date", "receipt_date").alias("days_to_approval"),
+        F.col("label_count").alias("label_image_count"),
+        "grape_varietals",
+        "wine_appellation",
+        "wine_vintage",
+        *FLAGS,
+        "record_completeness",
+    )
+
+
+def changed_or_in_batch(facts: DataFrame, batch_ids: DataFrame, stored: DataFrame) -> DataFrame:
+    """Fact rows to MERGE: the batch's, plus other COLAs of its permits whose flags changed
+    (an earlier day processed later makes an already stored COLA no longer the first)."""
+    old = stored.select("ttb_id", *[F.col(f).alias(f"_old_{f}") for f in FLAGS])
+    marked = facts.join(batch_ids.select("ttb_id", F.lit(True).alias("_in_batch")), "ttb_id", "left").join(old, "ttb_id", "left")
+    differs = F.lit(False)
+    for f in FLAGS:
+        differs = differs | ~F.col(f).eqNullSafe(F.col(f"_old_{f}"))
+    keep = F.col("_in_batch").isNotNull() | differs
+    return marked.where(keep).drop("_in_batch", *[f"_old_{f}" for f in FLAGS])
+
+
+def _ticked(kind: str) -> Column:
+    return F.exists(F.coalesce(F.col("application_types"), F.array().cast("array<string>")), lambda t: F.upper(t).contains(kind))
+
+
+def fact_certificates(consolidated: DataFrame) -> DataFrame:
+    """gold.fact_certificates rows from consolidated rows that have a certificate."""
+    certs = consolidated.where(F.col("has_certificate"))
+    exemption = _ticked("EXEMPTION") | F.col("for_sale_in").isNotNull()
+    return certs.select(
+        "ttb_id",
+        "receipt_date",
+        *_keys(),
+        date_key(F.col("application_date")).alias("application_date_key"),
+        date_key(F.col("issued_date")).alias("issued_date_key"),
+        date_key(F.col("expiration_date")).alias("expiration_date_key"),
+        "application_date",
+        "issued_date",
+        "expiration_date",
+        "status",
+        "application_types",
+        (_ticked("LABEL APPROVAL") & ~_ticked("EXEMPTION")).alias("is_label_approval"),
+        exemption.alias("is_exemption"),
+        F.col("for_sale_in").alias("exemption_state"),
+        (_ticked("DISTINCTIVE") | F.col("total_bottle_capacity").isNotNull()).alias("is_distinctive_bottle"),
+        F.col("total_bottle_capacity").alias("distinctive_bottle_capacity"),
+        (_ticked("RESUBMISSION") | F.col("resubmission_ttb_id").isNotNull()).alias("is_resubmission"),
+        "resubmission_ttb_id",
+        F.when(F.col("qualifications").isNull(), 0).otherwise(F.size("qualifications")).alias("qualifications_count"),
+        F.col("label_count").alias("label_image_count"),
+        F.transform(F.coalesce(F.col("labels"), F.array().cast(ArrayType(LABEL))), lambda lab: lab["image_type"]).alias("label_image_types"),
+        "labels",
+    )
