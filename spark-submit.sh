@@ -15,6 +15,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 export TTB_CONF_DIR="${TTB_CONF_DIR:-$here/conf}"
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(command -v spark-submit || echo "$here/.venv/bin/spark-submit")}"
+# Driver and Python workers run $PYTHON (the venv, when there is one) so they see the package's dependencies.
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PYTHON}"
 
 usage() {
   sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
