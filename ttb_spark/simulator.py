@@ -84,6 +84,7 @@ class Hit:
     status: int | None  # None for a reset connection
     answer: str  # page | not_found | rate_limit | server_error | reset | truncate | session_timeout | captcha | bad_request
     session: str | None
+    user_agent: str | None = None
 
 
 def _uniform(*parts: object) -> float:
@@ -339,6 +340,7 @@ class RegistrySimulator:
 def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in separate writes
         server_version = "Apache"
         sys_version = ""
 
@@ -361,7 +363,7 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 session = new_session = uuid.uuid4().hex.upper()
 
             def record(status: int | None, answer: str, data_type: str | None = None) -> None:
-                sim._record(Hit(arrived, self.path, action, ttb_id, data_type, status, answer, session))
+                sim._record(Hit(arrived, self.path, action, ttb_id, data_type, status, answer, session, self.headers.get("User-Agent")))
 
             if url.path != PREFIX + "viewColaDetails.do" or action not in DETAIL_ACTIONS | {CERTIFICATE_ACTION}:
                 record(404, "bad_request")
