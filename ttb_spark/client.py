@@ -204,7 +204,8 @@ class RegistryClient:
         self.pacer.wait()
         self.requests_sent += 1
         try:
-            response = self.session.get(url, timeout=self.settings.request_timeout_seconds)
+            # verify per request: a session-level value loses to $REQUESTS_CA_BUNDLE (requests#3829)
+            response = self.session.get(url, timeout=self.settings.request_timeout_seconds, verify=self.verify)
             body = response.content
         except requests.exceptions.SSLError as exc:
             raise RegistryTLSError(tls_failure_message(url, exc)) from exc

@@ -1,0 +1,128 @@
+"""The registry simulator over real HTTP: URL scheme, pages that parse to the right records, the
+real error page for misses, volumes and gaps, determinism, cookies, every fault, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+
+import pytest
+import requests
+
+from ttb_spark import parse, simulator
+from ttb_spark.ttb_id import TTBId
+
+DAY = date(2024, 1, 2)
+
+
+def url(base: str, action: str, ttb_id: str) -> str:
+    return f"{base}viewColaDetails.do?action={action}&ttbid={ttb_id}"
+
+
+def test_pages_render_from_every_template_and_parse_to_their_record():
+    registry = simulator.SyntheticRegistry(seed=3, scale=1.0)
+    records = [registry.record(i) for i in registry.public_ids(DAY, "001")]
+    templates = {r.template for r in records}
+    assert templates == set(range(18))  # every saved real page pair is in use
+    for record in records[:60]:
+        detail = parse.parse_page(registry.render(record, "cola-detail"), record.ttb_id, "detail")
+        cert = parse.parse_page(registry.render(record, "certificate"), record.ttb_id, "certificate")
+        assert detail.kind == "detail" and cert.kind == "certificate", (detail.reason, cert.reason)
+        for rec in (detail.record, cert.record):
+            assert rec["ttb_id"] == record.ttb_id and rec["brand_name"] == record.brand
+            assert rec["serial_number"] == record.serial
+        assert cert.record["application_date"] == DAY.isoformat()
+        assert detail.record["approval_date"] == cert.record["issued_date"] >= DAY.isoformat()
+
+
+def test_volumes_gaps_and_determinism():
+    registry = simulator.SyntheticRegistry(seed=0, scale=1.0)
+    weekdays = [DAY + timedelta(days=d) for d in range(14) if (DAY + timedelta(days=d)).weekday() < 5]
+    for day in weekdays:
+        sequences = registry.public_sequences(day, "001")
+        assert 250 <= len(sequences) <= 450
+        assert max(b - a - 1 for a, b in zip(sequences, sequences[1:])) > 50  # a run longer than the default threshold
+        assert min(b - a - 1 for a, b in zip(sequences, sequences[1:])) == 0
+        for paper in ("000", "002", "003"):
+            assert len(registry.public_sequences(day, paper)) <= 3
+    assert simulator.SyntheticRegistry(0, 1.0).public_ids(DAY, "001") == registry.public_ids(DAY, "001")
+    assert simulator.SyntheticRegistry(1, 1.0).public_ids(DAY, "001") != registry.public_ids(DAY, "001")
+    small = simulator.SyntheticRegistry(0, 0.05).public_sequences(DAY, "001")
+    assert 10 <= len(small) <= 25
+
+
+def test_http_scheme_cookie_and_error_page():
+    with simulator.running(seed=0, scale=0.05) as sim:
+        public = sim.registry.public_ids(DAY, "001")[0]
+        missing = str(TTBId.build(DAY, "001", 999_999))
+        with requests.Session() as session:
+            first = session.get(url(sim.base_url, "publicDisplaySearchAdvanced", public))
+            assert "JSESSIONID" in first.cookies and first.headers["Content-Type"].endswith("ISO-8859-1")
+            basic = session.get(url(sim.base_url, "publicDisplaySearchBasic", public))
+            assert "Set-Cookie" not in basic.headers and basic.content == first.content
+            form = session.get(url(sim.base_url, "publicFormDisplay", public))
+            assert parse.classify(form.content, public, "certificate").kind == "certificate"
+            miss = session.get(url(sim.base_url, "publicDisplaySearchAdvanced", missing))
+            assert miss.status_code == 200 and miss.content == simulator.error_page()
+            assert parse.classify(miss.content, missing, "detail").kind == "not_found"
+            assert session.get(url(sim.base_url, "publicDisplaySearchAdvanced", "1234")).content == simulator.error_page()
+            assert session.get(sim.base_url + "nothing.do").status_code == 404
+        assert sim.wait_for_hits(6, timeout=5)
+        assert not sim.wait_for_hits(7, timeout=0.01)
+        answers = [h.answer for h in sim.hits]
+    assert answers == ["page", "page", "page", "not_found", "bad_request", "bad_request"]
+
+
+@pytest.mark.parametrize(
+    "fault,expect",
+    [
+        ("rate_limit", 429), ("server_error", None), ("truncate", "truncated"),
+        ("session_timeout", "session_timeout"), ("captcha", "captcha"), ("reset", "reset"),
+    ],
+)
+def test_each_fault_strikes_the_first_hits_only(fault, expect):
+    with simulator.running(seed=0, scale=0.05, faults={fault: 1.0, "first_hits": 1, "retry_after": 3}) as sim:
+        ttb_id = sim.registry.public_ids(DAY, "001")[0]
+        target = url(sim.base_url, "publicDisplaySearchAdvanced", ttb_id)
+        with requests.Session() as session:
+            if fault == "reset":
+                with pytest.raises(requests.ConnectionError):
+                    session.get(target)
+            else:
+                first = session.get(target)
+                if fault == "rate_limit":
+                    assert first.status_code == 429 and first.headers["Retry-After"] == "3"
+                elif fault == "server_error":
+                    assert first.status_code in (500, 503)
+                else:
+                    assert parse.classify(first.content, ttb_id, "detail").reason == expect
+            if fault == "session_timeout":
+                # the session stays expired: the same cookie keeps getting the timeout page
+                again = session.get(target)
+                assert parse.classify(again.content, ttb_id, "detail").reason == "session_timeout"
+        with requests.Session() as fresh:
+            good = fresh.get(target)
+        assert parse.classify(good.content, ttb_id, "detail").kind == "detail"
+    assert sim.hits[0].answer == fault
+
+
+def test_cli_lists_public_ids_and_rejects_unknown_faults():
+    listed = subprocess.run(
+        [sys.executable, "-m", "ttb_spark", "simulate-registry", "--seed", "0", "--scale", "0.05", "--list-public", DAY.isoformat()],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    registry = simulator.SyntheticRegistry(0, 0.05)
+    assert listed == [i for m in ("000", "001", "002", "003") for i in registry.public_ids(DAY, m)]
+    bad = subprocess.run(
+        [sys.executable, "-m", "ttb_spark", "simulate-registry", "--fault", "meteor=0.5"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "unknown fault 'meteor'" in bad.stderr
+
+
+def test_serving_yields_a_base_url_that_answers():
+    with simulator.serving(seed=0, scale=0.05) as base_url:
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/colasonline/")
+        ttb_id = simulator.SyntheticRegistry(0, 0.05).public_ids(DAY, "001")[0]
+        page = requests.get(url(base_url, "publicDisplaySearchAdvanced", ttb_id), timeout=5).content
+    assert parse.parse_page(page, ttb_id, "detail").record["ttb_id"] == ttb_id
