@@ -86,7 +86,7 @@ def test_cleaned_normalises_and_records_every_rule(spark):
                 "parse_status": "not_found", "id_receipt_date": None},
     ]
     extracted = spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema)
-    reference = spark.createDataFrame([("class_type", "84"), ("origin", "51")], "code_type string, code string")
+    reference = spark.createDataFrame([("class_type", "84"), ("origin", "51")], "ref_type string, code string")
     cleaned = silver.cleaned(extracted, reference)
 
     values = cleaned.where((F.col("ttb_id") == WINE) & (F.col("data_type") == "cola-detail")).select(

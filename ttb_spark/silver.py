@@ -398,7 +398,7 @@ def _rules(has_reference: bool) -> list[Column]:
 def cleaned(extracted_df: DataFrame, reference_codes_df: DataFrame | None = None) -> DataFrame:
     """Normalised fields plus ``violations`` (array of rule, reason, blocking) for pages that parsed.
 
-    ``reference_codes_df`` has columns ``code_type`` (``class_type`` or ``origin``) and ``code``;
+    ``reference_codes_df`` has columns ``ref_type`` (``class_type`` or ``origin``) and ``code``;
     when given, certificate codes missing from it are flagged (non-blocking: the lists are partial).
     Pages that did not parse pass through with their parse status and no violations.
     """
@@ -415,9 +415,9 @@ def cleaned(extracted_df: DataFrame, reference_codes_df: DataFrame | None = None
         *[_normalised(f) for f in RECORD_FIELDS],
     )
     if reference_codes_df is not None:
-        for code_type, field, flag in (("class_type", "class_type_code", "_class_type_known"), ("origin", "origin_code", "_origin_known")):
+        for ref_type, field, flag in (("class_type", "class_type_code", "_class_type_known"), ("origin", "origin_code", "_origin_known")):
             known = (
-                reference_codes_df.where(F.col("code_type") == code_type)
+                reference_codes_df.where(F.col("ref_type") == ref_type)
                 .select(F.upper(F.trim("code")).alias(field), F.lit(True).alias(flag))
                 .distinct()
             )
@@ -507,15 +507,16 @@ def _in_scope(df: DataFrame, dates: list[str], method_types: list[str]) -> DataF
 
 
 def reference_codes(spark: SparkSession, settings: Settings) -> DataFrame | None:
-    """The reference code lists as (code_type, code), when the reference module provides them."""
+    """Class/type and origin codes (ref_type, code): gold.ttb_reference_data, or its seed before it exists."""
     if not settings.processing.validate_reference_codes:
         return None
-    try:
-        from ttb_spark import reference
-    except ImportError:
-        return None
-    loader = getattr(reference, "reference_codes", None)
-    return loader(spark, settings) if loader is not None else None
+    from ttb_spark import reference
+
+    if lakehouse.table_exists(spark, reference.REFERENCE_DATA, settings.pipeline.lakehouse_root):
+        table = reference.read(spark, settings)
+    else:
+        table = reference.to_frame(spark, reference.seed_rows())
+    return table.where("ref_type IN ('class_type', 'origin')").select("ref_type", "code")
 
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
