@@ -197,13 +197,14 @@ def test_failures_after_retries_are_recorded_and_retried_by_the_next_run(tmp_pat
         assert sorted(stored_pages(store, DETAIL)) == [i for i in healthy.registry.public_ids(DAY, "001") if TTBId(i).sequence <= 5]
 
 
-def test_registry_down_abandons_the_partition(tmp_path):
-    """Consecutive failed IDs stop the walk early (no manifest, no marker) instead of hammering a dead registry."""
-    with simulator.running(seed=0, scale=SCALE, faults={"reset": 1.0}) as sim:
+@pytest.mark.parametrize("fault,outcome", [("reset", "failed"), ("captcha", "unexpected")])
+def test_registry_down_or_walled_abandons_the_partition(tmp_path, fault, outcome):
+    """Consecutive failed/unexpected IDs stop the walk early (no manifest, no marker) instead of hammering on."""
+    with simulator.running(seed=0, scale=SCALE, faults={fault: 1.0}) as sim:
         settings = scrape_settings(tmp_path, sim.base_url, max_retries=1)
         (summary,) = scrape_direct(settings, [(DETAIL, False)])
         store = open_store(settings.pipeline.raw_root)
-        assert summary["status"] == "aborted" and summary["failed"] == scrape.ABORT_AFTER_FAILURES
+        assert summary["status"] == "aborted" and summary[outcome] == scrape.ABORT_AFTER_FAILURES
         assert len(sim.hits) == scrape.ABORT_AFTER_FAILURES * 2
         assert not store.exists(manifest_key(DETAIL)) and not store.exists(complete_key(DETAIL))
 
@@ -290,3 +291,29 @@ def test_ttb_ids_are_validated_before_urls_and_keys(tmp_path):
         with pytest.raises(ValueError):
             scrape_settings(tmp_path, sim.base_url, max_sequence_per_batch=1_000_000)  # a 7-digit sequence
         client.close()
+
+
+def test_walk_bridges_long_gaps_and_stops_after_threshold_plus_probes():
+    """The walk rule on its own: records behind gaps of 1.5T and 3.5T are reached, every ID below the
+    last record is tried once, and the walk ends T misses + the probes after the last record."""
+    threshold = 10
+    public = {1, 2, 3, 4 + 15, 4 + 15 + 1, 20 + 36, 20 + 36 + 2, 20 + 36 + 4}  # gaps of 15 and 35 after 3 and 20
+    asked: list[int] = []
+    seen: dict[int, str] = {}
+
+    def outcome_of(sequence: int) -> str:
+        if sequence not in seen:
+            asked.append(sequence)
+            seen[sequence] = "found" if sequence in public else "not_found"
+        return seen[sequence]
+
+    scrape.walk(outcome_of, max_sequence=500, threshold=threshold)
+    last = max(public)
+    assert {s for s, o in seen.items() if o == "found"} == public
+    assert set(range(1, last + threshold + 1)) <= set(asked) and len(asked) == len(set(asked))
+    assert set(asked) - set(range(1, last + threshold + 1)) == set(scrape.probe_points(last + threshold, threshold, 500))
+    assert max(asked) == last + threshold + 4 * threshold  # the farthest probe reaches 4T past the last miss
+    seen.clear()
+    asked.clear()
+    scrape.walk(outcome_of, max_sequence=5, threshold=threshold)
+    assert asked == [1, 2, 3, 4, 5]  # never beyond the maximum

@@ -25,8 +25,8 @@ fetched again (unless forced) and partitions with ``_COMPLETE`` are skipped (unl
 the most recent ``--rescan-days`` receipt days of the range are always re-walked). The manifest is
 written when a walk ends and ``_COMPLETE`` after it, only when no ID ended ``failed`` or with a
 transient ``unexpected`` reason — such a partition is walked again by the next run. A run that
-meets ``ABORT_AFTER_FAILURES`` consecutive failed IDs (registry down) abandons the partition
-without a manifest. A crash therefore costs at most the pages in flight.
+meets ``ABORT_AFTER_FAILURES`` consecutive IDs ending failed or unexpected (registry down, a bot
+wall, a new layout) abandons the partition without a manifest instead of hammering on. A crash therefore costs at most the pages in flight.
 """
 
 from __future__ import annotations
@@ -83,21 +83,32 @@ class Summary:
         return {k: getattr(self, k) for k in keys}
 
 
+class _Trouble:
+    """Counts consecutive IDs that ended neither found nor not_found; raises PartitionAborted at the limit."""
+
+    def __init__(self) -> None:
+        self.streak = 0
+
+    def see(self, outcome: str, sequence: int) -> None:
+        self.streak = 0 if outcome in ("found", "not_found") else self.streak + 1
+        if self.streak >= ABORT_AFTER_FAILURES:
+            raise PartitionAborted(
+                f"{self.streak} consecutive IDs ended failed/unexpected after retries (last sequence {sequence})"
+            )
+
+
 def walk(outcome_of: Callable[[int], str], max_sequence: int, threshold: int) -> None:
     """Walk sequence numbers 1..max_sequence through ``outcome_of`` (which must cache), by the rule above."""
-    seq = misses = failures = 0
-    known_found = 0
+    seq = misses = known_found = 0
+    trouble = _Trouble()
     while seq < max_sequence:
         seq += 1
         outcome = outcome_of(seq)
+        trouble.see(outcome, seq)
         if outcome == "found":
-            misses = failures = 0
+            misses = 0
         elif outcome == "not_found":
-            misses, failures = misses + 1, 0
-        elif outcome == "failed":
-            failures += 1
-            if failures >= ABORT_AFTER_FAILURES:
-                raise PartitionAborted(f"{failures} consecutive IDs failed after retries (last sequence {seq})")
+            misses += 1
         if misses >= threshold and seq >= known_found:
             hit = next((p for p in probe_points(seq, threshold, max_sequence) if outcome_of(p) == "found"), None)
             if hit is None:
@@ -187,22 +198,25 @@ class _PartitionScrape:
 
     def run(self) -> Summary:
         extraction = self.settings.extraction
+        candidates = None
         if self.partition.data_type == "certificate":
             candidates = detail_found_ids(self.store, self.partition)
             if candidates is None:
                 self.summary.status = "waiting_for_details"
                 _progress(f"scrape {self.partition.key}: skipped, its detail partition has no manifest yet")
                 return self.summary
-            for ttb_id in candidates:
-                self.outcome_of(ttb_id.sequence)
-        else:
-            try:
+        try:
+            if candidates is None:
                 walk(self.outcome_of, extraction.max_sequence_per_batch, extraction.consecutive_failure_threshold)
-            except PartitionAborted as exc:
-                self._timing()
-                self.summary.status = "aborted"
-                _progress(f"scrape {self.partition.key}: abandoned for a later run: {exc}; {self._counts_text()}")
-                return self.summary
+            else:
+                trouble = _Trouble()
+                for ttb_id in candidates:
+                    trouble.see(self.outcome_of(ttb_id.sequence), ttb_id.sequence)
+        except PartitionAborted as exc:
+            self._timing()
+            self.summary.status = "aborted"
+            _progress(f"scrape {self.partition.key}: abandoned for a later run: {exc}; {self._counts_text()}")
+            return self.summary
         self._finish()
         return self.summary
 
