@@ -192,9 +192,12 @@ def test_failures_after_retries_are_recorded_and_retried_by_the_next_run(tmp_pat
         settings = scrape_settings(tmp_path, healthy.base_url, max_sequence_per_batch=5, consecutive_failure_threshold=10)
         work, skipped = scrape.plan(settings, replace(Scope.from_settings(settings), data_types=("cola-detail",)), store)
         assert (DETAIL, False) in work and skipped == 0
-        (summary,) = scrape_direct(settings, [(DETAIL, False)])
-        assert summary["complete"] and summary["failed"] == 0
-        assert sorted(stored_pages(store, DETAIL)) == [i for i in healthy.registry.public_ids(DAY, "001") if TTBId(i).sequence <= 5]
+        (early,) = scrape_direct(settings, [(CERTIFICATE, False)])
+        assert early["attempted"] == 0 and not early["complete"]  # certificates wait for complete details
+        detail, certificate = scrape_direct(settings, [(DETAIL, False), (CERTIFICATE, False)])
+        assert detail["complete"] and detail["failed"] == 0 and certificate["complete"]
+        public = [i for i in healthy.registry.public_ids(DAY, "001") if TTBId(i).sequence <= 5]
+        assert sorted(stored_pages(store, DETAIL)) == sorted(stored_pages(store, CERTIFICATE)) == public
 
 
 @pytest.mark.parametrize("fault,outcome", [("reset", "failed"), ("captcha", "unexpected")])

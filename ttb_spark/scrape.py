@@ -24,7 +24,8 @@ Resume: a found page is written (atomically) as soon as it arrives; pages alread
 fetched again (unless forced) and partitions with ``_COMPLETE`` are skipped (unless ``--force``;
 the most recent ``--rescan-days`` receipt days of the range are always re-walked). The manifest is
 written when a walk ends and ``_COMPLETE`` after it, only when no ID ended ``failed`` or with a
-transient ``unexpected`` reason — such a partition is walked again by the next run. A run that
+transient ``unexpected`` reason (and, for certificates, once their detail partition is complete) —
+such a partition is walked again by the next run. A run that
 meets ``ABORT_AFTER_FAILURES`` consecutive IDs ending failed or unexpected (registry down, a bot
 wall, a new layout) abandons the partition without a manifest instead of hammering on. A crash therefore costs at most the pages in flight.
 """
@@ -226,6 +227,9 @@ class _PartitionScrape:
         self._timing()
         s = self.summary
         retry_later = any(e["outcome"] == "failed" or e["reason"] in TRANSIENT_REASONS for e in lines)
+        if self.partition.data_type == "certificate":
+            # certificates follow their detail partition: complete only once the details are
+            retry_later = retry_later or not self.store.exists(complete_key(_detail_of(self.partition)))
         if retry_later:
             s.status = "retry_later"
         else:
@@ -238,7 +242,7 @@ class _PartitionScrape:
 
 def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | None:
     """IDs whose detail page the partition's detail manifest records as found; None without a manifest."""
-    detail = Partition(partition.receipt_date, partition.receipt_method, "cola-detail")
+    detail = _detail_of(partition)
     key = manifest_key(detail)
     if not store.exists(key):
         return None
@@ -250,6 +254,10 @@ def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | Non
             page_key(detail, ttb_id)  # refuses an ID of another day or method
             ids.append(ttb_id)
     return sorted(set(ids))
+
+
+def _detail_of(partition: Partition) -> Partition:
+    return Partition(partition.receipt_date, partition.receipt_method, "cola-detail")
 
 
 def _progress(message: str) -> None:
