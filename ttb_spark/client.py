@@ -32,6 +32,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from ttb_spark.parse import classify
 from ttb_spark.settings import ExtractionSettings
 from ttb_spark.ttb_id import TTBId
 
@@ -199,8 +200,6 @@ class RegistryClient:
         return Fetch(outcome, reason, status, body, attempts, _now())
 
     def _attempt(self, url: str, data_type: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None]:
-        from ttb_spark.parse import classify
-
         self.pacer.wait()
         self.requests_sent += 1
         try:
