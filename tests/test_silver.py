@@ -87,7 +87,7 @@ def test_cleaned_normalises_and_records_every_rule(spark):
     ]
     extracted = spark.createDataFrame([tuple(r[f] for f in schema.fieldNames()) for r in rows], schema)
     reference = spark.createDataFrame([("class_type", "84"), ("origin", "51")], "ref_type string, code string")
-    cleaned = silver.cleaned(extracted, reference)
+    cleaned = silver.cleaned(extracted, reference).cache()  # several checks below read it
 
     values = cleaned.where((F.col("ttb_id") == WINE) & (F.col("data_type") == "cola-detail")).select(
         "brand_name", "fanciful_name", "applicant_street", "applicant_city", "applicant_state", "applicant_zip",
