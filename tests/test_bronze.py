@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 
 import pytest
 from chispa import assert_df_equality
@@ -153,22 +152,7 @@ def test_local_run_is_idempotent_and_a_changed_page_updates_its_row(spark, tmp_p
     assert (row["sha256"], row["ingest_run_id"], row["scrape_run_id"]) == (hashlib.sha256(changed).hexdigest(), "ingest-3", "scrape-2")
 
 
-@pytest.fixture()
-def executor_credentials(spark, s3_server):
-    """The moto dummy credentials for Python workers (they inherit the JVM's environment, started earlier)."""
-    env = spark.sparkContext.environment
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    saved = {k: env.get(k) for k in names}
-    env.update({k: os.environ[k] for k in names})
-    yield
-    for k, v in saved.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-
-
-def test_reads_the_raw_store_on_s3(spark, tmp_path, s3_server, s3_bucket, executor_credentials):
+def test_reads_the_raw_store_on_s3(spark, tmp_path, s3_server, s3_bucket, s3_executor_env):
     settings = make_settings(tmp_path, pipeline={"raw_root": f"s3://{s3_bucket}/raw", "s3_endpoint_url": s3_server})
     fill_real(storage.raw_store(settings))
     counts = bronze.run(spark, settings, scope("ingest-s3"))

@@ -33,6 +33,7 @@ from pyspark.sql.types import (
     IntegerType,
     LongType,
     StringType,
+    StructField,
     StructType,
     TimestampType,
 )
@@ -50,33 +51,25 @@ if TYPE_CHECKING:
 
 FETCH_THREADS = 16
 
-# One line of manifest.jsonl as written by the scraper (contracts.md section 2).
+# One line of manifest.jsonl as the scraper writes it (contracts.md section 2), before typing.
 MANIFEST_LINE = StructType(
     [
-        column("ttb_id", StringType(), "TTB ID tried."),
-        column("method_type", StringType(), "Partition method_type."),
-        column("receipt_date", StringType(), "Partition receipt date (ISO)."),
-        column("data_type", StringType(), "cola-detail or certificate."),
-        column("receipt_method", StringType(), "Receipt method code."),
-        column("sequence", IntegerType(), "Sequence number."),
-        column("outcome", StringType(), "found, not_found, unexpected or failed."),
-        column("reason", StringType(), "Reason code for unexpected/failed."),
-        column("http_status", IntegerType(), "HTTP status of the last attempt."),
-        column("bytes", LongType(), "Stored page size."),
-        column("sha256", StringType(), "SHA-256 of the stored page."),
-        column("fetched_at", StringType(), "When the page was fetched (ISO timestamp)."),
-        column("attempts", IntegerType(), "Requests made."),
-        column("key", StringType(), "Raw store key of the stored page."),
-        column("run_id", StringType(), "Scrape run id."),
+        StructField(name, data_type)
+        for name, data_type in (
+            *[(n, StringType()) for n in ("ttb_id", "method_type", "receipt_date", "data_type", "receipt_method")],
+            ("sequence", IntegerType()),
+            ("outcome", StringType()),
+            ("reason", StringType()),
+            ("http_status", IntegerType()),
+            ("bytes", LongType()),
+            *[(n, StringType()) for n in ("sha256", "fetched_at")],
+            ("attempts", IntegerType()),
+            *[(n, StringType()) for n in ("key", "run_id")],
+        )
     ]
 )
 
-MANIFEST_LINES = StructType(
-    [
-        column("manifest_key", StringType(), "Raw store key of the manifest."),
-        column("line", StringType(), "One JSON line of the manifest."),
-    ]
-)
+MANIFEST_LINES = StructType([StructField("manifest_key", StringType()), StructField("line", StringType())])
 
 SCRAPE_MANIFEST = lakehouse.TableSpec(
     name="bronze.scrape_manifest",
@@ -145,7 +138,7 @@ PAGES = lakehouse.TableSpec(
     ),
 )
 
-FETCHED = StructType([*MANIFEST_LINE.fields, column("content", BinaryType(), "Page bytes as stored.")])
+FETCHED = StructType([*MANIFEST_LINE.fields, StructField("content", BinaryType())])
 
 
 class ReconciliationError(RuntimeError):
