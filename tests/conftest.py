@@ -71,3 +71,19 @@ def s3_bucket(s3_server: str, request: pytest.FixtureRequest) -> str:
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture()
+def s3_executor_env(spark: Any, s3_server: str) -> Iterator[None]:
+    """The moto credentials in the executors' environment too (Python workers inherit the JVM's
+    environment, which predates the S3 fixture); on a cluster they come from the instance/IAM role."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    env = spark.sparkContext.environment
+    saved = {name: env.get(name) for name in names}
+    env.update({name: os.environ[name] for name in names})
+    yield
+    for name, value in saved.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
