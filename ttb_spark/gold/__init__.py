@@ -18,7 +18,7 @@ that ``gold.quality_checks`` logs the run's checks.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
@@ -59,7 +59,7 @@ TABLES = (
     CONSOLIDATED, DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
     FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, QUALITY_CHECKS,
 )  # fmt: skip
-__all__ = ["run", "read_silver", "TABLES", "QualityCheckError"]
+__all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
 
 
 def _silver_table(spark: SparkSession, root: str, name: str) -> DataFrame:
@@ -83,9 +83,34 @@ def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame
     return scoped(_silver_table(spark, root, "cola_details")), scoped(_silver_table(spark, root, "cola_certificates"))
 
 
-def _merge(counts: dict[str, int], name: str, *args: Any, **kwargs: Any) -> None:
-    for k, v in lakehouse.merge_upsert(*args, **kwargs).items():
-        counts[f"{name}_{k}"] = v
+def _merge(
+    counts: dict[str, int], name: str, spark: SparkSession, df: DataFrame, spec: lakehouse.TableSpec, root: str,
+    prune: dict[str, list[date]] | None = None, delete_missing_in: dict[str, list[str]] | None = None,
+) -> None:  # fmt: skip
+    """MERGE ``df`` into ``spec`` (via lakehouse.merge_upsert), skipped when it would change nothing.
+
+    The check (rows whose key + row_hash are not stored, and with ``delete_missing_in`` stored
+    rows the source lacks) is one cheap job; a MERGE that changes nothing would still scan,
+    join and commit. A rerun over unchanged silver thus writes nothing.
+    """
+    zero = {"inserted": 0, "updated": 0, "deleted": 0}
+    if lakehouse.table_exists(spark, spec, root):
+        source = lakehouse.conform(df, spec)
+        stored = lakehouse.read_table(spark, spec, root)
+        for column, values in (prune or {}).items():
+            stored = stored.where(F.col(column).isin(list(values)))
+        keyed = [*spec.keys, lakehouse.ROW_HASH]
+        pending = source.select(*keyed).join(stored.select(*keyed), keyed, "left_anti")
+        if delete_missing_in is not None:
+            scoped = stored
+            for column, values in delete_missing_in.items():
+                scoped = scoped.where(F.col(column).isin(list(values)))
+            pending = pending.unionByName(scoped.select(*keyed).join(source.select(*spec.keys), list(spec.keys), "left_anti"))
+        if pending.isEmpty():
+            counts.update({f"{name}_{k}": v for k, v in zero.items()})
+            return
+    result = lakehouse.merge_upsert(spark, df, spec, root, prune=prune, delete_missing_in=delete_missing_in)
+    counts.update({f"{name}_{k}": v for k, v in result.items()})
 
 
 def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
@@ -93,10 +118,18 @@ def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
 
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """Build every gold table for the scope's receipt dates from silver; raise on a blocking check failure."""
+    """The ``gold`` stage: build every gold table from the scope's silver rows."""
+    details, certificates = read_silver(spark, settings.pipeline.lakehouse_root, scope)
+    return build(spark, settings, scope, details, certificates)
+
+
+def build(spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame) -> dict[str, int]:
+    """Build every gold table from silver-shaped ``details`` / ``certificates`` rows (one batch).
+
+    Raises :class:`QualityCheckError` after recording the checks when a blocking one failed.
+    """
     root = settings.pipeline.lakehouse_root
     counts: dict[str, int] = {}
-    details, certificates = read_silver(spark, root, scope)
     for k, v in reference.ensure_seeded(spark, settings).items():
         counts[f"reference_{k}"] = v
     ref = reference.read(spark, settings).persist()
@@ -108,7 +141,8 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
             return counts
         prune = {"receipt_date": dates}
         stored = _in_dates(lakehouse.read_table(spark, CONSOLIDATED, root), dates)
-        changes = status_changes(stored, batch).persist()
+        # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGE below
+        changes = status_changes(stored, batch).localCheckpoint()
         _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
         _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune)
         _build_dimensions_and_facts(spark, settings, scope, batch, ref, changes, dates, counts)
@@ -141,14 +175,13 @@ def _build_dimensions_and_facts(
         .persist()
     )
     stored_companies = lakehouse.read_table(spark, DIM_COMPANIES, root).join(F.broadcast(permits), "permit_number", "left_semi")
-    companies = dim_companies(history, stored_companies).persist()
-    companies.count()
+    companies = dim_companies(history, stored_companies).localCheckpoint()
     _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, delete_missing_in={"permit_number": permit_list})
     _merge(counts, "dim_locations", spark, dim_locations(batch, ref), DIM_LOCATIONS, root)
     _merge(counts, "dim_product_types", spark, dim_product_types(batch, ref), DIM_PRODUCT_TYPES, root)
 
     stored_facts = lakehouse.read_table(spark, FACT_PRODUCTS, root).join(F.broadcast(permits), "permit_number", "left_semi")
-    products = changed_or_in_batch(fact_products(with_flags(history)), batch, stored_facts).persist()
+    products = changed_or_in_batch(fact_products(with_flags(history)), batch, stored_facts).localCheckpoint()
     fact_dates = sorted(r[0] for r in products.select("receipt_date").distinct().collect())
     _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune={"receipt_date": fact_dates})
     certs = fact_certificates(batch)
@@ -162,7 +195,7 @@ def _build_dimensions_and_facts(
     ]).persist()
     years = [r[0] for r in calendar.select(F.year("date")).distinct().collect()]
     _merge(counts, "dim_dates", spark, dim_dates(calendar, federal_holidays(spark, years)), DIM_DATES, root)
-    for df in (calendar, products, companies, history, permits):
+    for df in (calendar, history, permits):
         df.unpersist()
 
 
@@ -172,42 +205,49 @@ def check(
     """The quality checks over the batch's receipt dates (and the whole of each dimension)."""
     root = settings.pipeline.lakehouse_root
 
-    def batch_of(spec: lakehouse.TableSpec) -> DataFrame:
-        df = _in_dates(lakehouse.read_table(spark, spec, root), dates)
-        return df.where(F.col("receipt_method").isin(list(scope.receipt_methods))) if "receipt_method" in spec.schema.fieldNames() else df
+    def read(spec: lakehouse.TableSpec) -> DataFrame:
+        return lakehouse.read_table(spark, spec, root)
 
-    cons, products = batch_of(CONSOLIDATED), batch_of(FACT_PRODUCTS)
-    certs = batch_of(FACT_CERTIFICATES).join(cons.select("ttb_id"), "ttb_id", "left_semi")
-    changes = _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
-    dims = {spec.name: lakehouse.read_table(spark, spec, root) for spec in (DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES)}
-    dim_keys = {
-        "company_key": ("gold.dim_companies", "company_key"),
-        "product_type_key": ("gold.dim_product_types", "product_type_key"),
-        "origin_location_key": ("gold.dim_locations", "location_key"),
-        "applicant_location_key": ("gold.dim_locations", "location_key"),
-    }
-    fks = [
-        (FACT_PRODUCTS.name, products, ("company_key", "product_type_key", "origin_location_key", "applicant_location_key",
-                                        "receipt_date_key", "application_date_key", "approval_date_key")),
-        (FACT_CERTIFICATES.name, certs, ("company_key", "product_type_key", "origin_location_key",
-                                         "application_date_key", "issued_date_key", "expiration_date_key")),
-        (FACT_STATUS_CHANGES.name, changes, ("observed_date_key",)),
-    ]  # fmt: skip
-    results = [quality.unique_ttb_ids(spec.name, df) for spec, df in ((CONSOLIDATED, cons), (FACT_PRODUCTS, products), (FACT_CERTIFICATES, certs))]
-    for table, df, columns in fks:
-        for fk in columns:
-            dim_name, dim_key = dim_keys.get(fk, ("gold.dim_dates", "date_key"))
-            results.append(quality.foreign_key_resolves(table, df, fk, dim_name, dims[dim_name], dim_key))
-    latest = date.today() + timedelta(days=1)
-    results.append(quality.dates_in_range(FACT_PRODUCTS.name, products, ("receipt_date", "application_date", "approval_date"), settings.analytics.min_valid_date, latest))
-    results.append(quality.approval_not_before_receipt(FACT_PRODUCTS.name, products))
-    silver_ids = details.select("ttb_id").unionByName(certificates.select("ttb_id"))
-    results.append(quality.counts_reconcile(silver_ids, cons, products, certs, certificates))
+    methods = list(scope.receipt_methods)
+    cons = _in_dates(read(CONSOLIDATED), dates).where(F.col("receipt_method").isin(methods))
+    products = _in_dates(read(FACT_PRODUCTS), dates).where(F.col("receipt_method").isin(methods))
+    certs = _in_dates(read(FACT_CERTIFICATES), dates).join(cons.select("ttb_id"), "ttb_id", "left_semi")
+    changes = _in_dates(read(FACT_STATUS_CHANGES), dates)
+    dates_dim, companies, locations, types = (read(s) for s in (DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES))
+
+    def fk(column: str, spec: lakehouse.TableSpec, dim: DataFrame, key: str) -> quality.ForeignKey:
+        return quality.ForeignKey(column, spec.name, dim, key)
+
+    def day(column: str) -> quality.ForeignKey:
+        return fk(column, DIM_DATES, dates_dim, "date_key")
+
+    shared = [
+        fk("company_key", DIM_COMPANIES, companies, "company_key"),
+        fk("product_type_key", DIM_PRODUCT_TYPES, types, "product_type_key"),
+        fk("origin_location_key", DIM_LOCATIONS, locations, "location_key"),
+    ]
+    window = (settings.analytics.min_valid_date, date.today() + timedelta(days=1))
+    results, n_cons = quality.table_checks(CONSOLIDATED.name, cons)
+    found, n_products = quality.table_checks(
+        FACT_PRODUCTS.name, products,
+        [*shared, fk("applicant_location_key", DIM_LOCATIONS, locations, "location_key"),
+         day("receipt_date_key"), day("application_date_key"), day("approval_date_key")],
+        date_columns=("receipt_date", "application_date", "approval_date"), date_range=window, approval_after_receipt=True,
+    )  # fmt: skip
+    results += found
+    found, n_certs = quality.table_checks(
+        FACT_CERTIFICATES.name, certs, [*shared, day("application_date_key"), day("issued_date_key"), day("expiration_date_key")]
+    )
+    results += found
+    found, _ = quality.table_checks(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False)
+    results += found
+    silver_ids, silver_certs = quality.silver_counts(details, certificates)
+    results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
     results += [
-        quality.surrogate_keys_unique(DIM_COMPANIES.name, dims[DIM_COMPANIES.name], "company_key", ["permit_number"]),
-        quality.surrogate_keys_unique(DIM_COMPANIES.name, dims[DIM_COMPANIES.name], "company_version_key", ["permit_number", "version"]),
-        quality.surrogate_keys_unique(DIM_LOCATIONS.name, dims[DIM_LOCATIONS.name], "location_key", ["location_id"]),
-        quality.surrogate_keys_unique(DIM_PRODUCT_TYPES.name, dims[DIM_PRODUCT_TYPES.name], "product_type_key", ["class_type_code"]),
+        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_key", ["permit_number"]),
+        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_version_key", ["permit_number", "version"]),
+        quality.surrogate_keys_unique(DIM_LOCATIONS.name, locations, "location_key", ["location_id"]),
+        quality.surrogate_keys_unique(DIM_PRODUCT_TYPES.name, types, "product_type_key", ["class_type_code"]),
     ]
     return results
 

@@ -1,16 +1,18 @@
 """Gold quality checks (the original pipeline's asset checks), run after every gold build.
 
-Each check is a function of DataFrames returning a :class:`CheckResult`; :func:`run_checks`
-evaluates them for the batch's receipt dates, and the gold stage MERGEs the results into
-``gold.quality_checks`` (one row per run and check) and fails the job when a blocking check
-failed (unless ``TTB_ANALYTICS_BLOCKING_QUALITY_CHECKS`` is false).
+Checks: unique TTB IDs in the consolidated table and the facts, every foreign key resolves,
+dates within a sane range, approval on or after receipt, counts reconcile with silver, and no
+surrogate-key collisions. Each table's checks are computed in one aggregation (one Spark job),
+then turned into :class:`CheckResult` rows; failing checks fetch a few example TTB IDs.
+The gold stage MERGEs the results into ``gold.quality_checks`` (one row per run and check)
+and fails the job when a blocking check failed (unless ``TTB_BLOCKING_QUALITY_CHECKS`` is false).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, LongType, StringType, StructType, TimestampType
@@ -18,7 +20,7 @@ from pyspark.sql.types import BooleanType, LongType, StringType, StructType, Tim
 from ttb_spark.lakehouse import TableSpec, column
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 QUALITY_CHECKS = TableSpec(
     name="gold.quality_checks",
@@ -26,13 +28,13 @@ QUALITY_CHECKS = TableSpec(
     keys=("run_id", "check_name"),
     schema=StructType([
         column("run_id", StringType(), "the job run", False),
-        column("check_name", StringType(), "the check, e.g. unique_ttb_id:gold.fact_products", False),
+        column("check_name", StringType(), "the check, e.g. fk:gold.fact_products.company_key", False),
         column("checked_at", TimestampType(), "when the check ran (UTC)"),
         column("table_name", StringType(), "table checked"),
         column("blocking", BooleanType(), "a failure fails the job"),
         column("passed", BooleanType(), "the check passed"),
         column("failing_rows", LongType(), "rows that break the rule"),
-        column("detail", StringType(), "what was checked and, on failure, examples"),
+        column("detail", StringType(), "what was checked and, on failure, example TTB IDs"),
         column("scope", StringType(), "receipt dates the check covered (first..last, count)"),
     ]),
 )
@@ -55,67 +57,101 @@ class CheckResult:
         return self.failing_rows == 0
 
 
-def _examples(df: DataFrame, column_name: str, limit: int = 5) -> str:
-    return ", ".join(str(r[0]) for r in df.select(column_name).limit(limit).collect())
+@dataclass(frozen=True)
+class ForeignKey:
+    """``column`` of a fact must be a ``dim_key`` of ``dim`` (``dim_name`` for messages)."""
+
+    column: str
+    dim_name: str
+    dim: DataFrame
+    dim_key: str
 
 
-def unique_ttb_ids(table: str, df: DataFrame) -> CheckResult:
-    """Every TTB ID appears once."""
-    dupes = df.groupBy("ttb_id").count().where(F.col("count") > 1)
-    n = dupes.count()
-    return CheckResult(f"unique_ttb_id:{table}", table, True, n, f"TTB IDs present more than once: {n} {_examples(dupes, 'ttb_id') if n else ''}".strip())
+def _examples(rows: DataFrame, limit: int = 5) -> str:
+    ids = [str(r[0]) for r in rows.select("ttb_id").limit(limit).collect()]
+    return f" (e.g. {', '.join(ids)})" if ids else ""
 
 
-def foreign_key_resolves(table: str, facts: DataFrame, fk: str, dim_name: str, dim: DataFrame, dim_key: str) -> CheckResult:
-    """Every non-null ``fk`` of ``facts`` is a ``dim_key`` of ``dim`` (null means unknown, allowed)."""
-    orphans = facts.where(F.col(fk).isNotNull()).join(dim.select(F.col(dim_key).alias(fk)).distinct(), fk, "left_anti")
-    n = orphans.count()
-    detail = f"{fk} -> {dim_name}.{dim_key}: {n} unresolved" + (f" (e.g. TTB IDs {_examples(orphans, 'ttb_id')})" if n else "")
-    return CheckResult(f"fk:{table}.{fk}", table, True, n, detail)
+def table_checks(
+    table: str,
+    df: DataFrame,
+    foreign_keys: Sequence[ForeignKey] = (),
+    date_columns: Sequence[str] = (),
+    date_range: tuple[date, date] | None = None,
+    approval_after_receipt: bool = False,
+    unique: bool = True,
+) -> tuple[list[CheckResult], int]:
+    """Uniqueness of ttb_id (when ``unique``), foreign keys, date range and approval >= receipt
+    for one table, in one aggregation. Returns the results and the table's row count."""
+    joined = df
+    orphan: list[Column] = []
+    for i, fk in enumerate(foreign_keys):
+        hit = f"_hit{i}"
+        keys = fk.dim.select(F.col(fk.dim_key).alias(fk.column)).distinct().withColumn(hit, F.lit(True))
+        joined = joined.join(F.broadcast(keys), fk.column, "left")
+        orphan.append(F.col(fk.column).isNotNull() & F.col(hit).isNull())
+    out_of_range = F.lit(False)
+    if date_range is not None:
+        lo, hi = date_range
+        for c in date_columns:
+            out_of_range = out_of_range | (F.col(c).isNotNull() & ((F.col(c) < F.lit(lo)) | (F.col(c) > F.lit(hi))))
+    early = F.col("approval_date") < F.col("receipt_date") if approval_after_receipt else F.lit(False)
+
+    def count_if(cond: Column) -> Column:
+        return F.sum(F.when(cond, 1).otherwise(0))
+
+    aggs = [F.count("*").alias("rows"), F.countDistinct("ttb_id").alias("ids"), count_if(out_of_range).alias("range"), count_if(early).alias("early")]
+    aggs += [count_if(cond).alias(f"orphans{i}") for i, cond in enumerate(orphan)]
+    stats = joined.agg(*aggs).collect()[0]
+    rows = int(stats["rows"])
+    dupes = rows - int(stats["ids"])
+    results = [CheckResult(f"unique_ttb_id:{table}", table, True, dupes, f"{rows} rows, {stats['ids']} distinct TTB IDs")] if unique else []
+    for i, fk in enumerate(foreign_keys):
+        n = int(stats[f"orphans{i}"] or 0)
+        detail = f"{fk.column} -> {fk.dim_name}.{fk.dim_key}: {n} unresolved (null = unknown, allowed)"
+        if n:
+            detail += _examples(joined.where(orphan[i]))
+        results.append(CheckResult(f"fk:{table}.{fk.column}", table, True, n, detail))
+    if date_range is not None:
+        n = int(stats["range"] or 0)
+        detail = f"{', '.join(date_columns)} within {date_range[0]}..{date_range[1]}: {n} outside"
+        results.append(CheckResult(f"dates_in_range:{table}", table, False, n, detail + (_examples(df.where(out_of_range)) if n else "")))
+    if approval_after_receipt:
+        n = int(stats["early"] or 0)
+        detail = f"approval_date before receipt_date: {n}" + (_examples(df.where(early)) if n else "")
+        results.append(CheckResult(f"approval_after_receipt:{table}", table, False, n, detail))
+    return results, rows
 
 
-def dates_in_range(table: str, df: DataFrame, columns: Iterable[str], earliest: date, latest: date) -> CheckResult:
-    """Every date column is within [earliest, latest] (non-blocking: the registry's own data)."""
-    bad = F.lit(False)
-    for c in columns:
-        bad = bad | (F.col(c).isNotNull() & ((F.col(c) < F.lit(earliest)) | (F.col(c) > F.lit(latest))))
-    rows = df.where(bad)
-    n = rows.count()
-    return CheckResult(
-        f"dates_in_range:{table}", table, False, n,
-        f"{', '.join(columns)} within {earliest}..{latest}: {n} outside" + (f" (e.g. {_examples(rows, 'ttb_id')})" if n else ""),
-    )
+def silver_counts(details: DataFrame, certificates: DataFrame) -> tuple[int, int]:
+    """(distinct TTB IDs over both silver tables, certificate rows) of the batch, in one job."""
+    tagged = details.select("ttb_id", F.lit(0).alias("_cert")).unionByName(certificates.select("ttb_id", F.lit(1).alias("_cert")))
+    row = tagged.agg(F.countDistinct("ttb_id").alias("ids"), F.sum("_cert").alias("certs")).collect()[0]
+    return int(row["ids"]), int(row["certs"] or 0)
 
 
-def approval_not_before_receipt(table: str, df: DataFrame) -> CheckResult:
-    """approval_date >= receipt_date (non-blocking)."""
-    rows = df.where(F.col("approval_date") < F.col("receipt_date"))
-    n = rows.count()
-    return CheckResult(f"approval_after_receipt:{table}", table, False, n, f"approval before receipt: {n}" + (f" (e.g. {_examples(rows, 'ttb_id')})" if n else ""))
-
-
-def counts_reconcile(silver_ids: DataFrame, consolidated: DataFrame, products: DataFrame, certificates: DataFrame, silver_certificates: DataFrame) -> CheckResult:
-    """TTB IDs in silver = consolidated rows = fact_products rows; certificates in silver = fact_certificates rows."""
-    n_silver, n_cons, n_prod = silver_ids.distinct().count(), consolidated.count(), products.count()
-    n_scert, n_fcert = silver_certificates.count(), certificates.count()
-    gap = abs(n_silver - n_cons) + abs(n_cons - n_prod) + abs(n_scert - n_fcert)
+def counts_reconcile(silver_ids: int, silver_certificates: int, consolidated: int, products: int, certificates: int) -> CheckResult:
+    """TTB IDs in silver = consolidated rows = fact_products rows; silver certificates = fact_certificates rows."""
+    gap = abs(silver_ids - consolidated) + abs(consolidated - products) + abs(silver_certificates - certificates)
     detail = (
-        f"silver TTB IDs {n_silver}, gold.ttb_consolidated {n_cons}, gold.fact_products {n_prod}; "
-        f"silver certificates {n_scert}, gold.fact_certificates {n_fcert}"
+        f"silver TTB IDs {silver_ids}, gold.ttb_consolidated {consolidated}, gold.fact_products {products}; "
+        f"silver certificates {silver_certificates}, gold.fact_certificates {certificates}"
     )
     return CheckResult("counts_reconcile_with_silver", "gold.fact_products", True, gap, detail)
 
 
-def surrogate_keys_unique(table: str, dim: DataFrame, key: str, natural_key: list[str]) -> CheckResult:
-    """No two natural keys share a surrogate key (a 64-bit hash collision) and no natural key has two."""
+def surrogate_keys_unique(table: str, dim: DataFrame, key: str, natural_key: Sequence[str]) -> CheckResult:
+    """One surrogate key per natural key and one natural key per surrogate key (no 64-bit collision)."""
     nk = F.to_json(F.struct(*natural_key))
-    per_key = dim.groupBy(key).agg(F.countDistinct(nk).alias("n")).where(F.col("n") > 1)
-    per_nk = dim.groupBy(nk.alias("_nk")).agg(F.countDistinct(key).alias("n")).where(F.col("n") > 1)
-    n = per_key.count() + per_nk.count()
-    return CheckResult(f"surrogate_keys_unique:{table}", table, True, n, f"{key} <-> ({', '.join(natural_key)}): {n} collisions")
+    row = dim.agg(
+        F.countDistinct(key).alias("keys"), F.countDistinct(nk).alias("naturals"), F.countDistinct(F.col(key), nk).alias("pairs")
+    ).collect()[0]
+    n = (row["pairs"] - row["keys"]) + (row["pairs"] - row["naturals"])
+    detail = f"{key} <-> ({', '.join(natural_key)}): {row['keys']} keys, {row['naturals']} natural keys, {row['pairs']} pairs"
+    return CheckResult(f"surrogate_keys_unique:{table}.{key}", table, True, int(n), detail)
 
 
-def to_frame(spark: SparkSession, run_id: str, results: list[CheckResult], scope: str) -> DataFrame:
+def to_frame(spark: SparkSession, run_id: str, results: Iterable[CheckResult], scope: str) -> DataFrame:
     """Check results as gold.quality_checks rows."""
     now = datetime.now(timezone.utc)
     rows = [(run_id, r.name, now, r.table, r.blocking, r.passed, r.failing_rows, r.detail, scope) for r in results]

@@ -1,0 +1,203 @@
+"""The gold stage end to end on the 18 saved records: one lakehouse, four builds, many assertions.
+
+1. every record but MHW's 2019 COLA (all days), read from silver tables on disk by ``gold.run``;
+2. the earlier day arrives late and out of order: MHW's 2019 detail page only (no certificate
+   yet), and a re-scrape shows MHW's 2025 COLA SURRENDERED;
+3. the 2019 certificate arrives a day after its detail page;
+4. a rerun of the later day (2025-04-10): must change nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import date, timedelta
+
+import pytest
+
+from conftest import make_settings
+from gold_inputs import ALL_IDS, FETCHED, certificate_row, certificates_df, detail_row, details_df, reference_values, write_silver
+from ttb_spark import gold, lakehouse
+from ttb_spark.gold import queries
+from ttb_spark.gold.consolidated import CONSOLIDATED
+from ttb_spark.gold.dimensions import DIM_COMPANIES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
+from ttb_spark.gold.quality import QUALITY_CHECKS
+from ttb_spark.runner import Scope
+from ttb_spark.settings import DATA_TYPES
+from ttb_spark.ttb_id import TTBId
+
+MHW_2019, MHW_2025, MHW = "19337001000251", "25100001000686", "NY-I-1727"
+EARLY_DAY, LATER_DAY = date(2019, 12, 3), date(2025, 4, 10)
+ALL_DAYS = Scope(date(2019, 12, 1), date(2026, 12, 31), ("001",), DATA_TYPES)
+SNAPSHOT_TABLES = [spec for spec in gold.TABLES if spec is not QUALITY_CHECKS]
+
+
+def _scope(start: date, end: date) -> Scope:
+    return Scope(start, end, ("001",), DATA_TYPES)
+
+
+def _build(spark, settings, scope, details, certificates):
+    """What a gold run over ``scope`` sees: the silver rows of its receipt dates."""
+    def within(rows):
+        return [r for r in rows if scope.start <= r["receipt_date"] <= scope.end]
+
+    return gold.build(spark, settings, scope, details_df(spark, within(details)), certificates_df(spark, within(certificates)))
+
+
+def _rows(spark, root, spec, where=None):
+    df = lakehouse.read_table(spark, spec, root)
+    if where is not None:
+        df = df.where(where)
+    return sorted(df.drop("row_hash").collect(), key=str)
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    settings = make_settings(tmp_path_factory.mktemp("gold"))
+    root = settings.pipeline.lakehouse_root
+    seen: dict[str, object] = {}
+
+    details = [detail_row(i) for i in ALL_IDS if i != MHW_2019]
+    certificates = [certificate_row(i) for i in ALL_IDS if i != MHW_2019]
+    write_silver(spark, root, details, certificates)  # the first build goes through the stage entry point
+    seen["counts1"] = gold.run(spark, settings, ALL_DAYS)
+    seen["company1"] = _rows(spark, root, DIM_COMPANIES, f"permit_number = '{MHW}'")
+    seen["flags1"] = _rows(spark, root, FACT_PRODUCTS, f"ttb_id = '{MHW_2025}'")
+
+    surrendered_at = FETCHED + timedelta(days=2)
+    details = [r for r in details if r["ttb_id"] != MHW_2025]
+    details += [detail_row(MHW_2025, status="SURRENDERED", fetched_at=surrendered_at), detail_row(MHW_2019)]
+    seen["counts2"] = _build(spark, settings, _scope(EARLY_DAY, LATER_DAY), details, certificates)
+    seen["consolidated2"] = _rows(spark, root, CONSOLIDATED, f"ttb_id = '{MHW_2019}'")
+    seen["certificates2"] = _rows(spark, root, FACT_CERTIFICATES, f"ttb_id = '{MHW_2019}'")
+
+    certificates += [certificate_row(MHW_2019, fetched_at=FETCHED + timedelta(days=1))]
+    seen["counts3"] = _build(spark, settings, _scope(EARLY_DAY, EARLY_DAY), details, certificates)
+    seen["before_rerun"] = {spec.name: _rows(spark, root, spec) for spec in SNAPSHOT_TABLES}
+
+    seen["counts4"] = _build(spark, settings, _scope(LATER_DAY, LATER_DAY), details, certificates)
+    seen["after_rerun"] = {spec.name: _rows(spark, root, spec) for spec in SNAPSHOT_TABLES}
+    seen["surrendered_at"] = surrendered_at
+    return settings, seen
+
+
+def test_first_build_writes_one_row_per_cola_in_every_fact(lake):
+    _, seen = lake
+    counts = seen["counts1"]
+    assert counts["consolidated_inserted"] == counts["fact_products_inserted"] == counts["fact_certificates_inserted"] == 17
+    assert counts["status_changes_inserted"] == 17
+    assert counts["checks_failed"] == 0 and counts["checks_passed"] > 20
+
+
+def test_consolidated_rows_match_the_reference_values(spark, lake):
+    settings, _ = lake
+    rows = {r["ttb_id"]: r for r in _rows(spark, settings.pipeline.lakehouse_root, CONSOLIDATED)}
+    assert sorted(rows) == sorted(ALL_IDS)
+    for ttb_id, row in rows.items():
+        ref = reference_values(ttb_id)
+        c, d = ref["certificate"], ref["detail"]
+        assert row["class_type_code"] == c["class_type_code"] and row["origin_code"] == c["origin_code"]
+        assert row["class_type_description"] == d["class_type_description"]
+        assert row["product_type"] == c["product_type"] and row["source_of_product"] == c["source_of_product"]
+        assert row["approval_date"] == date.fromisoformat(d["approval_date"])
+        assert row["permit_number"] == d["permit_number"] and row["label_count"] == c["label_images"]
+        assert row["record_completeness"] == "complete"
+        expected_status = "SURRENDERED" if ttb_id == MHW_2025 else d["status"]
+        assert row["status"] == expected_status and row["status_source"] == "detail"
+
+
+def test_detail_without_certificate_is_kept_flagged_and_its_codes_resolved(lake):
+    _, seen = lake
+    [row] = seen["consolidated2"]
+    assert (row["record_completeness"], row["has_detail"], row["has_certificate"]) == ("detail_only", True, False)
+    # codes from the detail's unambiguous descriptions: OTHER FOREIGN RUM -> 490, TRINIDAD/TOBAGO -> 7K
+    assert (row["class_type_code"], row["origin_code"], row["product_type"]) == ("490", "7K", None)
+    assert row["approval_date"] == date(2020, 2, 4) and row["label_count"] is None
+    assert seen["certificates2"] == []
+
+
+def test_late_certificate_completes_the_row(spark, lake):
+    settings, seen = lake
+    root = settings.pipeline.lakehouse_root
+    assert seen["counts3"]["consolidated_updated"] == 1 and seen["counts3"]["fact_certificates_inserted"] == 1
+    [row] = _rows(spark, root, CONSOLIDATED, f"ttb_id = '{MHW_2019}'")
+    assert (row["record_completeness"], row["product_type"], row["label_count"]) == ("complete", "DISTILLED SPIRITS", 2)
+    assert row["dba_names"] == ["LA MAISON & VELIER"]
+    [cert] = _rows(spark, root, FACT_CERTIFICATES, f"ttb_id = '{MHW_2019}'")
+    assert cert["issued_date"] == date(2020, 2, 4) and cert["label_image_count"] == 2 and cert["is_label_approval"]
+
+
+def test_status_change_updates_facts_and_appends_history(spark, lake):
+    settings, seen = lake
+    root = settings.pipeline.lakehouse_root
+    history = _rows(spark, root, FACT_STATUS_CHANGES, f"ttb_id = '{MHW_2025}'")
+    got = sorted((r["observed_at"], r["previous_status"], r["status"], r["change_type"]) for r in history)
+    assert got == [
+        (FETCHED.replace(tzinfo=None), None, "APPROVED", "initial"),
+        (seen["surrendered_at"].replace(tzinfo=None), "APPROVED", "SURRENDERED", "change"),
+    ]
+    [product] = _rows(spark, root, FACT_PRODUCTS, f"ttb_id = '{MHW_2025}'")
+    [cert] = _rows(spark, root, FACT_CERTIFICATES, f"ttb_id = '{MHW_2025}'")
+    assert product["status"] == cert["status"] == "SURRENDERED"
+    # the record that was already SURRENDERED when first seen has one initial row
+    [real] = _rows(spark, root, FACT_STATUS_CHANGES, "ttb_id = '23223001000234'")
+    assert (real["previous_status"], real["status"], real["change_type"]) == (None, "SURRENDERED", "initial")
+
+
+def test_company_first_seen_moves_back_for_an_earlier_day_and_survives_a_rerun_of_a_later_day(spark, lake):
+    settings, seen = lake
+    [before] = seen["company1"]
+    assert (before["first_seen"], before["last_seen"], before["cola_count"]) == (LATER_DAY, LATER_DAY, 1)
+    [after] = _rows(spark, settings.pipeline.lakehouse_root, DIM_COMPANIES, f"permit_number = '{MHW}'")
+    assert (after["first_seen"], after["last_seen"], after["cola_count"]) == (EARLY_DAY, LATER_DAY, 2)
+    assert after["company_key"] == before["company_key"] and after["version"] == 1 and after["is_current"]
+    assert (after["permit_type"], after["permit_state"], after["company_name"]) == ("IMPORTER", "NY", "MHW, LTD.")
+
+
+def test_first_cola_flag_moves_to_the_earlier_cola_in_another_partition(spark, lake):
+    settings, seen = lake
+    [was] = seen["flags1"]
+    assert was["is_first_company_cola"] and was["is_first_brand_cola"] and not was["is_brand_refiling"]
+    rows = {r["ttb_id"]: r for r in _rows(spark, settings.pipeline.lakehouse_root, FACT_PRODUCTS, f"permit_number = '{MHW}'")}
+    assert rows[MHW_2019]["is_first_company_cola"] and not rows[MHW_2025]["is_first_company_cola"]
+    assert rows[MHW_2025]["is_first_brand_cola"]  # GIN BES is a new brand for MHW
+
+
+def test_rerun_of_a_later_day_changes_nothing(lake):
+    _, seen = lake
+    assert seen["after_rerun"] == seen["before_rerun"]
+    changed = {k: v for k, v in seen["counts4"].items() if k.endswith(("_inserted", "_updated", "_deleted")) and v}
+    assert changed == {}
+    assert seen["counts4"]["checks_failed"] == 0
+
+
+def test_every_build_recorded_passing_checks(spark, lake):
+    settings, _ = lake
+    checks = lakehouse.read_table(spark, QUALITY_CHECKS, settings.pipeline.lakehouse_root).collect()
+    assert len({r["run_id"] for r in checks}) == 4
+    assert all(r["passed"] for r in checks), [r["detail"] for r in checks if not r["passed"]]
+    names = {r["check_name"] for r in checks}
+    assert {"unique_ttb_id:gold.fact_products", "fk:gold.fact_products.company_key", "counts_reconcile_with_silver",
+            "approval_after_receipt:gold.fact_products", "surrogate_keys_unique:gold.dim_locations.location_key"} <= names
+
+
+def test_example_queries(spark, lake):
+    settings, _ = lake
+    results = queries.run_examples(spark, settings.pipeline.lakehouse_root)
+
+    per_month = {(r["year"], r["month"], r["product_type"], r["family"]): r["approvals"] for r in results["approvals_per_month_by_category"]}
+    assert sum(per_month.values()) == 18
+    # approved in January 2020 (reference values): two table white wines, a mead, an ale
+    assert per_month[(2020, 1, "WINE", "TABLE WINE")] == 2
+    assert per_month[(2020, 1, "WINE", "MEAD")] == per_month[(2020, 1, "MALT BEVERAGE", "ALE")] == 1
+
+    # latest receipt date is 2026-03-23; only PARK STREET IMPORTS first filed in the week before
+    assert [(r["permit_number"], r["first_seen"]) for r in results["new_companies_last_week"]] == [("FL-I-15704", date(2026, 3, 23))]
+
+    days: dict[str, list[int]] = {}
+    for ttb_id in ALL_IDS:
+        ref = reference_values(ttb_id)
+        waited = (date.fromisoformat(ref["detail"]["approval_date"]) - TTBId(ttb_id).receipt_date).days
+        days.setdefault(ref["certificate"]["product_type"], []).append(waited)
+    medians = {r["product_type"]: (r["colas"], r["median_days_to_approval"]) for r in results["median_days_to_approval_by_product_type"]}
+    assert medians == {k: (len(v), statistics.median(v)) for k, v in days.items()}

@@ -1,0 +1,282 @@
+"""Each gold table's transform on small inputs taken from the saved pages (no Delta writes).
+
+Expected values are written out by hand from the pages' reference values, the calendar and
+the permit formats, never produced by the code under test.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from gold_inputs import FETCHED, certificate_row, certificates_df, detail_row, details_df, reference_values
+from ttb_spark import reference
+from ttb_spark.gold import quality
+from ttb_spark.gold.consolidated import consolidate
+from ttb_spark.gold.dimensions import dim_companies, dim_dates, dim_locations, dim_product_types, federal_holidays, permit_type, permit_state
+from ttb_spark.gold.facts import fact_certificates, fact_products, status_changes, with_flags
+from ttb_spark.gold.keys import surrogate_key
+
+LAPHROAIG, MHW_2019, CREMANT, MHW_2025, CIDER = "24011001000462", "19337001000251", "25094001000051", "25100001000686", "25156001000225"
+
+
+@pytest.fixture(scope="module")
+def ref(spark):
+    return reference.to_frame(spark, reference.seed_rows()).cache()
+
+
+@pytest.fixture(scope="module")
+def consolidated(spark, ref):
+    """Laphroaig complete (detail says EXPIRED), MHW 2019 detail only, the cremant certificate
+    only, MHW 2025 and the NY cider complete."""
+    details = [detail_row(LAPHROAIG, status="EXPIRED"), detail_row(MHW_2019), detail_row(MHW_2025), detail_row(CIDER)]
+    certs = [certificate_row(LAPHROAIG), certificate_row(CREMANT), certificate_row(MHW_2025), certificate_row(CIDER)]
+    return consolidate(details_df(spark, details), certificates_df(spark, certs), ref).cache()
+
+
+def test_consolidate(spark, consolidated):
+    cols = ["ttb_id", "record_completeness", "status", "status_source", "class_type_code", "origin_code",
+            "product_type", "approval_date", "permit_number", "label_count"]  # fmt: skip
+    expected = spark.createDataFrame(
+        [
+            (MHW_2019, "detail_only", "APPROVED", "detail", "490", "7K", None, date(2020, 2, 4), "NY-I-1727", None),
+            (LAPHROAIG, "complete", "EXPIRED", "detail", "153", "5K", "DISTILLED SPIRITS", date(2024, 1, 11), "IL-I-198", 2),
+            (CREMANT, "certificate_only", "APPROVED", "certificate", "84", "51", "WINE", date(2025, 4, 10), "CA-I-23336", 2),
+            (MHW_2025, "complete", "APPROVED", "detail", "268", "50", "DISTILLED SPIRITS", date(2025, 4, 17), "NY-I-1727", 2),
+            (CIDER, "complete", "APPROVED", "detail", "82C", "02", "WINE", date(2025, 6, 25), "BWN-NY-21135", 1),
+        ],
+        "ttb_id string, record_completeness string, status string, status_source string, class_type_code string, "
+        "origin_code string, product_type string, approval_date date, permit_number string, label_count int",
+    )
+    assert_df_equality(consolidated.select(*cols), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_consolidate_keeps_both_pages_permits_principal_first(spark, ref):
+    beer = "19344001000769"  # certificate lists BR-VA-20094 and BR-VA-20299; the detail shows the first as principal
+    got = consolidate(details_df(spark, [detail_row(beer)]), certificates_df(spark, [certificate_row(beer)]), ref)
+    [row] = got.select("permit_number", "permit_numbers", "applicant_name").collect()
+    assert (row["permit_number"], row["permit_numbers"]) == ("BR-VA-20094", ["BR-VA-20094", "BR-VA-20299"])
+    assert row["applicant_name"] == "ASLIN BEER COMPANY, ASLIN BEER COMPANY"
+
+
+def test_dim_dates(spark):
+    days = [date(2021, 1, 1), date(2021, 12, 24), date(2024, 1, 6), date(2024, 10, 1), date(2024, 11, 28)]
+    dates = spark.createDataFrame([(d,) for d in days], "date date")
+    got = dim_dates(dates, federal_holidays(spark, [2021, 2024])).select(
+        "date_key", "iso_year", "iso_week", "day_of_week", "is_weekend", "fiscal_year", "fiscal_quarter",
+        "quarter", "holiday_name", "is_business_day",
+    )  # fmt: skip
+    expected = spark.createDataFrame(
+        [
+            (20210101, 2020, 53, 5, False, 2021, 2, 1, "New Year's Day", False),
+            (20211224, 2021, 51, 5, False, 2022, 1, 4, "Christmas Day (observed)", False),
+            (20240106, 2024, 1, 6, True, 2024, 2, 1, None, False),
+            (20241001, 2024, 40, 2, False, 2025, 1, 4, None, True),
+            (20241128, 2024, 48, 4, False, 2025, 1, 4, "Thanksgiving Day", False),
+        ],
+        "date_key int, iso_year int, iso_week int, day_of_week int, is_weekend boolean, fiscal_year int, "
+        "fiscal_quarter int, quarter int, holiday_name string, is_business_day boolean",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    for d in days:  # ISO calendar cross-check with the standard library
+        [row] = got.where(F.col("date_key") == int(d.strftime("%Y%m%d"))).collect()
+        assert (row["iso_year"], row["iso_week"], row["day_of_week"]) == tuple(d.isocalendar())
+
+
+def test_federal_holidays_follow_the_rules(spark):
+    got = {r["date"]: r["holiday_name"] for r in federal_holidays(spark, [2024]).collect()}
+    assert got[date(2024, 1, 15)] == "Martin Luther King Jr. Day"  # third Monday of January
+    assert got[date(2024, 5, 27)] == "Memorial Day"  # last Monday of May
+    assert got[date(2024, 6, 19)].startswith("Juneteenth")
+    assert len(got) == 11
+
+
+def _history(spark, rows):
+    return spark.createDataFrame(
+        rows,
+        "permit_number string, receipt_date date, ttb_id string, applicant_name string, applicant_street string, "
+        "applicant_city string, applicant_state string, applicant_zip string, dba_names array<string>",
+    )
+
+
+def test_dim_companies_scd2_versions_and_seen_dates(spark):
+    home = ("MHW, LTD.", "1129 NORTHERN BLVD STE 312", "MANHASSET", "NY", "11030")
+    moved = ("MHW, LTD.", "55 WATER ST", "NEW YORK", "NY", "10041")
+    cola = [  # (receipt date, TTB ID, address, DBA names); given out of order on purpose
+        (date(2025, 4, 10), "25100001000686", home, []),
+        (date(2019, 12, 3), "19337001000251", home, ["LA MAISON & VELIER"]),
+        (date(2022, 3, 1), "22060001000010", moved, []),
+        (date(2021, 6, 1), "21152001000020", home, []),
+    ]
+    history = _history(spark, [("NY-I-1727", d, t, *a, dba) for d, t, a, dba in cola])
+    existing = spark.createDataFrame([("NY-I-1727", date(2019, 1, 2), date(2019, 1, 2))], "permit_number string, first_seen date, last_seen date")
+    got = dim_companies(history, existing)
+    expected = spark.createDataFrame(
+        [
+            ("NY-I-1727", 1, "MANHASSET", date(2019, 12, 3), date(2022, 3, 1), False, 2),
+            ("NY-I-1727", 2, "NEW YORK", date(2022, 3, 1), date(2025, 4, 10), False, 1),
+            ("NY-I-1727", 3, "MANHASSET", date(2025, 4, 10), None, True, 1),
+        ],
+        "permit_number string, version int, city string, valid_from date, valid_until date, is_current boolean, version_cola_count int",
+    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    seen = {(r["first_seen"], r["last_seen"], r["cola_count"], tuple(r["dba_names"]), r["permit_type"]) for r in got.collect()}
+    # a stored first_seen earlier than any COLA here is kept; the COLAs give last_seen
+    assert seen == {(date(2019, 1, 2), date(2025, 4, 10), 4, ("LA MAISON & VELIER",), "IMPORTER")}
+    assert len({r["company_key"] for r in got.collect()}) == 1 and len({r["company_version_key"] for r in got.collect()}) == 3
+
+
+def test_permit_type_and_state_from_the_permit_format(spark):
+    permits = ["BW-CA-5638", "BWN-WA-21464", "BR-VA-20094", "DSP-KY-20002", "NY-I-1727", "PR-S-15077", "FL-W-12345"]
+    df = spark.createDataFrame([(p,) for p in permits], "p string")
+    got = [(r[0], r[1]) for r in df.select(permit_type(F.col("p")), permit_state(F.col("p"))).collect()]
+    assert got == [
+        ("BONDED WINERY", "CA"), ("BONDED WINERY", "WA"), ("BREWERY", "VA"), ("DISTILLED SPIRITS PLANT", "KY"),
+        ("IMPORTER", "NY"), ("OTHER BASIC PERMIT", "PR"), ("WHOLESALER", "FL"),
+    ]  # fmt: skip
+
+
+def test_dim_locations(spark, consolidated, ref):
+    extra = consolidated.limit(1).select(
+        *[F.lit(v).alias(c) for c, v in {"origin_code": "QQ", "origin_description": "ATLANTIS", "source_of_product": "IMPORTED"}.items()],
+        *[F.lit(None).cast("string").alias(c) for c in ("applicant_state", "applicant_city", "applicant_zip")],
+    )
+    source = consolidated.select(*extra.columns).unionByName(extra)
+    got = dim_locations(source, ref).where(
+        F.col("location_id").isin("origin|5K", "origin|08", "origin|6E", "origin|4A", "origin|QQ", "address|IL|CHICAGO|60654", "address|NY|NEWBURGH|12550")
+    )
+    expected = spark.createDataFrame(
+        [
+            ("origin|5K", "ORIGIN", "SCOTLAND", None, None, None, False),
+            ("origin|08", "ORIGIN", "UNITED STATES", "GA", "GEORGIA", None, True),
+            ("origin|6E", "ORIGIN", "GEORGIA", None, None, None, False),
+            ("origin|4A", "ORIGIN", "UNITED STATES", "PR", "PUERTO RICO", None, True),
+            ("origin|QQ", "ORIGIN", "ATLANTIS", None, None, None, False),
+            ("address|IL|CHICAGO|60654", "APPLICANT_ADDRESS", "UNITED STATES", "IL", "ILLINOIS", "CHICAGO", True),
+            ("address|NY|NEWBURGH|12550", "APPLICANT_ADDRESS", "UNITED STATES", "NY", "NEW YORK", "NEWBURGH", True),
+        ],
+        "location_id string, location_type string, country string, state_code string, state_name string, city string, is_domestic boolean",
+    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_dim_product_types(spark, consolidated, ref):
+    unseen = consolidated.where(F.col("ttb_id") == LAPHROAIG).select(
+        F.lit("944").alias("class_type_code"), F.lit("TEQUILA FB").alias("class_type_description"), F.col("product_type")
+    )
+    source = consolidated.select("class_type_code", "class_type_description", "product_type").unionByName(unseen)
+    got = dim_product_types(source, ref).where(F.col("class_type_code").isin("153", "268", "82M", "84", "902", "944"))
+    expected = spark.createDataFrame(
+        [
+            ("153", "SINGLE MALT SCOTCH WHISKY", "DISTILLED SPIRITS", "WHISKY", "observed"),
+            ("268", "OTHER GIN FB", "DISTILLED SPIRITS", "GIN", "observed"),
+            ("82M", "HONEY BASED TABLE WINE", "WINE", "MEAD", "observed"),
+            ("84", "SPARKLING WINE/CHAMPAGNE", "WINE", "SPARKLING WINE", "observed"),
+            ("902", "ALE", "MALT BEVERAGE", "ALE", "observed"),
+            ("944", "TEQUILA FB", "DISTILLED SPIRITS", "AGAVE SPIRITS", "data"),
+        ],
+        "class_type_code string, class_type_description string, product_type string, family string, source string",
+    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_fact_products_flags_and_days_to_approval(spark, consolidated):
+    refiled = consolidated.where(F.col("ttb_id") == MHW_2019).withColumn("ttb_id", F.lit("20050001000100")).withColumn(
+        "receipt_date", F.lit(date(2020, 2, 19))
+    )  # the same brand and fanciful name filed again by MHW two months later
+    got = fact_products(with_flags(consolidated.unionByName(refiled)))
+    expected = spark.createDataFrame(
+        [
+            (MHW_2019, 63, True, True, False),
+            ("20050001000100", -15, False, False, True),  # approval (2020-02-04) is the copied one
+            (MHW_2025, 7, False, True, False),
+            (LAPHROAIG, 0, True, True, False),
+            (CREMANT, 6, True, True, False),
+            (CIDER, 20, True, True, False),
+        ],
+        "ttb_id string, days_to_approval int, is_first_company_cola boolean, is_first_brand_cola boolean, is_brand_refiling boolean",
+    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    [row] = got.where(F.col("ttb_id") == MHW_2025).collect()
+    assert row["receipt_date_key"] == 20250410 and row["approval_date_key"] == 20250417 and row["label_image_count"] == 2
+
+
+def test_fact_certificates_application_types(spark, consolidated):
+    got = fact_certificates(consolidated)
+    expected = spark.createDataFrame(
+        [
+            (LAPHROAIG, True, False, None, False, False, 2, ["Brand (front) or keg collar", "Back"]),
+            (CREMANT, True, False, None, False, False, 2, ["Brand (front) or keg collar", "Back"]),
+            (MHW_2025, True, False, None, False, False, 2, ["Brand (front) or keg collar", "Back"]),
+            (CIDER, False, True, "NY", False, False, 1, ["Brand (front) or keg collar"]),
+        ],
+        "ttb_id string, is_label_approval boolean, is_exemption boolean, exemption_state string, is_distinctive_bottle boolean, "
+        "is_resubmission boolean, label_image_count int, label_image_types array<string>",
+    )
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    [cider] = got.where(F.col("ttb_id") == CIDER).collect()
+    assert cider["qualifications_count"] == len(reference_values(CIDER)["detail"]["qualifications"])
+
+
+def test_status_changes(spark, consolidated):
+    later = datetime(2026, 12, 1, 8, 30)
+    current = consolidated.withColumn(
+        "status", F.when(F.col("ttb_id") == MHW_2025, "SURRENDERED").otherwise(F.col("status"))
+    ).withColumn("detail_fetched_at", F.when(F.col("ttb_id") == MHW_2025, F.lit(later)).otherwise(F.col("detail_fetched_at")))
+    previous = spark.createDataFrame([(MHW_2025, "APPROVED"), (LAPHROAIG, "EXPIRED"), (CIDER, "APPROVED")], "ttb_id string, status string")
+    got = status_changes(previous, current).select("ttb_id", "observed_at", "previous_status", "status", "change_type", "status_source")
+    fetched = FETCHED.replace(tzinfo=None)
+    expected = spark.createDataFrame(
+        [
+            (MHW_2025, later, "APPROVED", "SURRENDERED", "change", "detail"),
+            (MHW_2019, fetched, None, "APPROVED", "initial", "detail"),
+            (CREMANT, fetched, None, "APPROVED", "initial", "certificate"),
+        ],
+        "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string, status_source string",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_surrogate_keys_are_stable_and_tell_nulls_apart(spark):
+    df = spark.createDataFrame([("a", None), (None, "a"), ("a", None), (None, None)], "x string, y string")
+    keys = [r[0] for r in df.select(surrogate_key("dim", F.col("x"), F.col("y"))).collect()]
+    assert keys[0] == keys[2] and keys[0] != keys[1] and keys[3] is None
+    other = [r[0] for r in df.select(surrogate_key("other_dim", F.col("x"), F.col("y"))).collect()]
+    assert other[0] != keys[0]
+
+
+def test_quality_checks_catch_duplicates_orphans_dates_and_collisions(spark):
+    facts = spark.createDataFrame(
+        [("1", 10, date(2024, 1, 2), date(2024, 1, 5)), ("1", 11, date(2024, 1, 2), date(2024, 1, 1)), ("2", None, date(1980, 1, 1), None)],
+        "ttb_id string, company_key long, receipt_date date, approval_date date",
+    )
+    dim = spark.createDataFrame([(10, "P1")], "company_key long, permit_number string")
+    results, rows = quality.table_checks(
+        "facts", facts, [quality.ForeignKey("company_key", "dim", dim, "company_key")],
+        date_columns=("receipt_date", "approval_date"), date_range=(date(1990, 1, 1), date(2026, 12, 31)), approval_after_receipt=True,
+    )  # fmt: skip
+    failing = {r.name: (r.failing_rows, r.blocking) for r in results}
+    assert rows == 3
+    assert failing == {
+        "unique_ttb_id:facts": (1, True),
+        "fk:facts.company_key": (1, True),  # 11 is unknown; the null key is allowed
+        "dates_in_range:facts": (1, False),
+        "approval_after_receipt:facts": (1, False),
+    }
+    assert "e.g. 1" in next(r.detail for r in results if r.name == "fk:facts.company_key")
+    collided = spark.createDataFrame([(7, "P1"), (7, "P2"), (8, "P3")], "k long, permit_number string")
+    assert quality.surrogate_keys_unique("d", collided, "k", ["permit_number"]).failing_rows == 1
+    assert quality.surrogate_keys_unique("d", dim, "company_key", ["permit_number"]).passed
+    assert not quality.counts_reconcile(3, 2, 3, 3, 1).passed and quality.counts_reconcile(3, 2, 3, 3, 2).passed
+    assert [r.name for r in quality.failures(results)] == ["unique_ttb_id:facts", "fk:facts.company_key"]
+
+
+def test_refiling_window_is_by_receipt_date_then_ttb_id(spark, consolidated):
+    """Two COLAs of one permit on the same day: the lower TTB ID is the first."""
+    a = consolidated.where(F.col("ttb_id") == MHW_2025)
+    b = a.withColumn("ttb_id", F.lit("25100001000999"))
+    got = {r["ttb_id"]: r["is_first_company_cola"] for r in fact_products(with_flags(b.unionByName(a))).collect()}
+    assert got == {MHW_2025: True, "25100001000999": False}

@@ -1,0 +1,84 @@
+"""Example analyst queries over the gold star schema (the README's examples).
+
+``python -m ttb_spark.gold.queries [--env ENV] [--lakehouse-root ROOT]`` registers every gold
+table as a temporary view named after the table (``fact_products``, ``dim_companies`` ...),
+runs the queries and prints their results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Sequence
+
+from ttb_spark import lakehouse
+
+if TYPE_CHECKING:
+    from pyspark.sql import Row, SparkSession
+
+EXAMPLES: dict[str, str] = {
+    "approvals_per_month_by_category": """
+        SELECT d.year, d.month, p.product_type, p.family, count(*) AS approvals
+        FROM fact_products f
+        JOIN dim_dates d ON d.date_key = f.approval_date_key
+        JOIN dim_product_types p ON p.product_type_key = f.product_type_key
+        GROUP BY d.year, d.month, p.product_type, p.family
+        ORDER BY d.year, d.month, p.product_type, p.family
+    """,
+    # "Last week" = the 7 days up to the latest receipt date in the lakehouse.
+    "new_companies_last_week": """
+        SELECT c.permit_number, c.company_name, c.permit_type, c.state, c.first_seen
+        FROM dim_companies c
+        WHERE c.is_current
+          AND c.first_seen > (SELECT date_sub(max(receipt_date), 7) FROM fact_products)
+        ORDER BY c.first_seen, c.permit_number
+    """,
+    "median_days_to_approval_by_product_type": """
+        SELECT p.product_type, count(*) AS colas, median(f.days_to_approval) AS median_days_to_approval
+        FROM fact_products f
+        JOIN dim_product_types p ON p.product_type_key = f.product_type_key
+        WHERE f.days_to_approval IS NOT NULL
+        GROUP BY p.product_type
+        ORDER BY p.product_type
+    """,
+}
+
+
+def register_views(spark: SparkSession, lakehouse_root: str) -> list[str]:
+    """Register every gold table as a temporary view named after the table; returns the names."""
+    from ttb_spark.gold import TABLES
+    from ttb_spark.reference import REFERENCE_DATA
+
+    names = []
+    for spec in (*TABLES, REFERENCE_DATA):
+        view = spec.name.split(".", 1)[1]
+        lakehouse.read_table(spark, spec, lakehouse_root).createOrReplaceTempView(view)
+        names.append(view)
+    return names
+
+
+def run_examples(spark: SparkSession, lakehouse_root: str) -> dict[str, list[Row]]:
+    """Every example query's result rows."""
+    register_views(spark, lakehouse_root)
+    return {name: spark.sql(sql).collect() for name, sql in EXAMPLES.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ttb_spark.settings import load_settings
+    from ttb_spark.spark import get_spark
+
+    parser = argparse.ArgumentParser(prog="python -m ttb_spark.gold.queries", description=__doc__.splitlines()[0])
+    parser.add_argument("--env", help="settings profile (default $TTB_ENVIRONMENT or development)")
+    parser.add_argument("--lakehouse-root", help="lakehouse root (TTB_LAKEHOUSE_ROOT)")
+    args = parser.parse_args(argv)
+    settings = load_settings(args.env, {"pipeline": {"lakehouse_root": args.lakehouse_root}})
+    spark = get_spark(settings, app_name="ttb_spark-queries")
+    register_views(spark, settings.pipeline.lakehouse_root)
+    for name, sql in EXAMPLES.items():
+        sys.stdout.write(f"-- {name}\n")
+        spark.sql(sql).show(50, truncate=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
