@@ -295,9 +295,10 @@ def merge(spark: SparkSession, settings: Settings, rows: Iterable[RefRow]) -> di
 
 
 def ensure_seeded(spark: SparkSession, settings: Settings) -> dict[str, int]:
-    """Create the reference table from the seed when it does not exist yet (the gold stage's first run)."""
+    """Fill the reference table from the seed when it does not exist yet or is empty (the gold stage's
+    first run, or a first run killed between creating the table and merging the seed)."""
     spec = REFERENCE_DATA
-    if lakehouse.table_exists(spark, spec, settings.pipeline.lakehouse_root):
+    if not lakehouse.read_table(spark, spec, settings.pipeline.lakehouse_root).isEmpty():
         return {"inserted": 0, "updated": 0, "deleted": 0}
     return merge(spark, settings, seed_rows())
 
