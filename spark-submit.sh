@@ -57,6 +57,7 @@ exec "$SPARK_SUBMIT" \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf spark.sql.session.timeZone=UTC \
   --conf spark.ui.showConsoleProgress=true \
+  --conf spark.log.level=WARN \
   --py-files "$here/build/ttb_spark.zip" \
   ${spark_args[@]+"${spark_args[@]}"} \
   "$here/jobs/$job.py" "$@"

@@ -120,6 +120,7 @@ def test_pipeline_builds_every_layer_and_audits_the_run(spark, clean, registry):
     assert clean["code"] == 0, clean["err"][-3000:]
     out = clean["out"]
     assert "ttb_spark pipeline: SUCCEEDED" in out
+    assert re.search(r"^  rejects\s+0 page\(s\) of 2024-01-02..2024-01-03 quarantined", out, re.M), out
     for stage in ("scrape", "bronze", "silver", "gold"):
         assert re.search(rf"^  {stage}\s+\w+=\d+", out, re.M), out
         assert f"{stage}: start" in clean["err"] and f"{stage}: done" in clean["err"]

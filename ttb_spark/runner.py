@@ -80,6 +80,7 @@ class RunResult:
     record: Any  # audit.RunRecord
     exit_code: int
     tables: list[str] = field(default_factory=list)
+    rejected_pages: int | None = None  # pages of the range in silver.rejects (None: the job has no silver stage)
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -210,7 +211,8 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         traceback.print_exc(file=sys.stderr)
         code = 1
     audit.write(spark, record, root)
-    return RunResult(record, code, written_tables(spark, root))
+    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] else None
+    return RunResult(record, code, written_tables(spark, root), rejected)
 
 
 def error_text(exc: BaseException) -> str:
@@ -218,6 +220,19 @@ def error_text(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc, limit=-3))
     head = f"{type(exc).__name__}: {exc}"
     return (head if len(head) < ERROR_CHARS // 2 else head[: ERROR_CHARS // 2] + " ...") + "\n" + text[-ERROR_CHARS // 2 :]
+
+
+def rejected_pages(spark: Any, root: str, scope: Scope) -> int:
+    """Distinct pages of the scope's receipt dates quarantined in silver.rejects (0 without the table)."""
+    from pyspark.sql import functions as F
+
+    from ttb_spark import lakehouse
+
+    spec = lakehouse.REGISTRY.get("silver.rejects")
+    if spec is None or not lakehouse.table_exists(spark, spec, root):
+        return 0
+    rows = lakehouse.read_table(spark, spec, root).where(F.col("receipt_date").between(scope.start, scope.end))
+    return rows.select("ttb_id", "data_type").distinct().count()
 
 
 def written_tables(spark: Any, root: str) -> list[str]:
@@ -253,8 +268,8 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
         counts = r.counts.get(stage)
         shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
         lines.append(f"  {stage:<9} {shown}")
-    rejects = sum(v for counts in r.counts.values() for k, v in counts.items() if "reject" in k)
-    lines.append(f"  rejects   {rejects}" + (" (see silver.rejects)" if rejects else ""))
+    if result.rejected_pages is not None:
+        lines.append(f"  rejects   {result.rejected_pages} page(s) of {r.range_start}..{r.range_end} quarantined in silver.rejects")
     if r.error:
         lines.append(f"  error     {r.error.splitlines()[0][:200]}")
     root = settings.pipeline.lakehouse_root
