@@ -39,6 +39,9 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
+# A local master gets the local profile's small shuffle width (Spark's default 200 tasks per shuffle
+# costs minutes on a laptop); later --conf options given before JOB still win.
+case "$master" in local*) spark_args=(--conf spark.sql.shuffle.partitions=4 --conf spark.default.parallelism=4 ${spark_args[@]+"${spark_args[@]}"}) ;; esac
 [ $# -gt 0 ] || { usage >&2; exit 2; }
 job="$1"; shift
 [ -f "$here/jobs/$job.py" ] || { echo "spark-submit.sh: error: unknown job '$job' (see --help)" >&2; exit 2; }
