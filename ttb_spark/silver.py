@@ -270,9 +270,10 @@ def _parse_partition(rows: Any) -> Any:
 def parse_results(pages_df: DataFrame) -> DataFrame:
     """``pages_df`` without ``html``, plus parse_status, parse_reason, parse_detail and record (JSON), parsed on executors.
 
-    RDD mapPartitions won bench/extract_bench.py against a plain UDF, an Arrow UDF, a pandas UDF and
-    mapInPandas (about 3x the plain UDF's pages/s on 2 cores). Timestamps cross into Python as
-    microseconds, so no local-timezone round trip can shift them.
+    RDD mapPartitions: in bench/extract_bench.py it was always faster than the plain and Arrow UDFs
+    and level with mapInPandas (which would add pandas + pyarrow as runtime dependencies); the
+    parser's own time dominates. Timestamps cross into Python as microseconds, so no local-timezone
+    round trip can shift them.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import LongType
