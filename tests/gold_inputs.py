@@ -1,6 +1,6 @@
 """Silver-shaped inputs for the gold tests, built from the saved pages' reference values.
 
-Schemas are those of contracts.md section 3 (the columns gold reads); values come from
+Schemas are the silver tables' own (contracts.md section 3); values come from
 ``ttb_spark/data/pages/<id>/reference-values.json`` (extracted independently of our parser),
 cleaned as silver cleans them (names upper case, "N/A" -> null), plus the few values read off
 the pages by hand that the reference file does not carry (DBA names, type-of-application boxes).
@@ -13,46 +13,11 @@ from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Any
 
-from pyspark.sql.types import (
-    ArrayType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
-
+from ttb_spark.silver import COLA_CERTIFICATES, COLA_DETAILS
 from ttb_spark.ttb_id import TTBId
 
-S, D, TS = StringType(), DateType(), TimestampType()
-STRINGS = ArrayType(StringType())
-LABEL = StructType([
-    StructField("image_type", S), StructField("width_inches", DoubleType()), StructField("height_inches", DoubleType()),
-    StructField("image_url", S), StructField("filename", S),
-])  # fmt: skip
-_HEAD = [("ttb_id", S), ("receipt_date", D), ("receipt_method", S), ("method_type", S), ("sequence", IntegerType())]
-_TAIL = [("page_sha256", S), ("fetched_at", TS), ("row_hash", S)]
-DETAIL_SCHEMA = StructType([StructField(n, t) for n, t in [
-    *_HEAD, ("status", S), ("vendor_code", S), ("serial_number", S), ("class_type_description", S),
-    ("origin_description", S), ("brand_name", S), ("fanciful_name", S), ("type_of_application", S), ("for_sale_in", S),
-    ("total_bottle_capacity", S), ("grape_varietals", STRINGS), ("wine_vintage", S), ("formula", S), ("approval_date", D),
-    ("qualifications", STRINGS), ("permit_number", S), ("applicant_name", S), ("applicant_street", S),
-    ("applicant_city", S), ("applicant_state", S), ("applicant_zip", S), ("other_permits", STRINGS),
-    ("formula_sop_no", S), ("lab_no", S), ("lab_date", D), *_TAIL,
-]])  # fmt: skip
-CERTIFICATE_SCHEMA = StructType([StructField(n, t) for n, t in [
-    *_HEAD, ("rep_id", S), ("class_type_code", S), ("origin_code", S), ("permit_numbers", STRINGS),
-    ("source_of_product", S), ("serial_number", S), ("product_type", S), ("brand_name", S), ("fanciful_name", S),
-    ("applicant_name", S), ("applicant_street", S), ("applicant_city", S), ("applicant_state", S), ("applicant_zip", S),
-    ("dba_names", STRINGS), ("mailing_address", S), ("formula", S), ("grape_varietals", STRINGS),
-    ("wine_appellation", S), ("phone_number", S), ("email", S), ("application_types", STRINGS), ("for_sale_in", S),
-    ("total_bottle_capacity", S), ("resubmission_ttb_id", S), ("embossed_text", S), ("application_date", D),
-    ("issued_date", D), ("qualifications", STRINGS), ("status", S), ("class_type_description", S),
-    ("expiration_date", D), ("labels", ArrayType(LABEL)), ("net_contents", S), ("alcohol_content", S),
-    ("wine_vintage", S), *_TAIL,
-]])  # fmt: skip
+DETAIL_SCHEMA = COLA_DETAILS.schema
+CERTIFICATE_SCHEMA = COLA_CERTIFICATES.schema
 
 FETCHED = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 # Read off the certificate pages (item 8 DBA lines, item 14 ticked boxes).

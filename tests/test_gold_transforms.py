@@ -51,7 +51,7 @@ def test_consolidate(spark, consolidated):
         "ttb_id string, record_completeness string, status string, status_source string, class_type_code string, "
         "origin_code string, product_type string, approval_date date, permit_number string, label_count int",
     )
-    assert_df_equality(consolidated.select(*cols), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(consolidated.select(*cols), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_consolidate_keeps_both_pages_permits_principal_first(spark, ref):
@@ -80,7 +80,7 @@ def test_dim_dates(spark):
         "date_key int, iso_year int, iso_week int, day_of_week int, is_weekend boolean, fiscal_year int, "
         "fiscal_quarter int, quarter int, holiday_name string, is_business_day boolean",
     )
-    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     for d in days:  # ISO calendar cross-check with the standard library
         [row] = got.where(F.col("date_key") == int(d.strftime("%Y%m%d"))).collect()
         assert (row["iso_year"], row["iso_week"], row["day_of_week"]) == tuple(d.isocalendar())
@@ -122,7 +122,7 @@ def test_dim_companies_scd2_versions_and_seen_dates(spark):
         ],
         "permit_number string, version int, city string, valid_from date, valid_until date, is_current boolean, version_cola_count int",
     )
-    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     seen = {(r["first_seen"], r["last_seen"], r["cola_count"], tuple(r["dba_names"]), r["permit_type"]) for r in got.collect()}
     # a stored first_seen earlier than any COLA here is kept; the COLAs give last_seen
     assert seen == {(date(2019, 1, 2), date(2025, 4, 10), 4, ("LA MAISON & VELIER",), "IMPORTER")}
@@ -160,7 +160,7 @@ def test_dim_locations(spark, consolidated, ref):
         ],
         "location_id string, location_type string, country string, state_code string, state_name string, city string, is_domestic boolean",
     )
-    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_dim_product_types(spark, consolidated, ref):
@@ -180,7 +180,7 @@ def test_dim_product_types(spark, consolidated, ref):
         ],
         "class_type_code string, class_type_description string, product_type string, family string, source string",
     )
-    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_fact_products_flags_and_days_to_approval(spark, consolidated):
@@ -199,7 +199,7 @@ def test_fact_products_flags_and_days_to_approval(spark, consolidated):
         ],
         "ttb_id string, days_to_approval int, is_first_company_cola boolean, is_first_brand_cola boolean, is_brand_refiling boolean",
     )
-    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     [row] = got.where(F.col("ttb_id") == MHW_2025).collect()
     assert row["receipt_date_key"] == 20250410 and row["approval_date_key"] == 20250417 and row["label_image_count"] == 2
 
@@ -216,7 +216,7 @@ def test_fact_certificates_application_types(spark, consolidated):
         "ttb_id string, is_label_approval boolean, is_exemption boolean, exemption_state string, is_distinctive_bottle boolean, "
         "is_resubmission boolean, label_image_count int, label_image_types array<string>",
     )
-    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     [cider] = got.where(F.col("ttb_id") == CIDER).collect()
     assert cider["qualifications_count"] == len(reference_values(CIDER)["detail"]["qualifications"])
 
@@ -237,7 +237,7 @@ def test_status_changes(spark, consolidated):
         ],
         "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string, status_source string",
     )
-    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_surrogate_keys_are_stable_and_tell_nulls_apart(spark):

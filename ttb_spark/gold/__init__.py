@@ -59,6 +59,7 @@ TABLES = (
     CONSOLIDATED, DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
     FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, QUALITY_CHECKS,
 )  # fmt: skip
+HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
 __all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
 
 
@@ -135,8 +136,9 @@ def build(spark: SparkSession, settings: Settings, scope: Scope, details: DataFr
     ref = reference.read(spark, settings).persist()
     batch = consolidate(details, certificates, ref, settings.consolidation.prefer_certificate_codes).persist()
     try:
-        dates = sorted(r[0] for r in batch.select("receipt_date").distinct().collect())
-        counts["colas"] = batch.count()
+        per_day = batch.groupBy("receipt_date").count().collect()
+        dates = sorted(r["receipt_date"] for r in per_day)
+        counts["colas"] = sum(r["count"] for r in per_day)
         if not dates:
             return counts
         prune = {"receipt_date": dates}
@@ -192,10 +194,10 @@ def _build_dimensions_and_facts(
         (certs, ("application_date", "issued_date", "expiration_date")),
         (companies, ("valid_from", "valid_until", "first_seen", "last_seen")),
         (changes, ("observed_at",)),
-    ]).persist()
-    years = [r[0] for r in calendar.select(F.year("date")).distinct().collect()]
+    ])
+    years = range(settings.analytics.min_valid_date.year, date.today().year + HOLIDAY_YEARS_AHEAD + 1)
     _merge(counts, "dim_dates", spark, dim_dates(calendar, federal_holidays(spark, years)), DIM_DATES, root)
-    for df in (calendar, history, permits):
+    for df in (history, permits):
         df.unpersist()
 
 

@@ -12,31 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    StringType,
-    StructField,
-    StructType,
-    TimestampType,
-)
+from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, StringType, StructType, TimestampType
 
 from ttb_spark.lakehouse import TableSpec, column
+from ttb_spark.silver import LABEL
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 STRINGS = ArrayType(StringType())
-LABEL = StructType([
-    StructField("image_type", StringType()),
-    StructField("width_inches", DoubleType()),
-    StructField("height_inches", DoubleType()),
-    StructField("image_url", StringType()),
-    StructField("filename", StringType()),
-])
 COMPLETE, DETAIL_ONLY, CERTIFICATE_ONLY = "complete", "detail_only", "certificate_only"
 
 CONSOLIDATED = TableSpec(
