@@ -525,9 +525,8 @@ def reference_codes(spark: SparkSession, settings: Settings) -> DataFrame | None
         return None
     from ttb_spark import reference
 
-    if lakehouse.table_exists(spark, reference.REFERENCE_DATA, settings.pipeline.lakehouse_root):
-        table = reference.read(spark, settings)
-    else:
+    table = reference.read(spark, settings)
+    if table.isEmpty():  # not created yet, or a gold run was killed between creating and seeding it
         table = reference.to_frame(spark, reference.seed_rows())
     return table.where("ref_type IN ('class_type', 'origin')").select("ref_type", "code")
 
