@@ -137,7 +137,7 @@ def registry(settings: Settings) -> Iterator[Settings]:
         return
     from ttb_spark import simulator
 
-    with simulator.serving() as base_url:
+    with simulator.serving(scale=settings.extraction.simulator_scale) as base_url:
         extraction = settings.extraction.model_copy(update={"registry_base_url": base_url})
         yield settings.model_copy(update={"extraction": extraction})
 

@@ -152,6 +152,7 @@ class ExtractionSettings(_Section):
     section_name: ClassVar[str] = "extraction"
     registry_base_url: str = "https://www.ttbonline.gov/colasonline/"
     use_simulator: bool = False
+    simulator_scale: float = Field(1.0, gt=0)
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
     consecutive_failure_threshold: int = Field(50, ge=1)
     request_delay_seconds: float = Field(0.5, ge=0)
