@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_settings
 from ttb_spark import audit, cli, lakehouse, runner, simulator
-from ttb_spark.settings import SettingsError
+from ttb_spark.settings import SettingsError, load_settings
 
 
 def _args(*argv: str):
@@ -105,3 +105,17 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
     args = _args("bronze", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
     _, scope = runner.resolve_since_last_run(spark, "bronze", *runner.settings_from_args(args))
     assert scope.start == settings.pipeline.partition_start_date
+
+
+def test_rescan_reaches_back_from_the_range_end_and_only_in_the_last_chunks():
+    """A daily run with --rescan-days 14 re-walks the 13 days before it too; in a backfill only the
+    chunks inside the last 14 days rescan, each just its days in that window."""
+    settings = load_settings("test", {"pipeline": {"partition_start_date": date(2024, 3, 1)}})
+    scope = runner.Scope.from_settings(settings, rescan_days=14)
+    wider_settings, wider = runner.with_rescan(settings, scope)
+    assert (wider.start, wider.end) == (date(2024, 2, 17), date(2024, 3, 1))
+    assert wider_settings.pipeline.partition_start_date == date(2024, 2, 17)
+    assert runner.with_rescan(settings, runner.Scope.from_settings(settings))[1].start == date(2024, 3, 1)
+    backfill = runner.Scope(date(2024, 1, 1), date(2024, 1, 31), ("001",), ("cola-detail",), rescan_days=14)
+    per_chunk = [runner.chunk_rescan_days(backfill, a, b) for a, b in runner.plan("raw", backfill, 7)]
+    assert per_chunk == [0, 0, 4, 7, 3]  # Jan 18..31: 4 days of chunk 15-21, all of 22-28, 29-31

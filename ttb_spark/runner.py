@@ -20,7 +20,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from ttb_spark.partitions import Partition, chunks, date_range, partitions_for
@@ -197,7 +197,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                     progress(f"{job}{label}: finished by an earlier run, skipped")
                     record = record.chunk_done(start, end, {})
                     continue
-                chunk_scope = replace(scope, start=start, end=end)
+                chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end))
                 chunk_settings = with_range(live, start, end)
                 counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in JOBS[job]}
                 record = record.chunk_done(start, end, counts)
@@ -253,6 +253,23 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
     return with_range(settings, start, end), replace(scope, start=start, end=end)
 
 
+def with_rescan(settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
+    """Reach back ``rescan_days`` from the range end, so a daily run re-walks (and re-ingests) the
+    recent receipt days whose approvals and status changes are still arriving."""
+    if not scope.rescan_days or scope.only or scope.start > scope.end:
+        return settings, scope
+    start = min(scope.start, scope.end - timedelta(days=scope.rescan_days - 1))
+    return with_range(settings, start, scope.end), replace(scope, start=start)
+
+
+def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
+    """How many of the chunk's last days fall in the scope's rescan window (the last N days of the range)."""
+    if not scope.rescan_days:
+        return 0
+    window_start = scope.end - timedelta(days=scope.rescan_days - 1)
+    return max(0, (end - max(start, window_start)).days + 1)
+
+
 def summary(job: str, result: RunResult, settings: Settings) -> str:
     """The one-screen end-of-run report: status, range, counts per stage, rejects, duration, table locations."""
     from ttb_spark import audit
@@ -287,6 +304,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
     if getattr(args, "since_last_run", False):
         settings, scope = resolve_since_last_run(spark, args.command, settings, scope)
+    settings, scope = with_rescan(settings, scope)
     arguments = {k: v for k, v in vars(args).items() if k != "command"}
     result = run_job(args.command, spark, settings, scope, arguments)
     sys.stdout.write(summary(args.command, result, settings))
