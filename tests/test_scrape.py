@@ -227,9 +227,9 @@ def test_politeness_total_rate_across_concurrent_tasks(spark, tmp_path):
     # Any k*tasks+1 consecutive requests hold k+1 of one task, so they span >= k*tasks/rate seconds:
     # the observed rate over such windows is the total rate at most. Windows of >= 2 s keep the
     # simulator's arrival-time jitter on 2 busy cores (a stalled server thread queues requests for
-    # up to ~0.1 s, then stamps them together) within the 5% allowance.
+    # up to ~0.1 s, then stamps them together) within the client's 5% pacing headroom.
     for k in (20, 40):
-        assert sim.max_rate(k * tasks) <= rate * 1.05, (k, sim.max_rate(k * tasks))
+        assert sim.max_rate(k * tasks) <= rate, (k, sim.max_rate(k * tasks))
     assert len(hits) / (hits[-1].at - hits[0].at) <= rate
     by_task: dict[str, list[float]] = {}
     for h in hits:

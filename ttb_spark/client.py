@@ -97,9 +97,13 @@ class Pacer:
             time.sleep(slot - now)
 
 
+RATE_HEADROOM = 0.95  # pace at 95% of the limit: arrival jitter at the server must not push it over
+
+
 def task_interval(extraction: ExtractionSettings, concurrent_tasks: int) -> float:
     """Seconds between one task's requests so ``concurrent_tasks`` tasks stay under the total rate."""
-    return max(extraction.request_delay_seconds, max(1, concurrent_tasks) / extraction.max_requests_per_second)
+    total_rate = extraction.max_requests_per_second * RATE_HEADROOM
+    return max(extraction.request_delay_seconds, max(1, concurrent_tasks) / total_rate)
 
 
 @dataclass(frozen=True)
