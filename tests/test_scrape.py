@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -67,22 +66,6 @@ def assert_partition_exact(store, sim: simulator.RegistrySimulator, partition: P
         assert line["key"] == page_key(partition, TTBId(ttb_id))
         assert line["sha256"] == hashlib.sha256(pages[ttb_id]).hexdigest() and line["bytes"] == len(pages[ttb_id])
     assert all(is_valid_ttb_id(h.ttb_id) for h in sim.hits)
-
-
-@pytest.fixture()
-def s3_executor_env(spark, s3_server):
-    """The moto credentials in the executors' environment too (Python workers inherit the JVM's
-    environment, which predates the S3 fixture); on a cluster they come from the instance/IAM role."""
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    env = spark.sparkContext.environment
-    saved = {name: env.get(name) for name in names}
-    env.update({name: os.environ[name] for name in names})
-    yield
-    for name, value in saved.items():
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = value
 
 
 def test_full_partition_to_s3(spark, tmp_path, s3_server, s3_bucket, s3_executor_env):
