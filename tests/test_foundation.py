@@ -89,3 +89,12 @@ def test_merge_round_trip_inserts_updates_and_is_idempotent(spark, settings):
     assert again == {"inserted": 0, "updated": 0, "deleted": 0}
     comments = {f.name: f.metadata.get("comment") for f in lakehouse.read_table(spark, spec, root).schema.fields}
     assert comments["name"] == "a value"
+
+
+def test_variable_with_its_own_name_overrides_the_profile(monkeypatch):
+    """TTB_SPARK_MASTER and AWS_REGION are not TTB_<field>: they still win over the profile and defaults."""
+    monkeypatch.setenv("TTB_SPARK_MASTER", "local[1]")
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    s = load_settings("test", {"pipeline": {"aws_region": None}})
+    assert s.spark.master == "local[1]" and s.pipeline.aws_region == "eu-central-1"
+    assert load_settings("test", {"pipeline": {"aws_region": "ap-south-1"}}).pipeline.aws_region == "ap-south-1"

@@ -79,7 +79,19 @@ class _ProfileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_PROFILE.get().get(self.settings_cls.section_name, {}))
+        return _by_alias(self.settings_cls, _PROFILE.get().get(self.settings_cls.section_name, {}))
+
+
+def _by_alias(section: type[BaseSettings], values: dict[str, Any]) -> dict[str, Any]:
+    """Key values by the name the environment uses (``AWS_REGION`` for ``aws_region``), so that one
+    setting given by two sources is one key and the higher-priority source wins."""
+    fields = section.model_fields
+    return {(_alias(fields[k]) if k in fields else None) or k: v for k, v in values.items()}
+
+
+def _alias(field: Any) -> str | None:
+    alias = field.validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else None
 
 
 class PipelineSettings(_Section):
@@ -242,10 +254,7 @@ def conf_dir() -> Path:
 
 
 def _env_var(section: type[_Section], field: str) -> str:
-    alias = section.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return "TTB_" + field.upper()
+    return _alias(section.model_fields[field]) or "TTB_" + field.upper()
 
 
 def _explain(section: type[_Section], error: ValidationError) -> SettingsError:
@@ -280,7 +289,8 @@ def load_settings(env: str | None = None, overrides: dict[str, dict[str, Any]] |
         built: dict[str, _Section] = {}
         for name, section in SECTIONS.items():
             try:
-                built[name] = section(**{k: v for k, v in overrides.get(name, {}).items() if v is not None})
+                given = {k: v for k, v in overrides.get(name, {}).items() if v is not None}
+                built[name] = section(**_by_alias(section, given))
             except ValidationError as exc:
                 raise _explain(section, exc) from None
     finally:
