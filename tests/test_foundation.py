@@ -98,3 +98,12 @@ def test_variable_with_its_own_name_overrides_the_profile(monkeypatch):
     s = load_settings("test", {"pipeline": {"aws_region": None}})
     assert s.spark.master == "local[1]" and s.pipeline.aws_region == "eu-central-1"
     assert load_settings("test", {"pipeline": {"aws_region": "ap-south-1"}}).pipeline.aws_region == "ap-south-1"
+
+
+def test_relative_local_roots_become_absolute(monkeypatch, tmp_path):
+    """Delta refuses a relative table location, so `data/lakehouse` is resolved against the working folder."""
+    monkeypatch.chdir(tmp_path)
+    s = load_settings("development")
+    assert s.pipeline.lakehouse_root == str(tmp_path / "data" / "lakehouse")
+    assert s.pipeline.raw_root == str(tmp_path / "data" / "raw")
+    assert load_settings("test", {"pipeline": {"lakehouse_root": "s3a://b/lh"}}).pipeline.lakehouse_root == "s3a://b/lh"

@@ -44,14 +44,13 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-def _check_uri(value: str | None, setting: str, *, allow_local: bool = True) -> str | None:
-    if value is None:
-        return None
+def _check_uri(value: str) -> str:
+    """An object-store URI as given, or a local path made absolute (Delta rejects relative locations)."""
     if _URI.match(value):
         return value
-    if "://" in value or not value.strip() or not allow_local:
+    if "://" in value or not value.strip():
         raise ValueError(f"must be a URI such as s3://bucket/prefix or a local path, got {value!r}")
-    return value
+    return str(Path(value).expanduser().absolute())
 
 
 class _Section(BaseSettings):
@@ -133,8 +132,8 @@ class PipelineSettings(_Section):
 
     @field_validator("raw_root", "lakehouse_root")
     @classmethod
-    def _uri(cls, value: str, info: Any) -> str:
-        return _check_uri(value, "TTB_" + info.field_name.upper())
+    def _uri(cls, value: str) -> str:
+        return _check_uri(value)
 
     @field_validator("s3_endpoint_url")
     @classmethod
