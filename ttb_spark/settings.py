@@ -15,6 +15,8 @@ import re
 import tomllib
 from contextvars import ContextVar
 from datetime import date
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -243,13 +245,16 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
-def conf_dir() -> Path:
-    """Where the environment profiles live: $TTB_CONF_DIR, else the repo's conf/, else the packaged copy."""
+def conf_dir() -> Traversable:
+    """Where the environment profiles live: $TTB_CONF_DIR, else the copies shipped in the package.
+
+    ``ttb_spark/conf`` is a link to the repository's ``conf/`` (the one place to edit them); a wheel
+    carries the files themselves, so an installed package finds them on any cluster.
+    """
     explicit = os.environ.get("TTB_CONF_DIR")
     if explicit:
         return Path(explicit)
-    repo = Path(__file__).resolve().parents[1] / "conf"
-    return repo if repo.is_dir() else Path(__file__).resolve().parent / "data" / "conf"
+    return resources.files("ttb_spark") / "conf"
 
 
 def _env_var(section: type[_Section], field: str) -> str:

@@ -1,15 +1,20 @@
-"""The one place a SparkSession is obtained.
+"""The one place a SparkSession is obtained, and the Spark settings a submission needs.
 
 On Databricks, EMR and under spark-submit a session already exists and is returned as is.
-Otherwise a local session is built with Delta (jar through ``configure_spark_with_delta_pip``,
-i.e. Ivy from Maven Central) and, for an ``s3a://`` lakehouse, the S3A connector.
+Otherwise a local session is built with the Delta jar (and, for a lakehouse on S3, hadoop-aws)
+resolved by Ivy from Maven Central, S3 mapped to S3A, and the packaged log4j2 configuration.
+``spark-submit.sh`` takes the same jars and settings from :func:`submit_options`.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
-from typing import TYPE_CHECKING
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from ttb_spark.settings import Settings
 
@@ -18,17 +23,75 @@ if TYPE_CHECKING:
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-# Must match the Hadoop client bundled with pyspark (hadoop-client-api-3.4.2).
-HADOOP_AWS_PACKAGE = "org.apache.hadoop:hadoop-aws:3.4.2"
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+# Spark's own Ivy home since Spark 4 (where `--packages` caches), so both share one download.
+IVY_HOME = Path.home() / ".ivy2.5.2"
+
+
+def log4j2_config() -> Path:
+    """The packaged log4j2 configuration: warnings on stderr without the known-harmless ones."""
+    return Path(str(resources.files("ttb_spark") / "log4j2.properties"))
 
 
 def delta_package() -> str:
-    """The Delta jar matching the installed pyspark/delta-spark pair."""
-    import pyspark
-    from importlib.metadata import version
+    """Maven coordinates of the Delta jar matching the installed pyspark/delta-spark pair.
 
-    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
-    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+    Taken from delta-spark's own ``configure_spark_with_delta_pip`` (its artifact naming changed
+    from ``delta-spark_2.13`` in Delta 4.0 to ``delta-spark_<spark>_2.13`` later).
+    """
+    from delta import configure_spark_with_delta_pip
+    from pyspark.sql import SparkSession
+
+    return configure_spark_with_delta_pip(SparkSession.Builder())._options["spark.jars.packages"]
+
+
+def hadoop_aws_package() -> str:
+    """hadoop-aws at the version of the Hadoop client bundled with the installed pyspark."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    client = next(jars.glob("hadoop-client-api-*.jar"))
+    return f"org.apache.hadoop:hadoop-aws:{client.stem.removeprefix('hadoop-client-api-')}"
+
+
+def lakehouse_on_s3(settings: Settings) -> bool:
+    return settings.pipeline.lakehouse_root.startswith(("s3://", "s3a://"))
+
+
+def packages(settings: Settings) -> list[str]:
+    """The Maven packages a session outside Databricks/EMR needs for these settings."""
+    return [delta_package(), *([hadoop_aws_package()] if lakehouse_on_s3(settings) else [])]
+
+
+def resolve_jars(coordinates: Sequence[str]) -> list[str]:
+    """Local paths of the jars of ``coordinates`` (group:artifact:version) and their dependencies.
+
+    What ``--packages`` does — Ivy, Maven Central, Spark's Ivy cache, Spark and Scala excluded —
+    but without printing Ivy's resolution report: its output is shown only when resolution fails.
+    """
+    import pyspark
+
+    ivy_jar = next((Path(pyspark.__file__).parent / "jars").glob("ivy-*.jar"))
+    java = str(Path(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else "java"
+    dependencies = "".join(
+        f'<dependency org="{group}" name="{artifact}" rev="{version}" conf="default->default"/>'
+        for group, artifact, version in (c.split(":") for c in coordinates)
+    )
+    module = (
+        '<ivy-module version="2.0"><info organisation="ttb_spark" module="session-jars"/>'
+        '<configurations><conf name="default"/></configurations>'
+        f'<dependencies>{dependencies}<exclude org="org.apache.spark"/>'
+        '<exclude org="org.scala-lang" module="scala-library"/></dependencies></ivy-module>'
+    )
+    with tempfile.TemporaryDirectory(prefix="ttb-ivy-") as tmp:
+        (Path(tmp) / "ivy.xml").write_text(module)
+        classpath = Path(tmp) / "classpath"
+        command = [java, "-cp", str(ivy_jar), "org.apache.ivy.Main", "-ivy", str(Path(tmp) / "ivy.xml"),
+                   "-confs", "default", "-cache", str(IVY_HOME / "cache"), "-cachepath", str(classpath), "-warn"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 or not classpath.is_file():
+            raise RuntimeError(f"could not resolve {','.join(coordinates)} from Maven Central:\n{done.stdout}{done.stderr}")
+        return [p for p in classpath.read_text().strip().split(os.pathsep) if p]
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:
@@ -49,6 +112,29 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def storage_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop settings for a lakehouse on S3 outside EMR/Databricks (which serve s3:// themselves).
+
+    ``s3://`` — the production profile's scheme — is served by S3A like ``s3a://``, with the
+    endpoint and region settings; other roots need nothing.
+    """
+    if not lakehouse_on_s3(settings):
+        return {}
+    return {
+        "spark.hadoop.fs.s3.impl": S3A_FILESYSTEM,
+        "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+        **s3a_conf(settings),
+    }
+
+
+def submit_options(settings: Settings) -> list[str]:
+    """spark-submit options for a job with these settings: the jars and the S3 settings."""
+    options = ["--jars", ",".join(resolve_jars(packages(settings)))]
+    for key, value in storage_conf(settings).items():
+        options += ["--conf", f"{key}={value}"]
+    return options
+
+
 def local_conf(settings: Settings) -> dict[str, str]:
     """Configuration of a locally built session."""
     s = settings.spark
@@ -62,12 +148,11 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()}",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
-    if settings.pipeline.lakehouse_root.startswith("s3a://"):
-        conf |= s3a_conf(settings)
-    return conf
+    return conf | storage_conf(settings)
 
 
 def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
@@ -80,15 +165,10 @@ def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Launched by spark-submit / EMR / Databricks: the JVM and its conf (master, packages) exist.
         return SparkSession.builder.appName(app_name).getOrCreate()
-    from delta import configure_spark_with_delta_pip
-
     # RDD and UDF workers start PYSPARK_PYTHON (pyspark reads only the variable, not
     # spark.pyspark.python): default it to this interpreter so workers see the venv's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
-    for key, value in local_conf(settings).items():
+    for key, value in (local_conf(settings) | {"spark.jars": ",".join(resolve_jars(packages(settings)))}).items():
         builder = builder.config(key, value)
-    extra = [HADOOP_AWS_PACKAGE] if settings.pipeline.lakehouse_root.startswith("s3a://") else []
-    spark = configure_spark_with_delta_pip(builder, extra_packages=extra).getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+    return builder.getOrCreate()
