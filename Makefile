@@ -2,8 +2,16 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# `make package`: the interpreter of the cluster's Python (build on the target's OS: for EMR
+# emr-spark-8.0.0, Amazon Linux 2023 with `dnf install python3.11`, PACKAGE_PYTHON=python3.11).
+PACKAGE_PYTHON ?= $(PYTHON)
+# Where `make package` says to upload the code (the deploy/emr* JSON files name this prefix).
+CODE_URI ?= s3://ttb-cola-lakehouse/code
+# Delta's Python API for the cluster's own Delta (emr-spark-8.0.0 ships Delta 4.0.0): its jars
+# come with the runtime, its Python files go into the packed environment.
+CLUSTER_DELTA := 4.0.0
 
-.PHONY: setup demo test bench docs clean
+.PHONY: setup demo test test-spark40 package bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -17,9 +25,34 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/python -m ttb_spark pipeline
 
-# The whole test suite (the Delta jar is fetched by Spark through Ivy from Maven Central on first use).
+# The whole test suite (Spark fetches the Delta jar through Ivy from Maven Central on first use).
 test: setup
 	$(BIN)/python -m pytest
+
+# The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
+.venv-spark40/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-spark40
+	.venv-spark40/bin/pip install --quiet --upgrade pip
+	.venv-spark40/bin/pip install --quiet -e '.[spark40,dev]'
+	touch $@
+
+test-spark40: .venv-spark40/.installed
+	.venv-spark40/bin/python -m pytest tests/test_foundation.py tests/test_parse.py \
+		tests/test_bronze.py tests/test_silver.py tests/test_gold_transforms.py
+
+# Everything the deploy/ files name: the wheel (Databricks), the packed Python environment with the
+# wheel and Delta's Python API (EMR Serverless, EMR on EC2, spark-submit.sh on a cluster), jobs/.
+package: setup
+	rm -rf dist build/pyenv build/ttb_spark_env.tar.gz
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(PACKAGE_PYTHON) -m venv build/pyenv
+	build/pyenv/bin/pip install --quiet dist/ttb_spark-*.whl
+	build/pyenv/bin/pip install --quiet --no-deps delta-spark==$(CLUSTER_DELTA)
+	$(BIN)/venv-pack --quiet -p build/pyenv -o build/ttb_spark_env.tar.gz
+	@echo "upload:"
+	@echo "  aws s3 cp build/ttb_spark_env.tar.gz $(CODE_URI)/ttb_spark_env.tar.gz"
+	@echo "  aws s3 cp --recursive jobs/ $(CODE_URI)/jobs/"
+	@echo "  (Databricks: 'databricks bundle deploy' uploads dist/$$(ls dist))"
 
 bench: setup
 	$(BIN)/python -m bench

@@ -2,24 +2,27 @@
 # Run a ttb_spark job with spark-submit:  ./spark-submit.sh [spark options] JOB [job arguments]
 #
 #   ./spark-submit.sh pipeline --date 2024-01-02
-#   ./spark-submit.sh --master spark://host:7077 --conf spark.executor.memory=4g bronze --start 2024-01-01 --end 2024-01-31
+#   ./spark-submit.sh --master yarn --deploy-mode cluster --verbose pipeline --env production --date 2024-01-02
 #
-# JOB is one of jobs/*.py (pipeline raw analytics scrape bronze silver gold reference); everything
-# after it goes to the job (see `python -m ttb_spark JOB --help`). Options before JOB go to
-# spark-submit; --master defaults to local[*]. The package is shipped as --py-files and the Delta
-# (and, for s3a://, hadoop-aws) jars as --packages, resolved by Ivy from Maven Central.
-# Environment: SPARK_SUBMIT (default: spark-submit on PATH, else the venv's), PYTHON, EXTRA_PACKAGES,
-# TTB_CONF_DIR (settings profiles; default ./conf, which the zipped package cannot find by itself).
+# JOB is one of jobs/*.py; everything after it goes to the job (`python -m ttb_spark JOB --help`).
+# Options before JOB go to spark-submit; --master defaults to local[*]. The Delta jar (and, for a
+# lakehouse on s3:// or s3a://, hadoop-aws with s3:// served by S3A) comes from Maven Central; the
+# package, with its profiles, is shipped zipped as --py-files. A master other than local[...] runs
+# the Python of build/ttb_spark_env.tar.gz (`make package`), shipped with --archives.
+# Environment: SPARK_SUBMIT (default: spark-submit on PATH, else the venv's), PYTHON (the submitting
+# side's interpreter), TTB_PYTHON_ENV (the packed environment), TTB_* / AWS_REGION (settings; passed
+# on to a cluster-mode driver), TTB_CONF_DIR (profiles folder, shipped as --files).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-export TTB_CONF_DIR="${TTB_CONF_DIR:-$here/conf}"
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(command -v spark-submit || echo "$here/.venv/bin/spark-submit")}"
-# Driver and Python workers run $PYTHON (the venv, when there is one) so they see the package's dependencies.
-export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PYTHON}"
+TTB_PYTHON_ENV="${TTB_PYTHON_ENV:-$here/build/ttb_spark_env.tar.gz}"
+# pip's spark-submit finds its Spark with whatever `python3` is on PATH: point it at $PYTHON's.
+[ -n "${SPARK_HOME:-}" ] || SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" || true
+[ -z "${SPARK_HOME:-}" ] || export SPARK_HOME
 
 usage() {
-  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
   echo
   echo "jobs:"
   for f in "$here"/jobs/*.py; do
@@ -27,40 +30,77 @@ usage() {
     printf '  %-10s %s\n' "$name" "$("$PYTHON" -c "from ttb_spark.cli import STAGES; print(STAGES['$name'])" 2>/dev/null || true)"
   done
 }
+die() { echo "spark-submit.sh: error: $*" >&2; exit 2; }
 
 spark_args=()
 master="local[*]"
+deploy_mode="client"
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage; exit 0 ;;
-    --master) master="$2"; shift 2 ;;
+    # spark-submit's options that take no value.
+    -v|--verbose|--supervise) spark_args+=("$1"); shift ;;
+    --master) [ $# -ge 2 ] || die "--master needs a value"; master="$2"; shift 2 ;;
     --master=*) master="${1#--master=}"; shift ;;
-    --*) spark_args+=("$1" "$2"); shift 2 ;;
+    --deploy-mode) [ $# -ge 2 ] || die "--deploy-mode needs a value"; deploy_mode="$2"; shift 2 ;;
+    --deploy-mode=*) deploy_mode="${1#--deploy-mode=}"; shift ;;
+    --*=*) spark_args+=("$1"); shift ;;
+    --*) [ $# -ge 2 ] || die "$1 needs a value"; spark_args+=("$1" "$2"); shift 2 ;;
     *) break ;;
   esac
 done
-# A local master gets the local profile's small shuffle width (Spark's default 200 tasks per shuffle
-# costs minutes on a laptop); later --conf options given before JOB still win.
-case "$master" in local*) spark_args=(--conf spark.sql.shuffle.partitions=4 --conf spark.default.parallelism=4 ${spark_args[@]+"${spark_args[@]}"}) ;; esac
 [ $# -gt 0 ] || { usage >&2; exit 2; }
 job="$1"; shift
-[ -f "$here/jobs/$job.py" ] || { echo "spark-submit.sh: error: unknown job '$job' (see --help)" >&2; exit 2; }
+[ -f "$here/jobs/$job.py" ] || die "unknown job '$job' (see --help)"
+case " $* " in *" s3n://"*|*"=s3n://"*) die "s3n:// is not supported: use s3a:// (or s3://, served by S3A)" ;; esac
 
-packages="$("$PYTHON" -c 'from ttb_spark.spark import delta_package; print(delta_package())' 2>/dev/null || echo 'io.delta:delta-spark_4.1_2.13:4.4.0')"
-case " $* " in *s3a://*) packages="$packages,$("$PYTHON" -c 'from ttb_spark.spark import HADOOP_AWS_PACKAGE; print(HADOOP_AWS_PACKAGE)')" ;; esac
-[ -z "${EXTRA_PACKAGES:-}" ] || packages="$packages,$EXTRA_PACKAGES"
+# Jars and S3 settings from the settings the job will load; bad arguments stop here (exit 2).
+options="$("$PYTHON" -m ttb_spark.submit "$job" "$@")" || exit $?
+mapfile -t submit_options <<<"$options"
+
+case "$master" in
+  local|local\[*)
+    # In-process executors: the local profile's small shuffle width (Spark's default of 200 tasks a
+    # shuffle costs minutes on a laptop) and this interpreter for the Python workers.
+    spark_args=(--conf spark.sql.shuffle.partitions=4 --conf spark.default.parallelism=4 ${spark_args[@]+"${spark_args[@]}"})
+    python_conf=(--conf "spark.pyspark.python=$PYTHON")
+    ;;
+  *)
+    # Separate executor machines (or JVMs): the Python environment travels as an archive.
+    [ -f "$TTB_PYTHON_ENV" ] || die "no Python environment archive at $TTB_PYTHON_ENV: run 'make package' (for master $master)"
+    python_conf=(--archives "$TTB_PYTHON_ENV#environment" --conf spark.pyspark.python=./environment/bin/python)
+    [ "$deploy_mode" = cluster ] || python_conf+=(--conf "spark.pyspark.driver.python=$PYTHON")
+    ;;
+esac
+
+driver_conf=()
+if [ "$deploy_mode" = cluster ]; then
+  # The driver runs on the cluster: settings variables and profiles go with it (YARN's names).
+  while IFS='=' read -r name value; do
+    driver_conf+=(--conf "spark.yarn.appMasterEnv.$name=$value")
+  done < <(env | grep -E '^(TTB_[A-Z0-9_]+|AWS_REGION)=' | grep -v '^TTB_CONF_DIR=' || true)
+  if [ -n "${TTB_CONF_DIR:-}" ]; then
+    profiles="$(ls "$TTB_CONF_DIR"/*.toml | paste -sd, -)"
+    driver_conf+=(--files "$profiles" --conf spark.yarn.appMasterEnv.TTB_CONF_DIR=.)
+  fi
+else
+  # The driver runs here: its console gets the packaged log4j2 configuration.
+  driver_conf+=(--driver-java-options "-Dlog4j2.configurationFile=$(cd "$here" && "$PYTHON" -c 'from ttb_spark.spark import log4j2_config; print(log4j2_config().as_uri())')")
+fi
 
 mkdir -p "$here/build"
 (cd "$here" && rm -f build/ttb_spark.zip && "$PYTHON" -m zipfile -c build/ttb_spark.zip ttb_spark >/dev/null)
 
 exec "$SPARK_SUBMIT" \
   --master "$master" \
-  --packages "$packages" \
+  --deploy-mode "$deploy_mode" \
+  "${submit_options[@]}" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf spark.sql.session.timeZone=UTC \
   --conf spark.ui.showConsoleProgress=true \
-  --conf spark.log.level=WARN \
+  "${python_conf[@]}" \
+  ${driver_conf[@]+"${driver_conf[@]}"} \
   --py-files "$here/build/ttb_spark.zip" \
   ${spark_args[@]+"${spark_args[@]}"} \
   "$here/jobs/$job.py" "$@"

@@ -1,5 +1,7 @@
-"""Deployment files: they parse, every entry point and job script they name exists, and the
-arguments they pass are ones the job's command line accepts."""
+"""Deployment files, checked against the platforms' own models: the Databricks bundle's jobs as
+typed job settings (``databricks-bundles``, strict: unknown keys and enum values fail), the EMR
+JSON against botocore's service models, every entry point and job script they name, and the
+arguments they pass accepted by the job's command line."""
 
 from __future__ import annotations
 
@@ -11,19 +13,41 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
+import botocore.session
 import pytest
 import yaml
+from botocore.validate import ParamValidator
+from databricks.bundles.jobs import DataSecurityMode, Job, JobRunAs, PauseStatus
 
 from ttb_spark import cli, runner
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
-DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar")
+BUNDLE = DEPLOY / "databricks"
+# Values `databricks bundle deploy` gets on its command line (--var) or from the workspace.
+GIVEN = {
+    "var.instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/ttb",
+    "var.service_principal": "6c5a6a5e-0000-4000-8000-000000000001",
+    "workspace.current_user.userName": "someone@example.com",
+    "bundle.name": "ttb_spark",
+}
+# Apache Spark of each runtime/release the deploy files pin, from the platforms' release notes:
+# Databricks Runtime 17.3 LTS = Spark 4.0.0; Amazon EMR emr-spark-8.0.0 = Spark 4.0.2 with Delta 4.0.0.
+RUNTIME_SPARK = {"17.3.x-scala2.13": (4, 0), "emr-spark-8.0.0": (4, 0)}
+EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar")
 
 
-def _scripts() -> dict[str, str]:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _lowest_spark() -> tuple[int, int]:
+    """The lowest Spark the package supports: the `spark40` extra CI tests on."""
+    pin = next(p for p in _pyproject()["project"]["optional-dependencies"]["spark40"] if p.startswith("pyspark=="))
+    major, minor = pin.removeprefix("pyspark==").split(".")[:2]
+    return int(major), int(minor)
 
 
 def _accepts(job: str, arguments: list[str]) -> None:
@@ -32,45 +56,130 @@ def _accepts(job: str, arguments: list[str]) -> None:
     assert args.command == job
 
 
-def _bundle_tasks() -> list[tuple[dict, dict]]:
-    bundle = yaml.safe_load((DEPLOY / "databricks" / "databricks.yml").read_text())
-    tasks = []
-    for pattern in bundle["include"]:
-        for path in sorted((DEPLOY / "databricks").glob(pattern)):
-            for job in yaml.safe_load(path.read_text())["resources"]["jobs"].values():
-                tasks.extend((job, task) for task in job["tasks"])
-    return tasks
-
-
 def test_every_console_script_resolves_to_a_job_entry_point():
-    scripts = _scripts()
+    scripts = _pyproject()["project"]["scripts"]
     assert {f"ttb-{job}" for job in runner.JOBS} <= set(scripts)
     for name, target in scripts.items():
         module, attr = target.split(":")
         assert callable(getattr(importlib.import_module(module), attr)), name
 
 
-def test_databricks_bundle_tasks_name_existing_entry_points_with_valid_arguments():
-    bundle = yaml.safe_load((DEPLOY / "databricks" / "databricks.yml").read_text())
-    assert (DEPLOY / "databricks" / bundle["artifacts"]["ttb_spark"]["path"] / "pyproject.toml").is_file()
-    tasks = _bundle_tasks()
-    assert tasks
-    scripts = _scripts()
-    for job, task in tasks:
-        wheel = task["python_wheel_task"]
-        assert wheel["package_name"] == "ttb_spark"
-        assert wheel["entry_point"] in scripts, wheel["entry_point"]
+# ---------------------------------------------------------------------------------------- Databricks
+
+
+def _resolve(value: Any, names: dict[str, Any]) -> Any:
+    """``${name}`` references replaced as the bundle CLI does (repeatedly: variables may name variables)."""
+    if isinstance(value, dict):
+        return {k: _resolve(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, names) for v in value]
+    if isinstance(value, str):
+        for _ in range(5):
+            value = re.sub(r"\$\{([\w.]+)\}", lambda m: str(names[m.group(1)]), value)
+        assert "${" not in value, value
+    return value
+
+
+def _bundle(target: str) -> dict[str, Any]:
+    """The bundle as deployed to ``target``: includes merged, the target's overrides applied, references resolved."""
+    bundle = yaml.safe_load((BUNDLE / "databricks.yml").read_text())
+    jobs: dict[str, Any] = {}
+    for pattern in bundle.pop("include"):
+        for path in sorted(BUNDLE.glob(pattern)):
+            jobs |= yaml.safe_load(path.read_text())["resources"]["jobs"]
+    spec = bundle["targets"][target]
+    values = {name: v["default"] for name, v in bundle["variables"].items() if "default" in v}
+    values |= spec.get("variables", {})
+    names = {f"var.{k}": v for k, v in values.items()} | GIVEN | {"bundle.target": target}
+    missing = [f"var.{n}" for n in bundle["variables"] if f"var.{n}" not in names]
+    assert not missing, f"required variables not given: {missing}"
+    return _resolve({"target": spec, "jobs": jobs, "variables": values, "artifacts": bundle["artifacts"]}, names)
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_bundle_jobs_are_valid_job_settings(target):
+    bundle = _bundle(target)
+    assert bundle["jobs"]
+    for name, job in bundle["jobs"].items():
+        Job.from_dict(job)  # raises on an unknown key, a wrong type or an unknown enum value
+        assert job["max_concurrent_runs"] == 1, name
+        assert job["timeout_seconds"] > 0 and job["email_notifications"]["on_failure"], name
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_bundle_tasks_name_existing_entry_points_with_valid_arguments(target):
+    bundle = _bundle(target)
+    assert (BUNDLE / bundle["artifacts"]["ttb_spark"]["path"] / "pyproject.toml").is_file()
+    scripts = _pyproject()["project"]["scripts"]
+    for job in bundle["jobs"].values():
         defaults = {p["name"]: p["default"] for p in job.get("parameters", [])}
-        params = [re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defaults[m.group(1)], p) for p in wheel["parameters"]]
-        _accepts(wheel["entry_point"].removeprefix("ttb-"), params)
-        assert all(lib["whl"].endswith(".whl") for lib in task["libraries"])
+        for task in job["tasks"]:
+            wheel = task["python_wheel_task"]
+            assert wheel["package_name"] == "ttb_spark" and wheel["entry_point"] in scripts, wheel
+            params = [re.sub(r"\{\{job\.parameters\.(\w+)\}\}", lambda m: defaults[m.group(1)], p) for p in wheel["parameters"]]
+            _accepts(wheel["entry_point"].removeprefix("ttb-"), params)
+            assert params[params.index("--env") + 1] == bundle["variables"]["environment"]
+            assert all(lib["whl"].endswith(".whl") for lib in task["libraries"])
 
 
-def test_databricks_daily_job_is_scheduled_since_last_run():
-    daily = yaml.safe_load((DEPLOY / "databricks" / "resources" / "ttb_jobs.yml").read_text())["resources"]["jobs"]["ttb_daily"]
+def _clusters(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c["new_cluster"] for job in bundle["jobs"].values() for c in job["job_clusters"]]
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_bundle_clusters_run_a_supported_runtime_in_dedicated_mode_with_s3_access(target):
+    for cluster in _clusters(_bundle(target)):
+        version = cluster["spark_version"]
+        assert version.endswith("-scala2.13"), "the Delta jars are built for Scala 2.13"
+        assert RUNTIME_SPARK[version] >= _lowest_spark(), f"{version} runs a Spark older than the package needs"
+        # scrape and the Delta helpers use RDDs / the SparkContext: standard access mode refuses them.
+        assert DataSecurityMode(cluster["data_security_mode"]) in (
+            DataSecurityMode.DATA_SECURITY_MODE_DEDICATED, DataSecurityMode.SINGLE_USER)
+        assert cluster["single_user_name"]
+        assert cluster["aws_attributes"]["instance_profile_arn"].startswith("arn:aws:iam::")
+
+
+def test_bundle_dev_target_is_paused_and_writes_development_roots():
+    dev, prod = _bundle("dev"), _bundle("prod")
+    assert dev["target"]["mode"] == "development" and dev["target"].get("default") is True
+    schedules = [job["schedule"] for job in dev["jobs"].values() if "schedule" in job]
+    assert schedules and all(PauseStatus(s["pause_status"]) is PauseStatus.PAUSED for s in schedules)
+    for cluster in _clusters(dev):
+        env = cluster["spark_env_vars"]
+        assert env["TTB_ENVIRONMENT"] == "development"
+        for root in ("TTB_RAW_ROOT", "TTB_LAKEHOUSE_ROOT"):
+            assert env[root] not in {c["spark_env_vars"][root] for c in _clusters(prod)}, root
+    assert dev["target"]["workspace"]["root_path"].startswith("/Workspace/Users/someone@example.com/")
+
+
+def test_bundle_prod_target_is_deployable_and_scheduled():
+    prod = _bundle("prod")
+    assert prod["target"]["mode"] == "production"
+    # Production mode needs a shared root path and a run-as identity (a service principal).
+    assert prod["target"]["workspace"]["root_path"].startswith("/Workspace/Shared/")
+    run_as = JobRunAs.from_dict(prod["target"]["run_as"])
+    assert run_as.service_principal_name == GIVEN["var.service_principal"]
+    assert all(c["single_user_name"] == run_as.service_principal_name for c in _clusters(prod))
+    schedules = [job["schedule"] for job in prod["jobs"].values() if "schedule" in job]
+    assert schedules and all(PauseStatus(s["pause_status"]) is PauseStatus.UNPAUSED for s in schedules)
+    assert all(c["spark_env_vars"]["TTB_ENVIRONMENT"] == "production" for c in _clusters(prod))
+
+
+def test_bundle_daily_job_runs_since_last_run_every_day():
+    daily = _bundle("prod")["jobs"]["ttb_daily"]
     fields = daily["schedule"]["quartz_cron_expression"].split()
     assert len(fields) in (6, 7) and fields[3] == "*", "runs every day"
     assert all("--since-last-run" in t["python_wheel_task"]["parameters"] for t in daily["tasks"])
+
+
+# ---------------------------------------------------------------------------------------------- EMR
+
+
+def _validate(service: str, operation: str, params: Any, member: str | None = None) -> None:
+    """``params`` against botocore's input shape of ``operation`` (or of one of its members)."""
+    shape = botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
+    report = ParamValidator().validate(params, shape.members[member] if member else shape)
+    assert not report.has_errors(), report.generate_report()
 
 
 def _spark_submit_parts(argv: list[str]) -> tuple[dict[str, list[str]], str, list[str]]:
@@ -83,40 +192,87 @@ def _spark_submit_parts(argv: list[str]) -> tuple[dict[str, list[str]], str, lis
     return options, argv[i], argv[i + 1 :]
 
 
-def _check_job_script(uri: str) -> str:
+def _check_job_script(uri: str, arguments: list[str]) -> None:
     job = Path(uri).stem
-    assert (REPO / "jobs" / f"{job}.py").is_file(), uri
-    assert job in runner.JOBS
-    return job
+    assert (REPO / "jobs" / f"{job}.py").is_file() and job in runner.JOBS, uri
+    _accepts(job, arguments)
 
 
-def test_emr_serverless_job_run_names_a_job_script_with_bundled_delta():
+def _make_variable(name: str) -> str:
+    return re.search(rf"^{name}\s*\?=\s*(\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
+
+
+def _check_python_env(archive: str, python: str) -> None:
+    """The packed environment `make package` builds and says to upload, unpacked as ./environment."""
+    uri, _, alias = archive.partition("#")
+    assert uri == f"{_make_variable('CODE_URI')}/ttb_spark_env.tar.gz"
+    assert alias == "environment" and python == "./environment/bin/python"
+
+
+def _release_label(text: str) -> str:
+    return re.search(r"\bemr-spark-[\d.]+", text).group(0)
+
+
+def test_emr_serverless_application_pins_a_release_with_a_supported_spark():
+    app = json.loads((DEPLOY / "emr-serverless" / "create-application.json").read_text())
+    _validate("emr-serverless", "CreateApplication", {**app, "clientToken": "token"})
+    assert app["type"] == "SPARK" and RUNTIME_SPARK[app["releaseLabel"]] >= _lowest_spark()
+    # The packed environment has native wheels (lxml, pydantic-core): built for x86_64.
+    assert app["architecture"] == "X86_64"
+    # The scrape stage calls the registry: the application needs a VPC with a route out.
+    assert app["networkConfiguration"]["subnetIds"]
+
+
+def test_emr_serverless_job_run_is_valid_and_ships_python_env_and_delta():
     run = json.loads((DEPLOY / "emr-serverless" / "start-job-run.json").read_text())
+    _validate("emr-serverless", "StartJobRun", {**run, "applicationId": "00abcdefghij0123", "clientToken": "token",
+                                                "executionRoleArn": "arn:aws:iam::123456789012:role/ttb"})
     driver = run["jobDriver"]["sparkSubmit"]
-    job = _check_job_script(driver["entryPoint"])
-    _accepts(job, driver["entryPointArguments"])
+    _check_job_script(driver["entryPoint"], driver["entryPointArguments"])
     options, _, rest = _spark_submit_parts([*shlex.split(driver["sparkSubmitParameters"]), "app.py"])
-    assert rest == []
+    assert rest == [] and set(options) == {"--conf"}
     confs = dict(c.split("=", 1) for c in options["--conf"])
-    assert confs["spark.jars"].split(",") == list(DELTA_JARS)
+    assert confs["spark.jars"].split(",") == list(EMR_DELTA_JARS)
     assert confs["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    python = confs["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"]
+    _check_python_env(confs["spark.archives"], python)
+    assert confs["spark.executorEnv.PYSPARK_PYTHON"] == confs["spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON"] == python
 
 
-def test_emr_step_spark_submits_a_job_script_with_bundled_delta():
+def test_emr_cluster_pins_the_same_release_and_enables_delta():
+    script = (DEPLOY / "emr" / "create-cluster.sh").read_text()
+    subprocess.run(["bash", "-n", str(DEPLOY / "emr" / "create-cluster.sh")], check=True)
+    app = json.loads((DEPLOY / "emr-serverless" / "create-application.json").read_text())
+    assert _release_label(script) == app["releaseLabel"]
+    configurations = json.loads((DEPLOY / "emr" / "configurations.json").read_text())
+    _validate("emr", "RunJobFlow", configurations, member="Configurations")
+    assert {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}} in configurations
+
+
+def test_emr_steps_are_valid_and_ship_python_env_and_delta():
     steps = json.loads((DEPLOY / "emr" / "step.json").read_text())
     assert steps
+    # `aws emr add-steps --steps file://step.json` turns each CUSTOM_JAR step into this request shape.
+    request = [{"Name": s["Name"], "ActionOnFailure": s["ActionOnFailure"],
+                "HadoopJarStep": {"Jar": s["Jar"], "Args": s["Args"]}} for s in steps]
+    assert all(set(s) == {"Name", "ActionOnFailure", "Type", "Jar", "Args"} and s["Type"] == "CUSTOM_JAR" for s in steps)
+    _validate("emr", "AddJobFlowSteps", {"JobFlowId": "j-0123456789ABC", "Steps": request})
     for step in steps:
         assert step["Jar"] == "command-runner.jar" and step["Args"][0] == "spark-submit"
         options, app, arguments = _spark_submit_parts(step["Args"][1:])
-        job = _check_job_script(app)
-        _accepts(job, arguments)
-        assert options["--jars"][0].split(",") == list(DELTA_JARS)
-        assert "--packages" not in options
+        _check_job_script(app, arguments)
+        assert options["--jars"] == [",".join(EMR_DELTA_JARS)] and "--packages" not in options
+        confs = dict(c.split("=", 1) for c in options["--conf"])
+        _check_python_env(options["--archives"][0], confs["spark.pyspark.python"])
+        assert confs["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == confs["spark.executorEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
+        assert "--py-files" not in options, "the package is in the packed environment"
+
+
+# ------------------------------------------------------------------------------------ scripts, jobs
 
 
 def test_shell_scripts_parse_and_spark_submit_lists_every_job():
-    for script in (REPO / "spark-submit.sh", DEPLOY / "emr" / "bootstrap.sh"):
-        subprocess.run(["bash", "-n", str(script)], check=True)
+    subprocess.run(["bash", "-n", str(REPO / "spark-submit.sh")], check=True)
     listed = subprocess.run([str(REPO / "spark-submit.sh"), "--help"], capture_output=True, text=True, check=True).stdout
     for job in runner.JOBS:
         assert re.search(rf"^\s+{job}\s", listed, re.M), job

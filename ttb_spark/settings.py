@@ -213,7 +213,8 @@ class SparkSettings(_Section):
     """Local session tuning; ignored when a session already exists (Databricks, EMR, spark-submit)."""
 
     section_name: ClassVar[str] = "spark"
-    master: str = Field("local[*]", validation_alias=AliasChoices("TTB_SPARK_MASTER", "master"))
+    # Only TTB_SPARK_MASTER: spark-submit exports MASTER, which a "master" alias would read (case-insensitively).
+    master: str = Field("local[*]", validation_alias=AliasChoices("TTB_SPARK_MASTER"))
     shuffle_partitions: int = Field(8, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"

@@ -1,0 +1,31 @@
+"""spark-submit options for one job, for ``spark-submit.sh``: ``python -m ttb_spark.submit JOB [ARGS]``.
+
+Prints one option per line — the jars (Delta; hadoop-aws for a lakehouse on S3) resolved from
+Maven Central and the S3A settings (``s3://`` served by S3A, endpoint, region) — from the settings
+the job itself will load: profile, environment and its flags. Bad arguments or settings: one line
+naming the problem, exit 2, before anything is submitted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from ttb_spark import cli, runner
+from ttb_spark.settings import SettingsError
+from ttb_spark.spark import submit_options
+
+
+def main(argv: Sequence[str]) -> int:
+    args = cli.build_parser().parse_args(argv)
+    try:
+        settings, _ = runner.settings_from_args(args)
+    except SettingsError as exc:
+        sys.stderr.write(f"ttb_spark {args.command}: error: {exc}\n")
+        return 2
+    sys.stdout.write("".join(f"{option}\n" for option in submit_options(settings)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
