@@ -10,6 +10,9 @@ CODE_URI ?= s3://ttb-cola-lakehouse/code
 # Delta's Python API for the cluster's own Delta (emr-spark-8.0.0 ships Delta 4.0.0): its jars
 # come with the runtime, its Python files go into the packed environment.
 CLUSTER_DELTA := 4.0.0
+# Output folders of `make package` (the bundle takes the wheel from dist/).
+DIST ?= dist
+PKG  ?= build
 
 .PHONY: setup demo test test-spark40 package bench docs clean
 
@@ -43,16 +46,16 @@ test-spark40: .venv-spark40/.installed
 # Everything the deploy/ files name: the wheel (Databricks), the packed Python environment with the
 # wheel and Delta's Python API (EMR Serverless, EMR on EC2, spark-submit.sh on a cluster), jobs/.
 package: setup
-	rm -rf dist build/pyenv build/ttb_spark_env.tar.gz
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
-	$(PACKAGE_PYTHON) -m venv build/pyenv
-	build/pyenv/bin/pip install --quiet dist/ttb_spark-*.whl
-	build/pyenv/bin/pip install --quiet --no-deps delta-spark==$(CLUSTER_DELTA)
-	$(BIN)/venv-pack --quiet -p build/pyenv -o build/ttb_spark_env.tar.gz
+	rm -rf $(DIST) $(PKG)/pyenv $(PKG)/ttb_spark_env.tar.gz
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	$(PACKAGE_PYTHON) -m venv $(PKG)/pyenv
+	$(PKG)/pyenv/bin/pip install --quiet $(DIST)/ttb_spark-*.whl
+	$(PKG)/pyenv/bin/pip install --quiet --no-deps delta-spark==$(CLUSTER_DELTA)
+	$(BIN)/venv-pack --quiet -p $(PKG)/pyenv -o $(PKG)/ttb_spark_env.tar.gz
 	@echo "upload:"
-	@echo "  aws s3 cp build/ttb_spark_env.tar.gz $(CODE_URI)/ttb_spark_env.tar.gz"
+	@echo "  aws s3 cp $(PKG)/ttb_spark_env.tar.gz $(CODE_URI)/ttb_spark_env.tar.gz"
 	@echo "  aws s3 cp --recursive jobs/ $(CODE_URI)/jobs/"
-	@echo "  (Databricks: 'databricks bundle deploy' uploads dist/$$(ls dist))"
+	@echo "Databricks: 'databricks bundle deploy' builds and uploads the wheel itself ($$(ls $(DIST)))"
 
 bench: setup
 	$(BIN)/python -m bench

@@ -52,7 +52,6 @@ done
 [ $# -gt 0 ] || { usage >&2; exit 2; }
 job="$1"; shift
 [ -f "$here/jobs/$job.py" ] || die "unknown job '$job' (see --help)"
-case " $* " in *" s3n://"*|*"=s3n://"*) die "s3n:// is not supported: use s3a:// (or s3://, served by S3A)" ;; esac
 
 # Jars and S3 settings from the settings the job will load; bad arguments stop here (exit 2).
 options="$("$PYTHON" -m ttb_spark.submit "$job" "$@")" || exit $?

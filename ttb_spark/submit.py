@@ -20,6 +20,8 @@ def main(argv: Sequence[str]) -> int:
     args = cli.build_parser().parse_args(argv)
     try:
         settings, _ = runner.settings_from_args(args)
+        if settings.pipeline.lakehouse_root.startswith("s3n://"):
+            raise SettingsError("invalid setting TTB_LAKEHOUSE_ROOT: s3n:// has no Hadoop filesystem here: use s3a:// (or s3://, served by S3A)")
     except SettingsError as exc:
         sys.stderr.write(f"ttb_spark {args.command}: error: {exc}\n")
         return 2

@@ -1,0 +1,184 @@
+"""What ships and how it is submitted: the wheel carries the profiles and the logging
+configuration, `make package` builds the packed environment the EMR files name, spark-submit.sh
+turns its arguments into a submission a cluster can run, and a real spark-submit on a
+local-cluster master (separate executor JVMs and Python workers) runs one simulated day with a
+quiet console."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ttb_spark.settings import load_settings
+from ttb_spark.spark import S3A_FILESYSTEM, storage_conf
+
+REPO = Path(__file__).resolve().parents[1]
+PYSPARK_WORK = Path(__import__("pyspark").__file__).parent / "work"
+# What a quiet console must not show: Ivy's resolution report and WARN dumps of query plans.
+NOISE = (":: resolution report ::", ":: loading settings ::", "found io.delta#", "output in logical plan",
+         "Truncated the string representation of a plan", "Using Spark's default log4j profile")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    """`make package` into a temporary folder: the wheel, the environment, the packed archive."""
+    out = tmp_path_factory.mktemp("package")
+    done = subprocess.run(["make", "--no-print-directory", "package", f"DIST={out / 'dist'}", f"PKG={out / 'build'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"dist": out / "dist", "build": out / "build", "stdout": done.stdout}
+
+
+def test_wheel_carries_the_profiles_of_conf_and_the_logging_configuration(package):
+    (wheel,) = Path(package["dist"]).glob("ttb_spark-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        for profile in sorted((REPO / "conf").glob("*.toml")):
+            assert zf.read(f"ttb_spark/conf/{profile.name}") == profile.read_bytes(), profile.name
+        assert zf.read("ttb_spark/log4j2.properties") == (REPO / "ttb_spark" / "log4j2.properties").read_bytes()
+
+
+def test_installed_wheel_loads_the_production_profile_and_conf_dir_still_overrides(package, tmp_path):
+    python = Path(package["build"]) / "pyenv" / "bin" / "python"
+    code = ("from ttb_spark.settings import load_settings; e = load_settings('production').extraction; "
+            "print(e.max_requests_per_second, e.backoff_initial_seconds, e.backoff_max_seconds)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")}
+    out = subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    production = tomllib.loads((REPO / "conf" / "production.toml").read_text())["extraction"]
+    expected = (production["max_requests_per_second"], production["backoff_initial_seconds"], production["backoff_max_seconds"])
+    assert out.stdout.split() == [str(v) for v in expected] == ["1.0", "2.0", "120.0"]
+    (tmp_path / "production.toml").write_text("[extraction]\nmax_requests_per_second = 0.25\n")
+    out = subprocess.run([python, "-c", code], cwd=tmp_path, env={**env, "TTB_CONF_DIR": str(tmp_path)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "0.25"
+
+
+def test_package_has_deltas_python_api_and_prints_the_uploads(package):
+    site = next((Path(package["build"]) / "pyenv" / "lib").glob("python3.*/site-packages"))
+    assert (site / "delta" / "tables.py").is_file(), "import delta needs Delta's Python files in the environment"
+    assert not (site / "pyspark").exists(), "the cluster's own pyspark must not be shadowed"
+    archive = Path(package["build"]) / "ttb_spark_env.tar.gz"
+    assert archive.is_file()
+    assert f"aws s3 cp {archive} s3://ttb-cola-lakehouse/code/ttb_spark_env.tar.gz" in package["stdout"]
+    assert "aws s3 cp --recursive jobs/ s3://ttb-cola-lakehouse/code/jobs/" in package["stdout"]
+
+
+# ------------------------------------------------------------------------------------ spark-submit.sh
+
+
+@pytest.fixture()
+def recorder(tmp_path: Path) -> Path:
+    """A stand-in for the spark-submit binary that writes the argv it was given, one per line."""
+    script = tmp_path / "spark-submit"
+    script.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path / "argv"}\n')
+    script.chmod(0o755)
+    return script
+
+
+def _submit(args: list[str], recorder: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")} | {"SPARK_SUBMIT": str(recorder)} | env
+    done = subprocess.run([str(REPO / "spark-submit.sh"), *args], env=environ, capture_output=True, text=True, timeout=300)
+    argv = recorder.parent / "argv"
+    return done, argv.read_text().splitlines() if argv.exists() else []
+
+
+def test_cluster_submission_ships_the_python_env_and_keeps_valueless_flags(recorder, tmp_path):
+    archive = tmp_path / "env.tar.gz"
+    archive.write_bytes(b"")
+    job_args = ["--env", "test", "--date", "2024-01-02", "--lakehouse-root", str(tmp_path / "lake")]
+    done, argv = _submit(["--verbose", "--master", "yarn", "--supervise", "--deploy-mode", "cluster", "pipeline", *job_args],
+                         recorder, TTB_PYTHON_ENV=str(archive), TTB_S3_ENDPOINT_URL="http://127.0.0.1:9000",
+                         TTB_CONF_DIR=str(REPO / "conf"))
+    assert done.returncode == 0, done.stderr
+    app = argv.index(str(REPO / "jobs" / "pipeline.py"))
+    assert argv[app + 1 :] == job_args
+    assert "--verbose" in argv[:app] and "--supervise" in argv[:app]
+    assert argv[argv.index("--master") + 1] == "yarn" and argv[argv.index("--deploy-mode") + 1] == "cluster"
+    assert argv[argv.index("--archives") + 1] == f"{archive}#environment"
+    assert "spark.pyspark.python=./environment/bin/python" in argv
+    assert not [a for a in argv if a.startswith("spark.pyspark.") and str(REPO) in a], "a laptop path on the cluster"
+    # The cluster-mode driver gets the settings variables and the profiles.
+    assert "spark.yarn.appMasterEnv.TTB_S3_ENDPOINT_URL=http://127.0.0.1:9000" in argv
+    assert sorted(argv[argv.index("--files") + 1].split(",")) == sorted(str(p) for p in (REPO / "conf").glob("*.toml"))
+    assert "spark.yarn.appMasterEnv.TTB_CONF_DIR=." in argv
+    assert any("delta-spark" in jar for jar in argv[argv.index("--jars") + 1].split(","))
+
+
+def test_cluster_submission_without_a_packed_env_is_refused(recorder, tmp_path):
+    done, argv = _submit(["--master", "yarn", "pipeline", "--env", "test"], recorder,
+                         TTB_PYTHON_ENV=str(tmp_path / "missing.tar.gz"))
+    assert done.returncode == 2 and "make package" in done.stderr and not argv
+
+
+def test_bad_job_arguments_stop_before_anything_is_submitted(recorder, tmp_path):
+    done, argv = _submit(["pipeline", "--env", "test", "--lakehouse-root", "s3n://bucket/lake"], recorder)
+    assert done.returncode == 2 and not argv
+    assert done.stderr.strip().splitlines() == [
+        "ttb_spark pipeline: error: invalid setting TTB_LAKEHOUSE_ROOT: s3n:// has no Hadoop filesystem here: "
+        "use s3a:// (or s3://, served by S3A)"]
+    done, argv = _submit(["pipeline", "--nosuch"], recorder)
+    assert done.returncode == 2 and not argv
+
+
+def test_s3_lakehouse_is_served_by_s3a_with_the_endpoint_settings(monkeypatch):
+    monkeypatch.setenv("TTB_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    conf = storage_conf(load_settings("production"))  # lakehouse_root = s3://...
+    assert conf["spark.hadoop.fs.s3.impl"] == S3A_FILESYSTEM
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"
+    assert storage_conf(load_settings("test")) == {}
+
+
+def test_settings_ignore_the_master_variable_spark_submit_exports(monkeypatch):
+    monkeypatch.setenv("MASTER", "local-cluster[2,1,1024]")
+    assert load_settings("test").spark.master == "local[2]"
+
+
+# ------------------------------------------------------------------------- a real cluster submission
+
+
+def test_local_run_console_is_quiet(tmp_path):
+    """A locally built session: stage lines and summary, no Ivy report, no plan dumps."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")}
+    argv = [sys.executable, "-m", "ttb_spark", "reference", "--env", "test", "--lakehouse-root", str(tmp_path / "lake")]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "ttb_spark reference: SUCCEEDED" in done.stdout and "[ttb_spark " in done.stderr
+    for noise in NOISE:
+        assert noise not in done.stderr, noise
+
+
+@pytest.fixture()
+def new_worker_dirs() -> Iterator[set[Path]]:
+    """Application folders that local-cluster workers create under pyspark's own work/ (removed after)."""
+    before = set(PYSPARK_WORK.glob("app-*"))
+    yield before
+    for path in set(PYSPARK_WORK.glob("app-*")) - before:
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+
+
+def test_spark_submit_on_local_cluster_runs_a_day_with_a_quiet_console(package, spark, tmp_path, new_worker_dirs):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")}
+    env |= {"TTB_SIMULATOR_SCALE": "0.02", "TTB_PYTHON_ENV": str(Path(package["build"]) / "ttb_spark_env.tar.gz")}
+    small = [f"--conf=spark.{k}=2" for k in ("sql.shuffle.partitions", "default.parallelism", "databricks.delta.snapshotPartitions")]
+    argv = [str(REPO / "spark-submit.sh"), "--master", "local-cluster[2,1,1024]", *small, "pipeline", "--env", "test",
+            "--date", "2024-01-02", "--receipt-methods", "001",
+            "--raw-root", str(tmp_path / "raw"), "--lakehouse-root", str(tmp_path / "lake")]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "ttb_spark pipeline: SUCCEEDED" in done.stdout
+    assert "[ttb_spark " in done.stderr and "gold: done" in done.stderr
+    for noise in NOISE:
+        assert noise not in done.stderr, noise
+    details = spark.read.format("delta").load(str(tmp_path / "lake" / "silver" / "cola_details"))
+    assert details.count() > 0
+    # The executors ran in their own folders, each with the packed environment unpacked.
+    unpacked = [p for p in PYSPARK_WORK.glob("app-*/*/environment/bin/python") if p.parents[3] not in new_worker_dirs]
+    assert unpacked
