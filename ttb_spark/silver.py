@@ -319,13 +319,21 @@ def _text(c: Column, name: str) -> Column:
     return F.when(F.upper(t).isin(*NULL_VALUES), F.lit(None)).otherwise(t)
 
 
+def _try_date(c: Column) -> Column:
+    """A yyyy-MM-dd date, NULL when unparseable. The SQL function by name: its Python wrapper
+    ``F.try_to_date`` exists only from pyspark 4.1, the function itself in every supported Spark (4.0+)."""
+    from pyspark.sql import functions as F
+
+    return F.call_function("try_to_date", c, F.lit("yyyy-MM-dd"))
+
+
 def _normalised(name: str) -> Column:
     from pyspark.sql import functions as F
 
     c = F.col(name)
     kind = _TYPES.get(name, StringType())
     if isinstance(kind, DateType):
-        return F.try_to_date(c, "yyyy-MM-dd").alias(name)
+        return _try_date(c).alias(name)
     if name == "labels":
         return F.transform(
             c,
@@ -354,7 +362,7 @@ def _rules(has_reference: bool) -> list[Column]:
     from pyspark.sql import functions as F
 
     col = F.col
-    id_date = F.try_to_date(col("id_receipt_date"), "yyyy-MM-dd")
+    id_date = _try_date(col("id_receipt_date"))
     approved = F.coalesce(col("approval_date"), col("issued_date"))
     is_cert = col("data_type") == CERTIFICATE
     rules = [
