@@ -320,11 +320,11 @@ def _text(c: Column, name: str) -> Column:
 
 
 def _try_date(c: Column) -> Column:
-    """A yyyy-MM-dd date, NULL when unparseable. The SQL function by name: its Python wrapper
-    ``F.try_to_date`` exists only from pyspark 4.1, the function itself in every supported Spark (4.0+)."""
+    """A yyyy-MM-dd date, NULL when unparseable: ``try_to_date`` as Spark 4.0 can say it (that
+    function arrived in Spark 4.1; ``to_date`` with a format is this cast of ``to_timestamp``)."""
     from pyspark.sql import functions as F
 
-    return F.call_function("try_to_date", c, F.lit("yyyy-MM-dd"))
+    return F.try_to_timestamp(c, F.lit("yyyy-MM-dd")).cast("date")
 
 
 def _normalised(name: str) -> Column:
