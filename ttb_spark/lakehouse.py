@@ -5,6 +5,14 @@ Each table is declared once, as a :class:`TableSpec` next to its transform (``br
 (``docs/tables.md``) is generated from those declarations. Writes go through
 :func:`merge_upsert`, so reruns and late data are safe: a row is inserted when its key is new
 and updated only when its content hash changed.
+
+Where tables live is one string, the lakehouse root: a folder or object-store URI (the table is
+the Delta table at ``<root>/<layer>/<table>``), or ``catalog:<catalog>.<schema prefix>`` (the
+table is the managed table ``<catalog>.<prefix><layer>.<table>``, e.g. in Unity Catalog).
+Everything goes through SQL on table names (:func:`table_ref`) — ``CREATE TABLE``, ``MERGE
+INTO``, ``ALTER TABLE``, ``DESCRIBE`` — so one code path serves both kinds and both classic
+sessions and Spark Connect (the DeltaTable Python API needs Delta Connect's server plugins).
+An existing table is brought up to its spec by :func:`migrate` before every write.
 """
 
 from __future__ import annotations
@@ -135,6 +143,9 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
     return []
 
 
+_MIGRATED: set[tuple[str, str, str]] = set()  # (table, schema, comment) already brought up to date here
+
+
 class MigrationError(RuntimeError):
     """An existing table differs from its spec in a way no additive migration can fix (names the table and columns)."""
 
@@ -169,12 +180,19 @@ def migration(spec: TableSpec, stored: StructType, stored_comment: str | None) -
 
 
 def migrate(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[str]:
-    """Apply :func:`migration` to the existing table; returns the statements run (none when it matches its spec)."""
+    """Apply :func:`migration` to the existing table; returns the statements run (none when it matches its spec).
+
+    Checked once per table and spec in a process (every MERGE calls :func:`ensure_table`).
+    """
     ref = table_ref(spec, lakehouse_root)
+    checked = (ref, spec.schema.json(), spec.comment)
+    if checked in _MIGRATED:
+        return []
     stored_comment = spark.sql(f"DESCRIBE DETAIL {ref}").select("description").first()[0]
     statements = [s.replace("{table}", ref) for s in migration(spec, spark.table(ref).schema, stored_comment)]
     for statement in statements:
         spark.sql(statement)
+    _MIGRATED.add(checked)
     return statements
 
 
@@ -237,6 +255,11 @@ def merge_upsert(
     text = text.replace("{", "{{").replace("}", "}}").replace("{{source}}", "{source}")
     row = spark.sql(text, source=conform(df, spec)).first()
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
+
+
+def table_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int:
+    """The table's latest version (its last commit)."""
+    return int(spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()["version"])
 
 
 def last_operation_metrics(

@@ -166,11 +166,16 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
     return {k: int(v) for k, v in counts.items()}
 
 
-def describe_jobs(spark: Any, text: str) -> None:
-    """Label the next Spark jobs in the UI; a Spark Connect session has no SparkContext to label them with."""
+def session_kind(spark: Any) -> str:
+    """``classic`` (a SparkContext in this process) or ``Spark Connect`` (DataFrame API only)."""
     from pyspark.sql import SparkSession
 
-    if isinstance(spark, SparkSession):
+    return "classic" if isinstance(spark, SparkSession) else "Spark Connect"
+
+
+def describe_jobs(spark: Any, text: str) -> None:
+    """Label the next Spark jobs in the UI; a Spark Connect session has no SparkContext to label them with."""
+    if session_kind(spark) == "classic":
         spark.sparkContext.setJobDescription(text)
 
 
@@ -311,6 +316,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from ttb_spark.spark import get_spark
 
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
+    progress(f"{args.command}: Spark {spark.version}, {session_kind(spark)} session")
     if getattr(args, "since_last_run", False):
         settings, scope = resolve_since_last_run(spark, args.command, settings, scope)
     settings, scope = with_rescan(settings, scope)

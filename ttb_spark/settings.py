@@ -252,7 +252,7 @@ class SparkSettings(_Section):
     # Spark Connect: sc://host:port/;params, or local[N] for a local Connect server (tests); none: a classic session.
     remote: str | None = Field(None, validation_alias=AliasChoices("TTB_SPARK_REMOTE", "remote"))
     # Where managed tables live in a locally built session (catalog mode); none: Spark's default ./spark-warehouse.
-    warehouse_dir: str | None = None
+    warehouse_dir: str | None = Field(None, validation_alias=AliasChoices("TTB_SPARK_WAREHOUSE_DIR", "warehouse_dir"))
     shuffle_partitions: int = Field(8, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"

@@ -115,6 +115,7 @@ def connect_session(settings: Settings, app_name: str = "ttb_spark") -> SparkSes
     a local server with this package's Delta configuration, started in this process (its classic
     session serves the Connect clients) on a free loopback port.
     """
+    from pyspark.sql import SparkSession
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     remote = settings.spark.remote or ""
@@ -122,7 +123,7 @@ def connect_session(settings: Settings, app_name: str = "ttb_spark") -> SparkSes
     if active is not None:
         return active
     if not remote.startswith("local"):
-        return ConnectSession.builder.remote(remote).getOrCreate()
+        return SparkSession.builder.remote(remote).getOrCreate()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -135,6 +136,9 @@ def connect_session(settings: Settings, app_name: str = "ttb_spark") -> SparkSes
         },
     )  # fmt: skip
     server.sparkContext.setLogLevel("WARN")
+    # What pyspark's own builder.remote() sets: pyspark.sql.functions and Column build Connect
+    # expressions, not JVM ones of the server's classic session living in this process.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
     return ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
 
 
