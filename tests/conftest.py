@@ -24,11 +24,13 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """The session's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, Delta."""
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The session's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, Delta; managed
+    (catalog-mode) tables in a temporary warehouse."""
     from ttb_spark.spark import get_spark
 
-    session = get_spark(load_settings("test"), app_name="ttb_spark-tests")
+    warehouse = str(tmp_path_factory.mktemp("warehouse"))
+    session = get_spark(load_settings("test", {"spark": {"warehouse_dir": warehouse}}), app_name="ttb_spark-tests")
     yield session
     session.stop()
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Any
 
+from ttb_spark import lakehouse
 from ttb_spark.silver import COLA_CERTIFICATES, COLA_DETAILS
 from ttb_spark.ttb_id import TTBId
 
@@ -107,6 +108,6 @@ def certificates_df(spark: Any, rows: list[dict[str, Any]]) -> Any:
 
 def write_silver(spark: Any, root: str, details: list[dict[str, Any]], certificates: list[dict[str, Any]]) -> None:
     """Replace the silver tables under ``root`` with these rows (what a silver run would leave;
-    unpartitioned, to keep the test's writes few: gold reads them by path either way)."""
-    for name, df in (("cola_details", details_df(spark, details)), ("cola_certificates", certificates_df(spark, certificates))):
-        df.coalesce(1).write.format("delta").mode("overwrite").save(f"{root}/silver/{name}")
+    unpartitioned, to keep the test's writes few: gold reads them by name either way)."""
+    for spec, df in ((COLA_DETAILS, details_df(spark, details)), (COLA_CERTIFICATES, certificates_df(spark, certificates))):
+        spark.sql(f"CREATE OR REPLACE TABLE {lakehouse.table_ref(spec, root)} USING delta AS SELECT * FROM {{rows}}", rows=df.coalesce(1))

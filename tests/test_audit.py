@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta, timezone
 
-from delta.tables import DeltaTable
 
 from conftest import make_settings
 from ttb_spark import audit, lakehouse
@@ -45,9 +44,9 @@ def test_running_row_is_updated_in_place_to_failed_with_error_and_counts(spark, 
     assert row.ended_at >= row.started_at and row.duration_seconds >= 0
     assert "s3cr3t" not in json.dumps(row.asDict(recursive=True), default=str)
 
-    detail = DeltaTable.forPath(spark, audit.PIPELINE_RUNS.path(root)).detail().collect()[0]
+    detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(audit.PIPELINE_RUNS, root)}").first()
     assert detail.description == audit.PIPELINE_RUNS.comment
-    comments = {f.name: f.metadata.get("comment") for f in spark.read.format("delta").load(audit.PIPELINE_RUNS.path(root)).schema}
+    comments = {f.name: f.metadata.get("comment") for f in lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).schema}
     assert all(comments.values()), comments
 
 

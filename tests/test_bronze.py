@@ -128,9 +128,9 @@ def test_local_run_is_idempotent_and_a_changed_page_updates_its_row(spark, tmp_p
     manifest = _table(spark, bronze.SCRAPE_MANIFEST, root)
     assert sorted(tuple(r) for r in manifest.groupBy("outcome").count().collect()) == [("found", 4), ("not_found", 4)]
 
-    detail = spark.sql(f"DESCRIBE DETAIL delta.`{bronze.PAGES.path(root)}`").first()
+    detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(bronze.PAGES, root)}").first()
     assert detail["description"] == bronze.PAGES.comment and detail["partitionColumns"] == ["receipt_date", "method_type"]
-    assert all(f.metadata.get("comment") for f in spark.read.format("delta").load(bronze.PAGES.path(root)).schema)
+    assert all(f.metadata.get("comment") for f in lakehouse.read_table(spark, bronze.PAGES, root).schema)
 
     # Rerun: nothing changes, the second commit touches no row, not even ingest_run_id.
     pages_before, manifest_before = pages.collect(), manifest.collect()

@@ -63,10 +63,13 @@ def _tables(spark, root: Path) -> dict[str, lakehouse.TableSpec]:
 
 
 def _frame(spark, spec: lakehouse.TableSpec, root: Path, drop: Callable[[str], bool] = lambda c: False, version: int | None = None):
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    df = reader.load(spec.path(str(root / "lakehouse")))
+    """The table's rows under ``root``/lakehouse (at ``version``), ``drop``ped columns left out."""
+    ref = lakehouse.table_ref(spec, str(root / "lakehouse"))
+    return _shaped(spark.sql(f"SELECT * FROM {ref}" + (f" VERSION AS OF {version}" if version is not None else "")), spec, drop)
+
+
+def _shaped(df, spec: lakehouse.TableSpec, drop: Callable[[str], bool]):
+    """``df`` with ``drop``ped columns (and a row hash covering them) left out, columns sorted, maps as JSON."""
     dropped = {c for c in df.columns if drop(c)}
     if dropped & set(spec.hashed_columns):
         dropped.add(lakehouse.ROW_HASH)  # the hash covers a dropped column
@@ -83,9 +86,7 @@ def _assert_same(name: str, a, b) -> None:
 
 
 def _version(spark, spec, root: Path) -> int:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.forPath(spark, spec.path(str(root / "lakehouse"))).history(1).collect()[0]["version"]
+    return lakehouse.table_version(spark, spec, str(root / "lakehouse"))
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +208,33 @@ def test_crash_in_each_stage_then_rerun_gives_the_clean_tables(spark, clean, reg
         _assert_same(name, _frame(spark, spec, clean["root"], PER_WALK.search), _frame(spark, spec, tmp_path, PER_WALK.search))
     statuses = sorted(r.status for r in lakehouse.read_table(spark, audit.PIPELINE_RUNS, str(tmp_path / "lakehouse")).collect())
     assert statuses == ["running"] * 4 + ["succeeded"]  # the killed runs never got to record an end
+
+
+def test_bronze_to_gold_over_spark_connect_in_catalog_mode_gives_the_clean_tables(spark, clean, tmp_path):
+    """The stages after the scrape over Spark Connect (DataFrame API only: what Databricks standard access
+    mode, serverless and Databricks Connect allow) with every table a managed table of a catalog
+    (Unity Catalog mode; here Spark's session catalog): bronze, then analytics, over the clean run's
+    raw store, must give the clean run's tables. In a subprocess: this process holds the suite's
+    classic SparkContext, and TTB_SPARK_REMOTE=local[2] starts a local Connect server with Delta."""
+    warehouse = tmp_path / "warehouse"
+    env = {**os.environ, "TTB_USE_SIMULATOR": "false", "TTB_SPARK_REMOTE": "local[2]", "TTB_CATALOG": "spark_catalog",
+           "TTB_SCHEMA_PREFIX": "ttb_", "TTB_SPARK_WAREHOUSE_DIR": str(warehouse)}
+    jobs = [[job, *clean["argv"][1:]] for job in ("bronze", "analytics")]
+    script = f"import sys; from ttb_spark import cli; sys.exit(max(cli.main(argv) for argv in {jobs!r}))"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in ("bronze", "analytics"):
+        assert f"{job}: Spark 4.1.1, Spark Connect session" in done.stderr
+        assert f"ttb_spark {job}: SUCCEEDED" in done.stdout
+    assert "tables    spark_catalog.ttb_<layer>.<table>" in done.stdout
+    assert "audit     spark_catalog.ttb_ops.pipeline_runs" in done.stdout
+
+    for name, spec in _tables(spark, clean["root"]).items():
+        # the subprocess's session catalog is gone with it; its managed tables stay at <warehouse>/<schema>.db/<table>
+        layer, table = name.split(".")
+        connect = spark.read.format("delta").load(str(warehouse / f"ttb_{layer}.db" / table))
+        _assert_same(name, _frame(spark, spec, clean["root"], PER_WALK.search), _shaped(connect, spec, PER_WALK.search))
+    assert {p.name for p in warehouse.iterdir()} == {"ttb_bronze.db", "ttb_silver.db", "ttb_gold.db", "ttb_ops.db"}
 
 
 def test_faulty_day_keeps_every_public_id_and_stores_no_error_page(spark, tmp_path):

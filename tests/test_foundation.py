@@ -25,6 +25,9 @@ from ttb_spark.spark import get_spark
         ("TTB_LAKEHOUSE_ROOT", "s4://bucket with space", "TTB_LAKEHOUSE_ROOT"),
         ("TTB_REGISTRY_BASE_URL", "ftp://example", "TTB_REGISTRY_BASE_URL"),
         ("TTB_ENVIRONMENT", "staging", "TTB_ENVIRONMENT"),
+        ("TTB_CATALOG", "main; DROP TABLE x", "TTB_CATALOG"),
+        ("TTB_SCHEMA_PREFIX", "ttb-", "TTB_SCHEMA_PREFIX"),
+        ("TTB_SPARK_REMOTE", "http://127.0.0.1:15002", "TTB_SPARK_REMOTE"),
     ],
 )
 def test_invalid_setting_names_the_setting(monkeypatch, env, value, named):

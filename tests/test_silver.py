@@ -180,9 +180,9 @@ def test_silver_job_quarantines_bad_pages_is_idempotent_and_follows_changes(spar
     )
     assert_df_equality(rejects, want, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     for spec in (silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS):
-        detail = spark.sql(f"DESCRIBE DETAIL delta.`{spec.path(root)}`").first()
+        detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(spec, root)}").first()
         assert detail["description"] == spec.comment
-        assert all(f.metadata.get("comment") for f in spark.read.format("delta").load(spec.path(root)).schema)
+        assert all(f.metadata.get("comment") for f in lakehouse.read_table(spark, spec, root).schema)
 
     # Rerun: same rows, no duplicates, and the second commits change nothing.
     before = {spec.name: _rows(spark, spec, root) for spec in silver.TABLES.values()} | {"r": _rows(spark, silver.REJECTS, root)}

@@ -2,7 +2,8 @@
 
 Reading is distributed: the driver only lists the manifests of the scope's partitions; executors
 read each manifest (and its ``_COMPLETE`` summary), then fetch the pages it names, a thread pool
-per task so S3 latency overlaps.
+per task so S3 latency overlaps. Both reads are ``mapInArrow`` over DataFrames (no RDD, no
+SparkContext), so the stage runs over Spark Connect too.
 
 Decisions:
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from pyspark.sql.types import (
     BinaryType,
@@ -195,10 +196,16 @@ def read_manifest(store: storage.RawStore, manifest_key: str) -> list[tuple[str,
     return [(manifest_key, line) for line in lines]
 
 
-def _read_manifests(args: tuple[str, str, str | None], keys: Iterable[str]) -> Iterator[tuple[str, str]]:
+def _read_manifests(args: tuple[str, str, str | None], batches: Iterable[Any]) -> Iterator[Any]:
+    """mapInArrow body: batches of manifest keys -> batches of (manifest_key, line)."""
+    import pyarrow as pa
+
     store = storage.open_store(*args)
-    for key in keys:
-        yield from read_manifest(store, key)
+    schema = arrow_schema(MANIFEST_LINES)
+    for batch in batches:
+        for key in batch.column("manifest_key").to_pylist():
+            lines = [line for _, line in read_manifest(store, key)]
+            yield pa.RecordBatch.from_arrays([pa.array([key] * len(lines), pa.string()), pa.array(lines, pa.string())], schema=schema)
 
 
 def checked_page_key(row: dict) -> str:
@@ -213,28 +220,37 @@ def checked_page_key(row: dict) -> str:
     return expected
 
 
-def _fetch_pages(args: tuple[str, str, str | None], rows: Iterable) -> Iterator[tuple]:
+def _fetch_pages(args: tuple[str, str, str | None], batches: Iterable[Any]) -> Iterator[Any]:
+    """mapInArrow body: batches of manifest lines -> the same plus the page bytes (``content``),
+    fetched by a thread pool so object-store latency overlaps."""
+    import pyarrow as pa
+
     store = storage.open_store(*args)
-    batch = list(rows)
-    keys = [checked_page_key(r.asDict()) for r in batch]
+    schema = arrow_schema(FETCHED)
     with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-        for row, content in zip(batch, pool.map(store.get, keys)):
-            yield (*row, bytearray(content))
+        for batch in batches:
+            keys = [checked_page_key(row) for row in batch.to_pylist()]
+            content = pa.array(list(pool.map(store.get, keys)), pa.binary())
+            yield pa.RecordBatch.from_arrays([*batch.columns, content], schema=schema)
+
+
+def arrow_schema(schema: StructType) -> Any:
+    """The Arrow schema Spark exchanges batches of ``schema`` in (mapInArrow's input and output)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema)
 
 
 def manifest_lines(spark: SparkSession, args: tuple[str, str, str | None], manifest_keys: list[str]) -> DataFrame:
     """The lines of the given manifests, read on executors (one task per manifest)."""
-    rdd = spark.sparkContext.parallelize(manifest_keys, max(1, len(manifest_keys))).mapPartitions(
-        lambda keys: _read_manifests(args, keys)
-    )
-    return spark.createDataFrame(rdd, MANIFEST_LINES)
+    keys = spark.createDataFrame([(k,) for k in manifest_keys], "manifest_key string").repartition(max(1, len(manifest_keys)))
+    return keys.mapInArrow(lambda batches: _read_manifests(args, batches), MANIFEST_LINES)
 
 
 def fetch_pages(spark: SparkSession, args: tuple[str, str, str | None], parsed_lines: DataFrame) -> DataFrame:
     """Manifest lines with a stored page plus its bytes (``content``), fetched on executors."""
     stored = parsed_lines.where("key IS NOT NULL").select(*MANIFEST_LINE.fieldNames())
-    rdd = stored.rdd.mapPartitions(lambda rows: _fetch_pages(args, rows))
-    return spark.createDataFrame(rdd, FETCHED)
+    return stored.mapInArrow(lambda batches: _fetch_pages(args, batches), FETCHED)
 
 
 # ---------------------------------------------------------------- pure transforms

@@ -5,6 +5,14 @@ Each table is declared once, as a :class:`TableSpec` next to its transform (``br
 (``docs/tables.md``) is generated from those declarations. Writes go through
 :func:`merge_upsert`, so reruns and late data are safe: a row is inserted when its key is new
 and updated only when its content hash changed.
+
+Where tables live is one string, the lakehouse root: a folder or object-store URI (the table is
+the Delta table at ``<root>/<layer>/<table>``), or ``catalog:<catalog>.<schema prefix>`` (the
+table is the managed table ``<catalog>.<prefix><layer>.<table>``, e.g. in Unity Catalog).
+Everything goes through SQL on table names (:func:`table_ref`) — ``CREATE TABLE``, ``MERGE
+INTO``, ``ALTER TABLE``, ``DESCRIBE`` — so one code path serves both kinds and both classic
+sessions and Spark Connect (the DeltaTable Python API needs Delta Connect's server plugins).
+An existing table is brought up to its spec by :func:`migrate` before every write.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ttb_spark.settings import CATALOG_SCHEME  # a root naming a catalog namespace: catalog:<catalog>.<schema prefix>
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import StructField, StructType
 
 ROW_HASH = "row_hash"
 REGISTRY: dict[str, TableSpec] = {}
@@ -75,43 +85,142 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     return df.select(*cols)
 
 
-def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
-    """Create the table (schema, partitioning, table and column comments) when it does not exist."""
-    from delta.tables import DeltaTable
+def is_catalog(lakehouse_root: str) -> bool:
+    """Whether ``lakehouse_root`` names a catalog namespace (``catalog:<catalog>.<schema prefix>``) rather than a path."""
+    return lakehouse_root.startswith(CATALOG_SCHEME)
 
-    builder = DeltaTable.createIfNotExists(spark).location(spec.path(lakehouse_root)).comment(spec.comment)
+
+def table_ref(spec: TableSpec, lakehouse_root: str) -> str:
+    """The table as SQL names it: ``delta.`<root>/<layer>/<table>``` for a path root, else
+    ```<catalog>`.`<prefix><layer>`.`<table>``` (a managed table, e.g. in Unity Catalog)."""
+    if not is_catalog(lakehouse_root):
+        return f"delta.{_ident(spec.path(lakehouse_root))}"
+    catalog, schema, table = _catalog_name(spec, lakehouse_root)
+    return ".".join(_ident(part) for part in (catalog, schema, table))
+
+
+def location(spec: TableSpec, lakehouse_root: str) -> str:
+    """Where the table lives, for people: its path, or its three-part name in catalog mode."""
+    return ".".join(_catalog_name(spec, lakehouse_root)) if is_catalog(lakehouse_root) else spec.path(lakehouse_root)
+
+
+def _catalog_name(spec: TableSpec, lakehouse_root: str) -> tuple[str, str, str]:
+    catalog, _, prefix = lakehouse_root.removeprefix(CATALOG_SCHEME).partition(".")
+    layer, table = spec.name.split(".", 1)
+    return catalog, f"{prefix}{layer}", table
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal (backslash escapes: Spark reads ``'a''b'`` as two literals, ``'ab'``)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _column_ddl(f: StructField) -> str:
+    comment = f.metadata.get("comment")
+    return (
+        f"{_ident(f.name)} {f.dataType.simpleString()}"
+        + ("" if f.nullable else " NOT NULL")
+        + (f" COMMENT {sql_string(comment)}" if comment else "")
+    )
+
+
+def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[str]:
+    """Create the table (schema, partitioning, table and column comments), or bring an existing one
+    up to its spec (:func:`migrate`). Returns the migration statements applied (none on creation)."""
+    ref = table_ref(spec, lakehouse_root)
+    if table_exists(spark, spec, lakehouse_root):
+        return migrate(spark, spec, lakehouse_root)
+    if is_catalog(lakehouse_root):
+        catalog, schema, _ = _catalog_name(spec, lakehouse_root)
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
+    columns = ", ".join(_column_ddl(f) for f in spec.schema.fields)
+    partitioned = f" PARTITIONED BY ({', '.join(_ident(c) for c in spec.partition_by)})" if spec.partition_by else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} ({columns}) USING delta{partitioned} COMMENT {sql_string(spec.comment)}")
+    return []
+
+
+_MIGRATED: set[tuple[str, str, str]] = set()  # (table, schema, comment) already brought up to date here
+
+
+class MigrationError(RuntimeError):
+    """An existing table differs from its spec in a way no additive migration can fix (names the table and columns)."""
+
+
+def migration(spec: TableSpec, stored: StructType, stored_comment: str | None) -> list[str]:
+    """The statements (with ``{table}`` for the table's name) that bring a table of schema ``stored``
+    to ``spec``: new columns added (``ALTER TABLE ADD COLUMNS``), changed column and table comments set.
+
+    Raises :class:`MigrationError` for what cannot be migrated in place: a column the spec dropped,
+    or one whose type or nullability changed (those need a rewrite, decided by a person).
+    """
+    have = {f.name: f for f in stored.fields}
+    want = {f.name for f in spec.schema.fields}
+    problems = [f"{name} is not in the spec" for name in have if name not in want]
+    problems += [
+        f"{f.name} is {have[f.name].dataType.simpleString()}{'' if have[f.name].nullable else ' NOT NULL'} "
+        f"but the spec says {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+        for f in spec.schema.fields
+        if f.name in have and (have[f.name].dataType != f.dataType or have[f.name].nullable != f.nullable)
+    ]
+    if problems:
+        raise MigrationError(f"{spec.name}: cannot migrate in place: " + "; ".join(problems))
+    added = [f for f in spec.schema.fields if f.name not in have]
+    statements = [f"ALTER TABLE {{table}} ADD COLUMNS ({', '.join(_column_ddl(f) for f in added)})"] if added else []
     for f in spec.schema.fields:
-        builder = builder.addColumn(f.name, f.dataType, nullable=f.nullable, comment=f.metadata.get("comment"))
-    if spec.partition_by:
-        builder = builder.partitionedBy(*spec.partition_by)
-    builder.execute()
+        comment = f.metadata.get("comment")
+        if f.name in have and comment and have[f.name].metadata.get("comment") != comment:
+            statements.append(f"ALTER TABLE {{table}} ALTER COLUMN {_ident(f.name)} COMMENT {sql_string(comment)}")
+    if (stored_comment or "") != spec.comment:
+        statements.append(f"ALTER TABLE {{table}} SET TBLPROPERTIES ('comment' = {sql_string(spec.comment)})")
+    return statements
+
+
+def migrate(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[str]:
+    """Apply :func:`migration` to the existing table; returns the statements run (none when it matches its spec).
+
+    Checked once per table and spec in a process (every MERGE calls :func:`ensure_table`).
+    """
+    ref = table_ref(spec, lakehouse_root)
+    checked = (ref, spec.schema.json(), spec.comment)
+    if checked in _MIGRATED:
+        return []
+    stored_comment = spark.sql(f"DESCRIBE DETAIL {ref}").select("description").first()[0]
+    statements = [s.replace("{table}", ref) for s in migration(spec, spark.table(ref).schema, stored_comment)]
+    for statement in statements:
+        spark.sql(statement)
+    _MIGRATED.add(checked)
+    return statements
 
 
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
-    from delta.tables import DeltaTable
+    """Whether the table exists (as a Delta table at its path, or by name in the catalog)."""
+    from pyspark.errors import AnalysisException
 
-    return DeltaTable.isDeltaTable(spark, spec.path(lakehouse_root))
+    try:
+        return spark.catalog.tableExists(table_ref(spec, lakehouse_root))
+    except AnalysisException as exc:  # a path that holds no Delta table
+        if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
+            return False
+        raise
 
 
 def read_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> DataFrame:
     """The table's current contents (an empty frame of its schema when it does not exist yet)."""
     if not table_exists(spark, spec, lakehouse_root):
         return spark.createDataFrame([], spec.schema)
-    return spark.read.format("delta").load(spec.path(lakehouse_root))
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return spark.table(table_ref(spec, lakehouse_root))
 
 
 def prune_condition(alias: str, prune: dict[str, Iterable[Any]] | None) -> str:
     """``t.receipt_date IN ('2024-01-02', ...)``: literal partition filters so MERGE reads only the batch's files."""
     parts = []
     for col, values in (prune or {}).items():
-        vals = sorted({_literal(v) for v in values})
-        parts.append(f"{alias}.{col} IN ({', '.join(vals)})" if vals else "false")
+        vals = sorted({str(v) if isinstance(v, (int, float)) else sql_string(str(v)) for v in values})
+        parts.append(f"{alias}.{_ident(col)} IN ({', '.join(vals)})" if vals else "false")
     return " AND ".join(parts)
 
 
@@ -128,26 +237,29 @@ def merge_upsert(
     ``prune`` adds literal partition predicates to the match condition (partition pruning).
     ``delete_missing_in`` deletes target rows inside those partitions that the source no longer
     has (used where a table is a full function of its input, e.g. rejects that were fixed).
-    Returns the MERGE's row counts.
+    SQL ``MERGE INTO`` (not the DeltaTable API), so it runs alike on a classic session and over
+    Spark Connect. Returns the MERGE's row counts.
     """
-    from delta.tables import DeltaTable
-
     ensure_table(spark, spec, lakehouse_root)
-    source = conform(df, spec)
-    target = DeltaTable.forPath(spark, spec.path(lakehouse_root))
-    condition = " AND ".join(f"t.{k} <=> s.{k}" for k in spec.keys)
+    condition = " AND ".join(f"t.{_ident(k)} <=> s.{_ident(k)}" for k in spec.keys)
     pruning = prune_condition("t", prune)
     if pruning:
         condition = f"{condition} AND {pruning}"
-    has_hash = ROW_HASH in spec.schema.fieldNames()
-    merge = target.alias("t").merge(source.alias("s"), condition)
-    merge = merge.whenMatchedUpdateAll(condition=f"t.{ROW_HASH} <> s.{ROW_HASH}" if has_hash else None)
-    merge = merge.whenNotMatchedInsertAll()
+    changed = f" AND t.{ROW_HASH} <> s.{ROW_HASH}" if ROW_HASH in spec.schema.fieldNames() else ""
+    clauses = [f"WHEN MATCHED{changed} THEN UPDATE SET *", "WHEN NOT MATCHED THEN INSERT *"]
     if delete_missing_in is not None:
-        merge = merge.whenNotMatchedBySourceDelete(condition=prune_condition("t", delete_missing_in) or None)
-    before = target.history(1).collect()[0]["version"]
-    merge.execute()
-    return last_operation_metrics(spark, spec, lakehouse_root, after_version=before)
+        scope = prune_condition("t", delete_missing_in)
+        clauses.append(f"WHEN NOT MATCHED BY SOURCE{f' AND {scope}' if scope else ''} THEN DELETE")
+    text = f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses)
+    # the statement is a format string for spark.sql's DataFrame argument: literal braces doubled
+    text = text.replace("{", "{{").replace("}", "}}").replace("{{source}}", "{source}")
+    row = spark.sql(text, source=conform(df, spec)).first()
+    return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
+
+
+def table_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int:
+    """The table's latest version (its last commit)."""
+    return int(spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()["version"])
 
 
 def last_operation_metrics(
@@ -158,9 +270,7 @@ def last_operation_metrics(
     With ``after_version``, zeros when no commit followed that version (a MERGE of an empty
     source commits nothing, so the latest commit is an earlier operation's).
     """
-    from delta.tables import DeltaTable
-
-    history = DeltaTable.forPath(spark, spec.path(lakehouse_root)).history(1).collect()[0]
+    history = spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()
     if after_version is not None and history["version"] <= after_version:
         return {"inserted": 0, "updated": 0, "deleted": 0}
     metrics = history["operationMetrics"] or {}

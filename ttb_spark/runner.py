@@ -160,10 +160,23 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
     module = importlib.import_module(f"ttb_spark.{name}")
     started = time.monotonic()
     progress(f"{name}{label}: start {_describe(scope)}")
-    spark.sparkContext.setJobDescription(f"ttb_spark {name}{label} {scope.start}..{scope.end}")
+    describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
     counts = module.run(spark, settings, scope)
     progress(f"{name}{label}: done in {time.monotonic() - started:.1f}s " + " ".join(f"{k}={v}" for k, v in counts.items()))
     return {k: int(v) for k, v in counts.items()}
+
+
+def session_kind(spark: Any) -> str:
+    """``classic`` (a SparkContext in this process) or ``Spark Connect`` (DataFrame API only)."""
+    from pyspark.sql import SparkSession
+
+    return "classic" if isinstance(spark, SparkSession) else "Spark Connect"
+
+
+def describe_jobs(spark: Any, text: str) -> None:
+    """Label the next Spark jobs in the UI; a Spark Connect session has no SparkContext to label them with."""
+    if session_kind(spark) == "classic":
+        spark.sparkContext.setJobDescription(text)
 
 
 def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
@@ -272,7 +285,7 @@ def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
 
 def summary(job: str, result: RunResult, settings: Settings) -> str:
     """The one-screen end-of-run report: status, range, counts per stage, rejects, duration, table locations."""
-    from ttb_spark import audit
+    from ttb_spark import audit, lakehouse
 
     r = result.record
     lines = [
@@ -290,9 +303,10 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
     if r.error:
         lines.append(f"  error     {r.error.splitlines()[0][:200]}")
     root = settings.pipeline.lakehouse_root
+    where = f"{root.removeprefix(lakehouse.CATALOG_SCHEME)}<layer>.<table>" if lakehouse.is_catalog(root) else f"{root}/<layer>/<table>"
     lines.append(f"  raw       {settings.pipeline.raw_root}")
-    lines.append(f"  tables    {root}/<layer>/<table>: {', '.join(result.tables) or '(none yet)'}")
-    lines.append(f"  audit     {audit.PIPELINE_RUNS.path(root)} (run_id = '{r.run_id}')")
+    lines.append(f"  tables    {where}: {', '.join(result.tables) or '(none yet)'}")
+    lines.append(f"  audit     {lakehouse.location(audit.PIPELINE_RUNS, root)} (run_id = '{r.run_id}')")
     return "\n".join(lines) + "\n"
 
 
@@ -302,6 +316,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from ttb_spark.spark import get_spark
 
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
+    progress(f"{args.command}: Spark {spark.version}, {session_kind(spark)} session")
     if getattr(args, "since_last_run", False):
         settings, scope = resolve_since_last_run(spark, args.command, settings, scope)
     settings, scope = with_rescan(settings, scope)

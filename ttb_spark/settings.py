@@ -33,6 +33,8 @@ DATA_TYPES: tuple[str, ...] = ("cola-detail", "certificate")
 ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")
 
 _PROFILE: ContextVar[dict[str, dict[str, Any]]] = ContextVar("ttb_profile", default={})
+# A lakehouse root naming a catalog namespace (the same prefix as ttb_spark.lakehouse.CATALOG_SCHEME).
+CATALOG_SCHEME = "catalog:"
 _URI = re.compile(r"^(s3a?|s3n|gs|abfss?|dbfs|file):/{1,3}[^\s]*$")
 
 
@@ -107,6 +109,10 @@ class PipelineSettings(_Section):
     s3_bucket: str | None = None
     aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "aws_region"))
     s3_endpoint_url: str | None = None
+    # Unity Catalog mode: with a catalog, every table is a managed table named
+    # <catalog>.<schema_prefix><layer>.<table> and lakehouse_root becomes catalog:<catalog>.<schema_prefix>.
+    catalog: str | None = None
+    schema_prefix: str = ""
     raw_root: str = "data/raw"
     lakehouse_root: str = "data/lakehouse"
     backfill_chunk_days: int = Field(7, ge=1)
@@ -132,9 +138,40 @@ class PipelineSettings(_Section):
             raise ValueError(f"unknown data type(s) {unknown or value}; allowed: {','.join(DATA_TYPES)}")
         return value
 
-    @field_validator("raw_root", "lakehouse_root")
+    @model_validator(mode="before")
+    @classmethod
+    def _catalog_root(cls, data: Any) -> Any:
+        """With a catalog, the tables live in it: the lakehouse root names the namespace instead of a path."""
+        if isinstance(data, dict) and data.get("catalog"):
+            return data | {"lakehouse_root": f"{CATALOG_SCHEME}{data['catalog']}.{data.get('schema_prefix') or ''}"}
+        return data
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"must be a catalog name (letters, digits, underscores), got {value!r}")
+        return value
+
+    @field_validator("schema_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]*", value):
+            raise ValueError(f"must be letters, digits and underscores (schemas are <prefix>bronze ...), got {value!r}")
+        return value
+
+    @field_validator("raw_root")
     @classmethod
     def _uri(cls, value: str) -> str:
+        return _check_uri(value)
+
+    @field_validator("lakehouse_root")
+    @classmethod
+    def _tables(cls, value: str) -> str:
+        if value.startswith(CATALOG_SCHEME):
+            if not re.fullmatch(re.escape(CATALOG_SCHEME) + r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z0-9_]*", value):
+                raise ValueError(f"must be {CATALOG_SCHEME}<catalog>.<schema prefix>, got {value!r}")
+            return value
         return _check_uri(value)
 
     @field_validator("s3_endpoint_url")
@@ -215,9 +252,26 @@ class SparkSettings(_Section):
     section_name: ClassVar[str] = "spark"
     # Only TTB_SPARK_MASTER: spark-submit exports MASTER, which a "master" alias would read (case-insensitively).
     master: str = Field("local[*]", validation_alias=AliasChoices("TTB_SPARK_MASTER"))
+    # Spark Connect: sc://host:port/;params, or local[N] for a local Connect server (tests); none: a classic session.
+    remote: str | None = Field(None, validation_alias=AliasChoices("TTB_SPARK_REMOTE"))
+    # Where managed tables live in a locally built session (catalog mode); none: Spark's default ./spark-warehouse.
+    warehouse_dir: str | None = Field(None, validation_alias=AliasChoices("TTB_SPARK_WAREHOUSE_DIR"))
     shuffle_partitions: int = Field(8, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"
+
+
+    @field_validator("remote")
+    @classmethod
+    def _remote(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(sc://\S+|local(\[[0-9*]+\])?)$", value):
+            raise ValueError(f"must be a Spark Connect URL sc://host:port or local[N], got {value!r}")
+        return value
+
+    @field_validator("warehouse_dir")
+    @classmethod
+    def _warehouse(cls, value: str | None) -> str | None:
+        return None if value is None else _check_uri(value)
 
 
 class Settings(BaseModel):
@@ -265,6 +319,7 @@ def _env_var(section: type[_Section], field: str) -> str:
 def _explain(section: type[_Section], error: ValidationError) -> SettingsError:
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else ""
+    field = next((name for name, f in section.model_fields.items() if _alias(f) == field), field)
     message = first["msg"].removeprefix("Value error, ")
     if field not in section.model_fields:
         return SettingsError(f"invalid setting {message}")

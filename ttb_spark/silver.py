@@ -261,30 +261,30 @@ def parse_one(html: str | None, ttb_id: str, data_type: str) -> tuple[str, str |
     return PARSED, None, None, json.dumps(result.record, default=str)
 
 
-def _parse_partition(rows: Any) -> Any:
-    """mapPartitions body: each row is (page columns..., html); yields the page columns plus the parse result."""
-    for row in rows:
-        yield (*row[:-1], *parse_one(row["html"], row["ttb_id"], row["data_type"]))
+def _parse_batches(batches: Any) -> Any:
+    """mapInArrow body: each batch's columns pass through as they are, ``html`` replaced by the parse result."""
+    import pyarrow as pa
+
+    for batch in batches:
+        pages = zip(batch.column("html").to_pylist(), batch.column("ttb_id").to_pylist(), batch.column("data_type").to_pylist())
+        results = list(zip(*(parse_one(*page) for page in pages))) or [()] * len(PARSE_RESULT.fields)
+        kept = [name for name in batch.schema.names if name != "html"]
+        yield pa.RecordBatch.from_arrays(
+            [*(batch.column(name) for name in kept), *(pa.array(values, pa.string()) for values in results)],
+            names=[*kept, *PARSE_RESULT.fieldNames()],
+        )
 
 
 def parse_results(pages_df: DataFrame) -> DataFrame:
     """``pages_df`` without ``html``, plus parse_status, parse_reason, parse_detail and record (JSON), parsed on executors.
 
-    RDD mapPartitions: in bench/extract_bench.py it was always faster than the plain and Arrow UDFs
-    and level with mapInPandas (which would add pandas + pyarrow as runtime dependencies); the
-    parser's own time dominates. Timestamps cross into Python as microseconds, so no local-timezone
-    round trip can shift them.
+    ``mapInArrow``: pages cross to Python as Arrow batches and every other column goes back
+    untouched (no per-row conversion, so no timezone round trip for timestamps). In
+    bench/extract_bench.py it is level (within noise) with the UDF, mapInPandas and RDD variants,
+    needs no pandas, and being DataFrame API only it runs over Spark Connect too.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType
-
-    keep = [f for f in pages_df.schema.fields if f.name != "html"]
-    stamps = [f.name for f in keep if isinstance(f.dataType, TimestampType)]
-    inputs = [F.unix_micros(f.name).alias(f.name) if f.name in stamps else F.col(f.name) for f in keep]
-    schema = StructType([StructField(f.name, LongType() if f.name in stamps else f.dataType) for f in keep] + PARSE_RESULT.fields)
-    rdd = pages_df.select(*inputs, "html").rdd.mapPartitions(_parse_partition)
-    parsed = pages_df.sparkSession.createDataFrame(rdd, schema)
-    return parsed.select(*[F.timestamp_micros(c).alias(c) if c in stamps else F.col(c) for c in schema.fieldNames()])
+    schema = StructType([f for f in pages_df.schema.fields if f.name != "html"] + PARSE_RESULT.fields)
+    return pages_df.mapInArrow(_parse_batches, schema)
 
 
 def extracted(pages_df: DataFrame) -> DataFrame:

@@ -9,6 +9,7 @@ resolved by Ivy from Maven Central, S3 mapped to S3A, and the packaged log4j2 co
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -152,23 +153,79 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
+    if s.warehouse_dir:
+        conf["spark.sql.warehouse.dir"] = s.warehouse_dir
     return conf | storage_conf(settings)
 
 
 def get_spark(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
-    """Return the active session, or build a local Delta-enabled one from ``settings``."""
+    """Return the active session, or build a local Delta-enabled one from ``settings``.
+
+    With ``spark.remote`` set, a Spark Connect session instead: to ``sc://...`` as given, or to a
+    Connect server started here for ``local[N]`` (with Delta, on a free loopback port).
+    """
     from pyspark.sql import SparkSession
 
+    if settings.spark.remote:
+        return connect_session(settings, app_name)
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # Launched by spark-submit / EMR / Databricks: the JVM and its conf (master, packages) exist.
         return SparkSession.builder.appName(app_name).getOrCreate()
+    spark = _local_session(settings, app_name)
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _local_session(settings: Settings, app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
+    """A classic local session with Delta, the packaged log4j2 configuration and ``conf`` on top."""
+    from pyspark.sql import SparkSession
+
     # RDD and UDF workers start PYSPARK_PYTHON (pyspark reads only the variable, not
     # spark.pyspark.python): default it to this interpreter so workers see the venv's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
-    for key, value in (local_conf(settings) | {"spark.jars": ",".join(resolve_jars(packages(settings)))}).items():
+    for key, value in (local_conf(settings) | {"spark.jars": ",".join(resolve_jars(packages(settings)))} | (conf or {})).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def connect_session(settings: Settings, app_name: str = "ttb_spark") -> SparkSession:
+    """A Spark Connect session (DataFrame API only: no SparkContext, no RDDs).
+
+    ``sc://...``: the server named (Databricks Connect, a Connect server on a cluster). ``local[N]``:
+    a local server with this package's Delta configuration, started in this process (its classic
+    session serves the Connect clients) on a free loopback port.
+    """
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    remote = settings.spark.remote or ""
+    active = ConnectSession.getActiveSession()
+    if active is not None:
+        return active
+    if not remote.startswith("local"):
+        return SparkSession.builder.remote(remote).getOrCreate()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = _local_session(
+        _with_master(settings, remote), app_name,
+        {
+            "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+            "spark.connect.grpc.binding.address": "127.0.0.1",
+            "spark.connect.grpc.binding.port": str(port),
+        },
+    )  # fmt: skip
+    server.sparkContext.setLogLevel("WARN")
+    # What pyspark's own builder.remote() sets: pyspark.sql.functions and Column build Connect
+    # expressions, not JVM ones of the server's classic session living in this process.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    return ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+
+
+def _with_master(settings: Settings, master: str) -> Settings:
+    """``settings`` with ``spark.master`` set to ``master``."""
+    return settings.model_copy(update={"spark": settings.spark.model_copy(update={"master": master})})

@@ -64,15 +64,10 @@ __all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
 
 
 def _silver_table(spark: SparkSession, root: str, name: str) -> DataFrame:
-    """A silver table by its TableSpec (by path ``<root>/silver/<name>`` if the spec is not importable)."""
-    try:
-        from ttb_spark import silver  # noqa: F401  (registers the silver TableSpecs)
-    except ImportError:
-        pass
-    spec = lakehouse.REGISTRY.get(f"silver.{name}")
-    if spec is not None:
-        return lakehouse.read_table(spark, spec, root)
-    return spark.read.format("delta").load(f"{root.rstrip('/')}/silver/{name}")
+    """A silver table by its TableSpec."""
+    from ttb_spark import silver  # noqa: F401  (registers the silver TableSpecs)
+
+    return lakehouse.read_table(spark, lakehouse.REGISTRY[f"silver.{name}"], root)
 
 
 def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame, DataFrame]:

@@ -1,0 +1,94 @@
+"""Table addressing (paths or a catalog's managed tables) and schema migrations, on real Delta tables."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import pytest
+from pyspark.sql.types import DateType, IntegerType, StringType, StructType
+
+from ttb_spark import lakehouse
+from ttb_spark.lakehouse import column
+from ttb_spark.settings import load_settings
+
+NAME = "scratch.things"
+
+
+@pytest.fixture(autouse=True)
+def _own_registry(monkeypatch):
+    """The specs made here stay out of the package's table registry (docs, summaries)."""
+    monkeypatch.setattr(lakehouse, "REGISTRY", dict(lakehouse.REGISTRY))
+
+
+def spec(*extra, comment: str = "Things, one per id.", id_comment: str = "The thing's id.") -> lakehouse.TableSpec:
+    return lakehouse.TableSpec(
+        name=NAME, comment=comment, keys=("id",), partition_by=("day",),
+        schema=StructType([
+            column("id", StringType(), id_comment, nullable=False),
+            column("day", DateType(), "Day of the thing; partition column."),
+            column("size", IntegerType(), "How big."),
+            *extra,
+            column("row_hash", StringType(), "SHA-256 of the row's content."),
+        ]),
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["path", "catalog"])
+def root(request, tmp_path) -> str:
+    """A path root, or a namespace of the session catalog (what TTB_CATALOG/TTB_SCHEMA_PREFIX give)."""
+    if request.param == "path":
+        return str(tmp_path / "lakehouse")
+    prefix = re.sub(r"\W", "_", tmp_path.name) + "_"
+    return load_settings("test", {"pipeline": {"catalog": "spark_catalog", "schema_prefix": prefix}}).pipeline.lakehouse_root
+
+
+def _comments(spark, table: lakehouse.TableSpec, root: str) -> dict[str, str | None]:
+    return {f.name: f.metadata.get("comment") for f in lakehouse.read_table(spark, table, root).schema}
+
+
+def test_catalog_settings_make_the_tables_managed_tables_addressed_by_name():
+    p = load_settings("test", {"pipeline": {"catalog": "main", "schema_prefix": "ttb_", "raw_root": "/Volumes/main/ttb/raw"}}).pipeline
+    assert p.lakehouse_root == "catalog:main.ttb_" and p.raw_root == "/Volumes/main/ttb/raw"
+    assert lakehouse.table_ref(spec(), p.lakehouse_root) == "`main`.`ttb_scratch`.`things`"
+    assert lakehouse.location(spec(), p.lakehouse_root) == "main.ttb_scratch.things"
+    assert lakehouse.table_ref(spec(), "/data/lake") == "delta.`/data/lake/scratch/things`"
+
+
+def test_new_column_and_comments_are_migrated_onto_the_existing_table(spark, root):
+    v1 = spec()
+    before = spark.createDataFrame([("a", date(2024, 1, 2), 1)], "id string, day date, size int")
+    lakehouse.merge_upsert(spark, before, v1, root)
+    assert lakehouse.ensure_table(spark, v1, root) == []  # matches its spec: nothing to do
+
+    v2 = spec(column("colour", StringType(), "Colour, upper-case."), comment="Things (v2).", id_comment="The id.")
+    applied = lakehouse.ensure_table(spark, v2, root)
+    ref = lakehouse.table_ref(v2, root)
+    assert applied == [
+        f"ALTER TABLE {ref} ADD COLUMNS (`colour` string COMMENT 'Colour, upper-case.')",
+        f"ALTER TABLE {ref} ALTER COLUMN `id` COMMENT 'The id.'",
+        f"ALTER TABLE {ref} SET TBLPROPERTIES ('comment' = 'Things (v2).')",
+    ]
+    assert _comments(spark, v2, root) == {f.name: f.metadata["comment"] for f in v2.schema.fields}
+    assert spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(v2, root)}").first()["description"] == "Things (v2)."
+    assert lakehouse.migration(v2, lakehouse.read_table(spark, v2, root).schema, "Things (v2).") == []
+
+    [row] = lakehouse.read_table(spark, v2, root).collect()  # the old row kept, the new column empty
+    assert (row.id, row.size, row.colour) == ("a", 1, None)
+    after = spark.createDataFrame([("a", date(2024, 1, 2), 1, "RED")], "id string, day date, size int, colour string")
+    assert lakehouse.merge_upsert(spark, after, v2, root) == {"inserted": 0, "updated": 1, "deleted": 0}
+    assert lakehouse.read_table(spark, v2, root).first().colour == "RED"
+
+
+def test_a_change_no_migration_can_make_is_refused_and_the_table_left_alone(spark, root):
+    lakehouse.merge_upsert(spark, spark.createDataFrame([("a", date(2024, 1, 2), 1)], "id string, day date, size int"), spec(), root)
+    retyped = lakehouse.TableSpec(
+        name=NAME, comment="Things, one per id.", keys=("id",), partition_by=("day",),
+        schema=StructType([column("id", StringType(), "The thing's id.", nullable=False),
+                           column("day", DateType(), "Day of the thing; partition column."),
+                           column("size", StringType(), "How big, as text."),
+                           column("row_hash", StringType(), "SHA-256 of the row's content.")]),
+    )  # fmt: skip
+    with pytest.raises(lakehouse.MigrationError, match=r"scratch.things: cannot migrate in place: size is int but the spec says string"):
+        lakehouse.ensure_table(spark, retyped, root)
+    assert lakehouse.read_table(spark, spec(), root).schema["size"].dataType == IntegerType()
