@@ -93,8 +93,8 @@ def test_narrowed_search_and_no_results():
 
 
 def test_clock_approvals_changes_withdrawals_and_pages_as_of_today():
-    registry = simulator.SyntheticRegistry(seed=0, scale=1.0)
-    days = [date(2024, 1, 2) + timedelta(days=d) for d in range(10)]
+    registry = simulator.SyntheticRegistry(seed=0, scale=0.3)
+    days = [date(2024, 1, 2) + timedelta(days=d) for d in range(30)]
     records = [registry.record(i) for d in days for i in registry.public_ids(d, "001")]
     lags = [(r.approval_date - r.receipt_date).days for r in records]
     assert sorted(lags)[len(lags) // 2] <= 21 and max(lags) > 90  # most within weeks, a tail past 90 days
@@ -114,7 +114,7 @@ def test_clock_approvals_changes_withdrawals_and_pages_as_of_today():
     listed = {r.ttb_id: r.completed_date for r in registry.completed_between(after, after, after)}
     assert listed[rec.ttb_id] == rec.change_date
     gone = withdrawn[0]
-    with simulator.running(seed=0, scale=1.0, today=gone.withdrawn_date - timedelta(days=1)) as sim:
+    with simulator.running(seed=0, scale=0.3, today=gone.withdrawn_date - timedelta(days=1)) as sim:
         target = f"{sim.base_url}viewColaDetails.do?action=publicDisplaySearchAdvanced&ttbid={gone.ttb_id}"
         assert parse.classify(requests.get(target, timeout=5).content, gone.ttb_id, "detail").kind == "detail"
         sim.today = gone.withdrawn_date
