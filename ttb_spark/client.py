@@ -307,7 +307,8 @@ class RegistryClient:
         answers = [("results-001.html", body)]
         if page.total == 0:
             return 0, 0, [], "none", answers
-        if not page.has_next:
+        if not page.has_next or page.total > page.returned:
+            # everything is on this page, or the search is capped (the caller splits it: no export needed)
             return page.total, page.returned, list(page.rows), "results", answers
         export, _ = self._search_answer(urljoin(base, search.EXPORT_PATH))
         answers.append(("export.csv", export))

@@ -35,8 +35,12 @@ JOBS: dict[str, tuple[str, ...]] = {
     "silver": ("silver",),
     "gold": ("gold",),
     "reference": ("reference",),
+    "discover": ("discover",),
+    "daily": ("discover", "bronze"),
+    "reconcile": ("reconcile", "bronze"),
 }
-NEEDS_REGISTRY = {"scrape", "reference"}
+NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
+DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 ERROR_CHARS = 4000
 
 
@@ -113,7 +117,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
             "lakehouse_root": args.lakehouse_root,
             "backfill_chunk_days": getattr(args, "chunk_days", None),
         },
-        "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator},
+        "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator,
+                       "simulator_today": getattr(args, "simulator_today", None)},
     }
     rescan = getattr(args, "rescan_days", 0) or 0
     if rescan < 0:
@@ -137,7 +142,7 @@ def registry(settings: Settings) -> Iterator[Settings]:
         return
     from ttb_spark import simulator
 
-    with simulator.serving(scale=settings.extraction.simulator_scale) as base_url:
+    with simulator.serving(scale=settings.extraction.simulator_scale, today=settings.extraction.simulator_today) as base_url:
         extraction = settings.extraction.model_copy(update={"registry_base_url": base_url})
         yield settings.model_copy(update={"extraction": extraction})
 
@@ -248,7 +253,16 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
     (start after end: everything is covered) plans no chunk."""
     from ttb_spark import audit
 
-    start = audit.next_start(audit.read_runs(spark, settings.pipeline.lakehouse_root, job)) or settings.pipeline.partition_start_date
+    root = settings.pipeline.lakehouse_root
+    if job in DISCOVERY_JOBS:
+        # discovery's watermark: the last completed date any discovery run covered, re-listed with an overlap
+        runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
+        start = audit.next_start(runs)
+        if start is not None:
+            start -= timedelta(days=settings.extraction.discovery_overlap_days)
+    else:
+        start = audit.next_start(audit.read_runs(spark, root, job))
+    start = start or settings.pipeline.partition_start_date
     end = settings.pipeline.partition_end_date or datetime.now(timezone.utc).date()
     return with_range(settings, start, end), replace(scope, start=start, end=end)
 
