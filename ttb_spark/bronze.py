@@ -151,6 +151,25 @@ PAGES = lakehouse.TableSpec(
 
 FETCHED = StructType([*MANIFEST_LINE.fields, StructField("content", BinaryType())])
 
+INGESTED_MANIFESTS = lakehouse.TableSpec(
+    name="ops.ingested_manifests",
+    comment=(
+        "Discovery and search manifests of the raw store that bronze has ingested, so each is read exactly once "
+        "(the walk's per-partition manifests are re-read while in scope: their MERGE is idempotent)."
+    ),
+    keys=("manifest_key",),
+    hash_exclude=("ingest_run_id", "ingested_at"),
+    schema=StructType(
+        [
+            column("manifest_key", StringType(), "Raw store key of the manifest (manifests/discovery/... or search/manifests/...).", nullable=False),
+            column("lines", LongType(), "Lines (fetch attempts or listed rows) the manifest contributed."),
+            column("ingest_run_id", StringType(), "Run id of the bronze run that ingested it."),
+            column("ingested_at", TimestampType(), "When it was ingested (UTC)."),
+            column("row_hash", StringType(), "SHA-256 of the row's content; MERGE updates a row only when it changes."),
+        ]
+    ),
+)
+
 SEARCH_LISTINGS = lakehouse.TableSpec(
     name="bronze.search_listings",
     comment=(
@@ -216,17 +235,29 @@ def complete_manifests(store: storage.RawStore, scope: Scope) -> tuple[list[str]
     return sorted(complete), sorted(incomplete)
 
 
-def pending_manifests(spark: SparkSession, store: storage.RawStore, root: str, prefix: str, spec: lakehouse.TableSpec) -> list[str]:
-    """Complete manifests under ``prefix`` (marker beside them) that ``spec``'s table has no row from yet."""
+def pending_manifests(spark: SparkSession, store: storage.RawStore, root: str, prefix: str) -> list[str]:
+    """Complete manifests under ``prefix`` (marker beside them) not in ops.ingested_manifests yet."""
     from pyspark.sql import functions as F
 
     keys = set(store.list(prefix))
     complete = {k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys}
     if not complete:
         return []
-    seen = lakehouse.read_table(spark, spec, root).where(F.col("manifest_key").startswith(prefix))
-    done = {r[0] for r in seen.select("manifest_key").distinct().collect()}
+    seen = lakehouse.read_table(spark, INGESTED_MANIFESTS, root).where(F.col("manifest_key").startswith(prefix))
+    done = {r[0] for r in seen.select("manifest_key").collect()}
     return sorted(complete - done)
+
+
+def mark_ingested(spark: SparkSession, root: str, keys: list[str], lines: dict[str, int], ingest_run_id: str) -> None:
+    """Record manifests as ingested (after their rows are MERGEd: a crash in between re-reads them, harmlessly)."""
+    from datetime import datetime, timezone
+
+    if not keys:
+        return
+    now = datetime.now(timezone.utc)
+    rows = [(k, lines.get(k, 0), ingest_run_id, now) for k in keys]
+    frame = spark.createDataFrame(rows, "manifest_key string, lines long, ingest_run_id string, ingested_at timestamp")
+    lakehouse.merge_upsert(spark, frame, INGESTED_MANIFESTS, root)
 
 
 def read_search_manifest(store: storage.RawStore, manifest_key: str) -> list[dict]:
@@ -401,14 +432,16 @@ LISTING_INPUT = StructType(
 
 def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ingest_run_id: str) -> dict[str, int]:
     """Complete search manifests not ingested yet -> bronze.search_listings."""
-    keys = pending_manifests(spark, store, root, "search/manifests/", SEARCH_LISTINGS)
-    rows = [r for key in keys for r in read_search_manifest(store, key)]
-    if not rows:
-        return {"search_manifests": len(keys), "listings_read": 0, "listings_inserted": 0}
-    frame = spark.createDataFrame([tuple(r[f] for f in LISTING_INPUT.fieldNames()) for r in rows], LISTING_INPUT)
-    merged = lakehouse.merge_upsert(spark, listing_rows(frame, ingest_run_id), SEARCH_LISTINGS, root,
-                                    prune={"completed_date": {r["completed_date"].isoformat() for r in rows}})
-    return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": merged["inserted"]}
+    keys = pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
+    per_key = {key: read_search_manifest(store, key) for key in keys}
+    rows = [r for listed in per_key.values() for r in listed]
+    inserted = 0
+    if rows:
+        frame = spark.createDataFrame([tuple(r[f] for f in LISTING_INPUT.fieldNames()) for r in rows], LISTING_INPUT)
+        inserted = lakehouse.merge_upsert(spark, listing_rows(frame, ingest_run_id), SEARCH_LISTINGS, root,
+                                          prune={"completed_date": {r["completed_date"].isoformat() for r in rows}})["inserted"]
+    mark_ingested(spark, root, keys, {k: len(v) for k, v in per_key.items()}, ingest_run_id)
+    return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}
 
 
 # ---------------------------------------------------------------- the stage
@@ -417,26 +450,34 @@ def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ing
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
     """Raw store -> bronze.pages and bronze.scrape_manifest for the scope's complete partitions and
     every complete discovery manifest not ingested yet; search answers -> bronze.search_listings."""
-    from pyspark import StorageLevel
-    from pyspark.sql import functions as F
-
     args = store_args(settings)
     store = storage.open_store(*args)
     root = settings.pipeline.lakehouse_root
     complete, incomplete = complete_manifests(store, scope)
-    discovered = pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS, SCRAPE_MANIFEST)
+    discovered = pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS)
     listings = ingest_listings(spark, store, root, scope.run_id)
     counts = {"partitions": len(complete), "partitions_incomplete": len(incomplete), "discovery_manifests": len(discovered)} | listings
     manifests = complete + discovered
     if not manifests:
         return counts | {"manifest_lines": 0, "pages_read": 0, "pages_inserted": 0, "pages_updated": 0}
+    result = _ingest_manifests(spark, args, root, manifests, scope.run_id)
+    mark_ingested(spark, root, discovered, {}, scope.run_id)
+    return counts | result
+
+
+def _ingest_manifests(spark: SparkSession, args: tuple[str, str, str | None], root: str, manifests: list[str],
+                      ingest_run_id: str) -> dict[str, int]:
+    """The manifests' lines -> bronze.scrape_manifest, their stored pages -> bronze.pages."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
     parsed = parsed_manifest(manifest_lines(spark, args, manifests)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         where = parsed.select("receipt_date", "method_type").distinct().collect()
         prune = {"receipt_date": sorted({r[0] for r in where}), "method_type": sorted({r[1] for r in where})}
-        manifest = manifest_records(parsed, scope.run_id)
+        manifest = manifest_records(parsed, ingest_run_id)
         m = lakehouse.merge_upsert(spark, manifest, SCRAPE_MANIFEST, root, prune=prune)
-        fetched = pages(fetch_pages(spark, args, parsed), scope.run_id)
+        fetched = pages(fetch_pages(spark, args, parsed), ingest_run_id)
         stored = lakehouse.read_table(spark, PAGES, root).where(F.col("receipt_date").isin(prune["receipt_date"]))
         page_rows = not_older(fetched, stored).persist(StorageLevel.MEMORY_AND_DISK)
         try:
@@ -444,7 +485,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
             p = lakehouse.merge_upsert(spark, page_rows, PAGES, root, prune=prune)
         finally:
             page_rows.unpersist()
-        return counts | {
+        return {
             "manifest_lines": parsed.count(),
             "manifest_inserted": m["inserted"],
             "pages_read": read,

@@ -241,7 +241,7 @@ def previous_completions(spark: SparkSession | None, settings: Settings, store: 
         wanted = spark.createDataFrame([(i,) for i in sorted(ids)] or [("",)], "ttb_id string")
         for row in table.join(wanted, "ttb_id").groupBy("ttb_id").agg(F.max("completed_date")).collect():
             best[row[0]] = row[1]
-        pending = bronze.pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS, bronze.SEARCH_LISTINGS)
+        pending = bronze.pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
     else:
         keys = set(store.list(storage.SEARCH_MANIFESTS))
         pending = sorted(k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys)

@@ -66,9 +66,12 @@ def _run_part(run_id: str) -> str:
     return f"run_id={run_id}"
 
 
-def discovery_manifest_key(run_id: str, first: date, last: date) -> str:
-    """The manifest of one discovery run's fetches for the completed dates ``first..last``."""
-    return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/completed={first.isoformat()}_{last.isoformat()}/{MANIFEST}"
+def discovery_manifest_key(run_id: str, first: date, last: date, dates: str = "completed") -> str:
+    """The manifest of one discovery run's fetches for ``first..last`` (completed dates, or
+    ``dates="received"`` for a reconciliation sweep over receipt dates)."""
+    if dates not in ("completed", "received"):
+        raise ValueError(f"unknown kind of dates {dates!r}")
+    return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/{dates}={first.isoformat()}_{last.isoformat()}/{MANIFEST}"
 
 
 def search_manifest_key(run_id: str, first: date, last: date) -> str:
