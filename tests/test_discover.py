@@ -4,6 +4,7 @@ lands it in bronze (pages and listings) and keeps its watermark in the run audit
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 
@@ -108,3 +109,35 @@ def test_stage_fails_when_listed_pages_cannot_be_fetched(spark, tmp_path):
         with pytest.raises(Exception, match="no usable answer"):
             discover.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail",), run_id="r1"))
     assert not storage.open_store(settings.pipeline.raw_root).list("manifests/")
+
+
+def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
+    from test_markers import DAY as RECEIVED, GONE
+
+    from ttb_spark import reconcile, scrape
+    from ttb_spark.partitions import Partition
+
+    with simulator.running(seed=0, scale=0.05, today=date(2024, 2, 6)) as sim:  # GONE is public (approved 02-05)
+        settings = make_settings(
+            tmp_path, pipeline={"receipt_methods": ["001"]},
+            extraction={"registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 200},
+        )
+        work = [(Partition(RECEIVED, "001", t), False) for t in ("cola-detail", "certificate")]
+        list(scrape.scrape_slice([(0, work)], settings, "walk-1", 1))
+        walked = set(sim.public_ids([RECEIVED], ["001"]))
+        sim.today = date(2024, 3, 5)  # later approvals of that day; GONE withdrawn on 2024-03-02
+        discover.discover(settings, "disc-1", RECEIVED, sim.today)
+        listed = {r.ttb_id for r in sim.search(search.Criteria(RECEIVED, sim.today)) if r.ttb_id[:8] == GONE[:8]}
+        counts = reconcile.run(spark, settings, Scope(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-1"))
+
+    assert GONE in walked - listed and listed - walked  # both kinds of difference occur
+    day = RECEIVED.isoformat()
+    assert (counts["walked"], counts["listed"]) == (len(walked), len(listed))
+    assert counts["listed_not_walked"] == counts[f"listed_not_walked.{day}"] == len(listed - walked)
+    assert counts["walked_not_listed"] == counts[f"walked_not_listed.{day}"] == len(walked - listed)
+    # listed-not-walked pages were already stored by discovery: only the walked-not-listed are fetched
+    assert counts["fetched_ids"] == len(walked - listed) and counts["pages_withdrawn"] == 2
+    store = storage.open_store(settings.pipeline.raw_root)
+    manifest = storage.discovery_manifest_key("rec-1", RECEIVED, RECEIVED, "received")
+    gone = [json.loads(x) for x in store.get(manifest).decode().splitlines() if GONE in x]
+    assert [g["outcome"] for g in gone] == ["withdrawn", "withdrawn"] and store.exists(storage.marker_of(manifest))
