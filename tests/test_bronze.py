@@ -33,7 +33,7 @@ def expected_pages(spark, pages: dict[tuple[str, str], bytes], ingest_run_id: st
         mt = f"001-{data_type}"
         key = f"pages/method_type={mt}/receipt_date={tid.receipt_date}/{ttb_id}.html"
         rows.append((ttb_id, data_type, "001", tid.receipt_date, mt, tid.sequence, content.decode("latin-1"), len(content),
-                     hashlib.sha256(content).hexdigest(), 200, FETCHED, key, scrape_run_id, ingest_run_id))
+                     hashlib.sha256(content).hexdigest(), 200, FETCHED, None, key, scrape_run_id, ingest_run_id))
     cols = [f for f in bronze.PAGES.schema.fieldNames() if f != "row_hash"]
     schema = bronze.PAGES.schema
     return spark.createDataFrame(rows, ", ".join(f"{c} {schema[c].dataType.simpleString()}" for c in cols))

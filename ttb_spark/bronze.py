@@ -113,6 +113,7 @@ PAGES = lakehouse.TableSpec(
     keys=("ttb_id", "data_type"),
     partition_by=("receipt_date", "method_type"),
     hash_exclude=("http_status", "fetched_at", "source_key", "scrape_run_id", "ingest_run_id"),
+    properties=lakehouse.CHANGE_FEED,
     schema=StructType(
         [
             column("ttb_id", StringType(), "14-digit TTB ID the page was requested for (from the raw store key).", nullable=False),
@@ -130,6 +131,7 @@ PAGES = lakehouse.TableSpec(
             column("sha256", StringType(), "SHA-256 (hex) of the served bytes, computed when read from the raw store."),
             column("http_status", IntegerType(), "HTTP status the registry answered with (200 even for its error page)."),
             column("fetched_at", TimestampType(), "When the scraper fetched the stored copy (UTC)."),
+            column("withdrawn_at", TimestampType(), "When the registry was first seen answering its error page for this once-public page (withdrawn from public view); null while public."),
             column("source_key", StringType(), "Raw store key the page was read from (pages/method_type=.../receipt_date=.../<ttb_id>.html)."),
             column("scrape_run_id", StringType(), "Id of the scrape run that listed the page in its manifest."),
             column("ingest_run_id", StringType(), "Run id of the bronze run that inserted the row or last changed its content."),
@@ -268,6 +270,7 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     return lakehouse.conform(
         fetched.withColumn("receipt_date", F.to_date("receipt_date"))
         .withColumn("fetched_at", F.to_timestamp("fetched_at"))
+        .withColumn("withdrawn_at", F.lit(None).cast("timestamp"))
         .withColumn("html", F.decode("content", "ISO-8859-1"))
         .withColumn("content_length", F.length("content").cast("long"))
         .withColumn("sha256", F.sha2("content", 256))
