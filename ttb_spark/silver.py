@@ -248,7 +248,6 @@ WITHDRAWALS = lakehouse.TableSpec(
     keys=("ttb_id", "data_type"),
     partition_by=("receipt_date", "method_type"),
     hash_exclude=("fetched_at",),
-    properties=lakehouse.CHANGE_FEED,
     schema=StructType(
         [
             column("ttb_id", StringType(), "TTB ID of the withdrawn page.", nullable=False),
