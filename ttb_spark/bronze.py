@@ -123,6 +123,7 @@ PAGES = lakehouse.TableSpec(
     keys=("ttb_id", "data_type"),
     partition_by=("receipt_date", "method_type"),
     hash_exclude=("http_status", "fetched_at", "source_key", "scrape_run_id", "ingest_run_id"),
+    properties=lakehouse.CHANGE_FEED,
     schema=StructType(
         [
             column("ttb_id", StringType(), "14-digit TTB ID the page was requested for (from the raw store key).", nullable=False),

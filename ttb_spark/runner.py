@@ -56,6 +56,7 @@ class Scope:
     force: bool = False
     rescan_days: int = 0
     only: tuple[Partition, ...] = ()
+    since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
 
     @property
     def dates(self) -> list[date]:
@@ -247,24 +248,32 @@ def written_tables(spark: Any, root: str) -> list[str]:
     return sorted(name for name, spec in lakehouse.REGISTRY.items() if lakehouse.table_exists(spark, spec, root))
 
 
+CHANGE_DRIVEN = {"silver", "gold"}
+
+
 def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
-    """Range for ``--since-last-run``: the day after the last receipt date a run of ``job`` covered
-    (the settings' start date if none did) to the settings' end date, else today. An empty range
-    (start after end: everything is covered) plans no chunk."""
+    """Scope for ``--since-last-run``. Silver and gold then process everything that changed since
+    their last successful run (their change watermarks, whatever the receipt dates): a job of only
+    those stages runs once, its nominal range being today. Scrape and bronze take a range: the day
+    after the last receipt date a run of ``job`` covered (the settings' start date if none did) to
+    the settings' end date, else today; an empty range (everything covered) plans no chunk."""
     from ttb_spark import audit
 
     root = settings.pipeline.lakehouse_root
+    today = datetime.now(timezone.utc).date()
     if job in DISCOVERY_JOBS:
         # discovery's watermark: the last completed date any discovery run covered, re-listed with an overlap
         runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
         start = audit.next_start(runs)
         if start is not None:
             start -= timedelta(days=settings.extraction.discovery_overlap_days)
+    elif set(JOBS[job]) <= CHANGE_DRIVEN:
+        return with_range(settings, today, today), replace(scope, start=today, end=today, since_last_run=True)
     else:
         start = audit.next_start(audit.read_runs(spark, root, job))
     start = start or settings.pipeline.partition_start_date
-    end = settings.pipeline.partition_end_date or datetime.now(timezone.utc).date()
-    return with_range(settings, start, end), replace(scope, start=start, end=end)
+    end = settings.pipeline.partition_end_date or today
+    return with_range(settings, start, end), replace(scope, start=start, end=end, since_last_run=True)
 
 
 def with_rescan(settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
