@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ttb_spark.settings import Settings
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+CHANGE_IDS = 20  # TTB IDs kept per kind of change in a run's audit row and summary
 _CHUNK = StructType([StructField("start", DateType()), StructField("end", DateType())])
 
 PIPELINE_RUNS = lakehouse.TableSpec(
@@ -63,6 +64,8 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("completed_chunks", ArrayType(_CHUNK), "Receipt-date ranges this run (or the runs it resumed) finished, every stage included."),
             column("covered_through", DateType(), "Last receipt date of the finished chunks; --since-last-run starts the day after the latest."),
             column("counts", MapType(StringType(), MapType(StringType(), LongType())), "Per stage, the stage's row and outcome counts summed over the run's chunks."),
+            column("changes", MapType(StringType(), ArrayType(StringType())),
+                   f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; counts['changes'] has the totals)."),
             column("status", StringType(), "running, succeeded or failed (a run killed mid-way stays running)."),
             column("error", StringType(), "For a failed run: exception type, message and the innermost frames."),
             column("started_at", TimestampType(), "When the run started (UTC)."),
@@ -110,6 +113,7 @@ class RunRecord:
     chunks_skipped: int = 0
     completed_chunks: tuple[tuple[date, date], ...] = ()
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    changes: dict[str, list[str]] = field(default_factory=dict)
     status: str = RUNNING
     error: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
@@ -133,6 +137,16 @@ class RunRecord:
         """This record with one more finished chunk and its stage counts added in."""
         return replace(self, completed_chunks=(*self.completed_chunks, (start, end)), counts=add_counts(self.counts, counts))
 
+    def with_counts(self, counts: dict[str, dict[str, int]]) -> RunRecord:
+        """This record with stage counts added in outside any chunk (the daily job's change-driven stages)."""
+        return replace(self, counts=add_counts(self.counts, counts))
+
+    def with_changes(self, changes: dict[str, list[str]]) -> RunRecord:
+        """This record with what gold recorded (kind -> every TTB ID): totals into counts, the first IDs kept."""
+        totals = {"changes": {kind: len(ids) for kind, ids in changes.items()}}
+        return replace(self, counts=add_counts(self.counts, totals),
+                       changes={kind: sorted(ids)[:CHANGE_IDS] for kind, ids in changes.items()})
+
     def finish(self, status: str, error: str | None = None) -> RunRecord:
         return replace(self, status=status, error=error, ended_at=datetime.now(timezone.utc))
 
@@ -153,6 +167,7 @@ class RunRecord:
             "completed_chunks": [{"start": s, "end": e} for s, e in self.completed_chunks],
             "covered_through": self.covered_through,
             "counts": self.counts,
+            "changes": self.changes,
             "status": self.status,
             "error": self.error,
             "started_at": self.started_at,
@@ -182,6 +197,7 @@ def add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> di
 
 def write(spark: SparkSession, record: RunRecord, lakehouse_root: str) -> None:
     """Insert or update the run's row."""
+    lakehouse.add_missing_columns(spark, PIPELINE_RUNS, lakehouse_root)
     frame = spark.createDataFrame([record.as_row()], PIPELINE_RUNS.schema)
     lakehouse.merge_upsert(spark, frame, PIPELINE_RUNS, lakehouse_root)
 

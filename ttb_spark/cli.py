@@ -23,7 +23,7 @@ STAGES: dict[str, str] = {
     "gold": "silver -> consolidated COLAs, reference data, dimensions, facts, quality checks",
     "reference": "refresh the reference code tables (seed snapshot, or the registry's lookup pages)",
     "discover": "list what the registry's search says was completed in a date range (--since-last-run: since the watermark) and fetch what is new or changed",
-    "daily": "discover -> bronze: the daily update by the registry's search (silver/gold follow with analytics)",
+    "daily": "discover -> bronze -> silver -> gold: the daily update by the registry's search; silver and gold process what changed since their last run",
     "reconcile": "per receipt day, compare the walk's found IDs with the search's listings, report and fetch the differences -> bronze",
 }
 

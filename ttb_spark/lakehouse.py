@@ -90,6 +90,18 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> N
     builder.execute()
 
 
+def add_missing_columns(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
+    """Add the columns ``spec`` declares that an existing table lacks (a table created by an older release)."""
+    if not table_exists(spark, spec, lakehouse_root):
+        return
+    path = spec.path(lakehouse_root)
+    stored = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in spec.schema.fields if f.name not in stored]
+    if missing:
+        added = ", ".join(f"{f.name} {f.dataType.simpleString()} COMMENT {_literal(f.metadata.get('comment', ''))}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+
+
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
     from delta.tables import DeltaTable
 
@@ -178,6 +190,26 @@ def current_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -
     if not table_exists(spark, spec, lakehouse_root):
         return None
     return int(DeltaTable.forPath(spark, spec.path(lakehouse_root)).history(1).collect()[0]["version"])
+
+
+DATA_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numOutputRows",
+                "numAddedFiles", "numRemovedFiles", "numDeletedRows", "numUpdatedRows", "numCopiedRows")
+
+
+def data_commits(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int | None) -> list[tuple[int, str, dict[str, str]]]:
+    """(version, operation, non-zero row/file metrics) of the table's commits after ``after_version`` that
+    changed data: any metric above, or an operation other than an empty MERGE or a property change."""
+    if not table_exists(spark, spec, lakehouse_root):
+        return []
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{spec.path(lakehouse_root)}`")
+    if after_version is not None:
+        history = history.where(f"version > {after_version}")
+    out = []
+    for h in history.orderBy("version").collect():
+        metrics = {k: v for k, v in (h["operationMetrics"] or {}).items() if k in DATA_METRICS and v != "0"}
+        if metrics or h["operation"] not in ("MERGE", "SET TBLPROPERTIES"):
+            out.append((int(h["version"]), h["operation"], metrics))
+    return out
 
 
 def ensure_properties(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:

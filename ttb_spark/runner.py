@@ -5,6 +5,11 @@ Jobs are lists of stages; the runner owns the Spark session, the embedded simula
 backfill chunks, the run audit (``ops.pipeline_runs``), progress lines and the end-of-run
 summary, so stage code stays a thin read -> transform -> write.
 
+The ``daily`` job's dates are completed dates (discovery's): its discover and bronze stages run
+per chunk, then silver and gold run once, always change-driven (what changed since their
+watermarks, whatever the receipt dates), and the run's audit row and summary list what gold
+recorded as new, changed status, withdrawn or removed.
+
 A date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
 per chunk, and each finished chunk is recorded in the run's audit row: rerunning a failed
 backfill with the same arguments and settings skips the chunks it already finished.
@@ -36,7 +41,7 @@ JOBS: dict[str, tuple[str, ...]] = {
     "gold": ("gold",),
     "reference": ("reference",),
     "discover": ("discover",),
-    "daily": ("discover", "bronze"),
+    "daily": ("discover", "bronze", "silver", "gold"),
     "reconcile": ("reconcile", "bronze"),
 }
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
@@ -181,6 +186,12 @@ def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
     return list(chunks(scope.start, scope.end, chunk_days))
 
 
+def after_chunks(job: str) -> tuple[str, ...]:
+    """The stages a job runs once after its chunks, change-driven: silver and gold of a job whose
+    dates are completed dates (they have no receipt-date range to follow)."""
+    return tuple(s for s in JOBS[job] if s in CHANGE_DRIVEN) if job in DISCOVERY_JOBS else ()
+
+
 def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None) -> RunResult:
     """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage failure."""
     from ttb_spark import audit
@@ -194,6 +205,8 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         chunks_total=len(chunk_list), chunks_skipped=sum(c in done for c in chunk_list),
     )
     audit.write(spark, record, root)
+    once = after_chunks(job)
+    per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
     try:
         with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
@@ -205,10 +218,12 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                     continue
                 chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end))
                 chunk_settings = with_range(live, start, end)
-                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in JOBS[job]}
+                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
-                if number < len(chunk_list):
+                if number < len(chunk_list) or once:
                     audit.write(spark, record, root)
+            if once:
+                record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record)
         record = record.finish(audit.SUCCEEDED)
         code = 0
     except (Exception, KeyboardInterrupt) as exc:
@@ -217,8 +232,19 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         traceback.print_exc(file=sys.stderr)
         code = 1
     audit.write(spark, record, root)
-    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] else None
+    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] and not once else None
     return RunResult(record, code, written_tables(spark, root), rejected)
+
+
+def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any) -> Any:
+    """Run ``stages`` once over what changed since their watermarks; the record with their counts and
+    what gold recorded in the meantime (new, status_changed, withdrawn, removed)."""
+    from ttb_spark import gold
+
+    root = settings.pipeline.lakehouse_root
+    before = gold.history_version(spark, root)
+    counts = {stage: run_stage(stage, spark, settings, scope, " [changes since the last run]") for stage in stages}
+    return record.with_counts(counts).with_changes(gold.recorded_since(spark, root, before))
 
 
 def error_text(exc: BaseException) -> str:
@@ -308,6 +334,10 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
         counts = r.counts.get(stage)
         shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
         lines.append(f"  {stage:<9} {shown}")
+    for kind, ids in r.changes.items():
+        total = (r.counts.get("changes") or {}).get(kind, len(ids))
+        more = f" (+{total - len(ids)} more)" if total > len(ids) else ""
+        lines.append(f"  {kind:<9} {total}: {' '.join(ids)}{more}")
     if result.rejected_pages is not None:
         lines.append(f"  rejects   {result.rejected_pages} page(s) of {r.range_start}..{r.range_end} quarantined in silver.rejects")
     if r.error:

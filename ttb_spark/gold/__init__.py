@@ -119,6 +119,27 @@ def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dic
     return changed.distinct(), through
 
 
+CHANGE_KINDS = {"initial": "new", "change": "status_changed", "withdrawn": "withdrawn", "rejected": "removed", "removed": "removed"}
+
+
+def history_version(spark: SparkSession, root: str) -> int | None:
+    """The current version of gold.fact_status_changes (None before it exists)."""
+    return lakehouse.current_version(spark, FACT_STATUS_CHANGES, root)
+
+
+def recorded_since(spark: SparkSession, root: str, version: int | None) -> dict[str, list[str]]:
+    """What gold recorded in fact_status_changes after ``version`` (its rows then): new, status_changed,
+    withdrawn, removed -> the TTB IDs, each kind present."""
+    current = lakehouse.read_table(spark, FACT_STATUS_CHANGES, root)
+    if version is not None:
+        keys = list(FACT_STATUS_CHANGES.keys)
+        current = current.join(lakehouse.read_version(spark, FACT_STATUS_CHANGES, root, version).select(*keys), keys, "left_anti")
+    out: dict[str, set[str]] = {}
+    for row in current.select("change_type", "ttb_id").distinct().collect():
+        out.setdefault(CHANGE_KINDS.get(row["change_type"], row["change_type"]), set()).add(row["ttb_id"])
+    return {kind: sorted(ids) for kind, ids in sorted(out.items())}
+
+
 def _merge(
     counts: dict[str, int], name: str, spark: SparkSession, df: DataFrame, spec: lakehouse.TableSpec, root: str,
     prune: dict[str, list] | None = None, deletes: DataFrame | None = None,
