@@ -11,7 +11,10 @@ cannot be split further fails the stage, naming it.
 Each listed ID is fetched (detail, then certificate, through the same polite client and into the
 same page keys as the walk) when it is new — no stored detail page — or its completed date moved
 past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
-change. A listed ID whose stored page now answers the error page is recorded ``withdrawn``.
+change. A withdrawn record is no longer listed: each run also re-lists the
+``TTB_DISCOVERY_SWEEP_DAYS`` before its range, and an ID whose latest listing so far falls in the
+re-listed days but that no search of the run lists (it vanished) is fetched again; a stored page
+now answering the error page is recorded ``withdrawn``.
 
 Raw store, per run and range, manifest first and ``_COMPLETE`` (naming the manifest's SHA-256)
 last: the search answers as served under ``search/completed_date=<date>/run_id=<run>/...`` with
@@ -252,6 +255,33 @@ def previous_completions(spark: SparkSession | None, settings: Settings, store: 
     return best
 
 
+def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawStore, first: date, last: date,
+             listed: set[str]) -> list[TTBId]:
+    """IDs whose latest listing so far (bronze.search_listings plus complete search manifests not ingested)
+    has a completed date in ``first..last`` and that ``listed`` (this run's searches of those days) lacks,
+    except those bronze already records withdrawn."""
+    from ttb_spark import bronze
+
+    candidates: set[str] = set()
+    if spark is not None:
+        from pyspark.sql import functions as F
+
+        from ttb_spark import lakehouse
+
+        table = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, settings.pipeline.lakehouse_root)
+        in_days = table.where(F.col("completed_date").between(F.lit(first), F.lit(last)))
+        candidates = {r[0] for r in in_days.select("ttb_id").distinct().collect()}
+        pending = bronze.pending_manifests(spark, store, settings.pipeline.lakehouse_root, storage.SEARCH_MANIFESTS)
+        candidates |= {r["ttb_id"] for key in pending for r in bronze.read_search_manifest(store, key) if first <= r["completed_date"] <= last}
+        pages = lakehouse.read_table(spark, bronze.PAGES, settings.pipeline.lakehouse_root)
+        wanted = spark.createDataFrame([(i,) for i in sorted(candidates - listed)] or [("",)], "ttb_id string")
+        recorded = pages.where(F.col("withdrawn_at").isNotNull() & (F.col("data_type") == "cola-detail")).join(wanted, "ttb_id", "left_semi")
+        listed = listed | {r[0] for r in recorded.select("ttb_id").collect()}  # already recorded withdrawn
+    candidates -= listed
+    latest = previous_completions(spark, settings, store, candidates) if candidates else {}
+    return [TTBId(i) for i in sorted(candidates) if first <= latest.get(i, date.min) <= last]
+
+
 def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], int, int]:
     """(IDs to fetch, how many are new, how many moved): no stored detail page, or a completed date past the last listed."""
     ids, new, moved = [], 0, 0
@@ -283,24 +313,32 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
     try:
         listed: dict[str, search.Listing] = {}
         answers: list[tuple[SearchAnswer, bool]] = []
-        for window in windows(first, last, settings.extraction.discovery_window_days):
+        swept: set[str] = set()
+        sweep_first = first - timedelta(days=settings.extraction.discovery_sweep_days)
+        for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
             rows, got = list_completed(searcher.search, window)
             answers += got
-            listed.update((r.ttb_id, r) for r in rows)
+            for r in rows:
+                if r.completed_date >= first:
+                    listed[r.ttb_id] = r
+                else:
+                    swept.add(r.ttb_id)
         search_requests = fetcher.requests_sent
         previous = previous_completions(spark, settings, store, set(listed))  # before this run's listing is stored
+        gone = vanished(spark, settings, store, sweep_first, last, swept | set(listed))
         write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
         stored = stored_details(store, (TTBId(i) for i in listed))
         ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
+        ids += gone
         lines = fetcher.fetch(ids, {r.ttb_id: r.completed_date for r in rows})
         write_manifest(store, storage.discovery_manifest_key(run_id, first, last), lines,
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id})
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
-            "listed": len(rows), "new": new, "moved": moved, "fetched_ids": len(ids),
+            "listed": len(rows), "swept": len(swept), "new": new, "moved": moved, "vanished": len(gone), "fetched_ids": len(ids),
             **{f"pages_{k}": v for k, v in outcomes.items()},
             "search_requests": search_requests, "requests": fetcher.requests_sent,
         }
