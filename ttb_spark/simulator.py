@@ -53,7 +53,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 from ttb_spark import search
@@ -400,6 +400,24 @@ class SyntheticRegistry:
                     rows[ttb_id] = self.listing(ttb_id, day)
             day += timedelta(days=1)
         return [rows[k] for k in sorted(rows)]
+
+    def observable_history(self, ids: Iterable[str], since: date, run_days: list[date]) -> set[tuple[str, str, str | None, str | None]]:
+        """(ttb_id, change_type, previous_status, status) a mirror updated on ``run_days`` (listing completions
+        from ``since``) can observe: each record's status on the first run day after an event (approval or
+        change on or after ``since``) while public, a change when it differs from the last seen; and
+        ``withdrawn`` on the first run day after its withdrawal, once seen."""
+        rows = set()
+        for ttb_id in ids:
+            seen: list[str] = []
+            for run in run_days:
+                state = self.state(ttb_id, run)
+                if state.public and state.completed_date >= since and (not seen or seen[-1] != state.status):
+                    rows.add((ttb_id, "change" if seen else "initial", seen[-1] if seen else None, state.status))
+                    seen.append(state.status)
+            withdrawn = self.record(ttb_id).withdrawn_date
+            if seen and withdrawn and withdrawn <= run_days[-1]:
+                rows.add((ttb_id, "withdrawn", seen[-1], None))
+        return rows
 
     def listing(self, ttb_id: str, completed: date) -> search.Listing:
         """The search row of a record."""
