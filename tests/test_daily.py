@@ -85,7 +85,7 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, tmp_path, m
     withdrawal_run = next(r for r in runs if r.counts["changes"].get("withdrawn"))
     assert withdrawal_run.changes["withdrawn"] == withdrawn
     assert sum(r.counts["changes"].get("new", 0) for r in runs) == len({i for i, kind, _, _ in history if kind == "initial"})
-    assert any("withdrawn" in s for s in summaries) and "  new " in summaries[0]
+    assert any(f"  withdrawn 1: {withdrawn[0]}" in s for s in summaries) and "  new " in summaries[0]
 
     assert data_changes(spark, root, versions) == {}, again
     assert runs[-1].counts["discover"]["fetched_ids"] == 0

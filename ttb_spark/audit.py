@@ -65,7 +65,7 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("covered_through", DateType(), "Last receipt date of the finished chunks; --since-last-run starts the day after the latest."),
             column("counts", MapType(StringType(), MapType(StringType(), LongType())), "Per stage, the stage's row and outcome counts summed over the run's chunks."),
             column("changes", MapType(StringType(), ArrayType(StringType())),
-                   f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; counts['changes'] has the totals)."),
+                   f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; the totals are in counts, under changes)."),
             column("status", StringType(), "running, succeeded or failed (a run killed mid-way stays running)."),
             column("error", StringType(), "For a failed run: exception type, message and the innermost frames."),
             column("started_at", TimestampType(), "When the run started (UTC)."),

@@ -475,6 +475,8 @@ def _ingest_manifests(spark: SparkSession, args: tuple[str, str, str | None], ro
     parsed = parsed_manifest(manifest_lines(spark, args, manifests)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         where = parsed.select("receipt_date", "method_type").distinct().collect()
+        if not where:  # only empty manifests: nothing to write, and no empty commit to move silver's watermark
+            return {"manifest_lines": 0, "manifest_inserted": 0, "pages_read": 0, "pages_inserted": 0, "pages_updated": 0}
         prune = {"receipt_date": sorted({r[0] for r in where}), "method_type": sorted({r[1] for r in where})}
         manifest = manifest_records(parsed, ingest_run_id)
         m = lakehouse.merge_upsert(spark, manifest, SCRAPE_MANIFEST, root, prune=prune)

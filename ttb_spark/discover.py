@@ -258,8 +258,8 @@ def previous_completions(spark: SparkSession | None, settings: Settings, store: 
 def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawStore, first: date, last: date,
              listed: set[str]) -> list[TTBId]:
     """IDs whose latest listing so far (bronze.search_listings plus complete search manifests not ingested)
-    has a completed date in ``first..last`` and that ``listed`` (this run's searches of those days) lacks,
-    except those bronze already records withdrawn."""
+    has a completed date in ``first..last``, that ``listed`` (this run's searches of those days) lacks and
+    whose detail page bronze holds as public (not recorded withdrawn yet)."""
     from ttb_spark import bronze
 
     candidates: set[str] = set()
@@ -275,8 +275,8 @@ def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawS
         candidates |= {r["ttb_id"] for key in pending for r in bronze.read_search_manifest(store, key) if first <= r["completed_date"] <= last}
         pages = lakehouse.read_table(spark, bronze.PAGES, settings.pipeline.lakehouse_root)
         wanted = spark.createDataFrame([(i,) for i in sorted(candidates - listed)] or [("",)], "ttb_id string")
-        recorded = pages.where(F.col("withdrawn_at").isNotNull() & (F.col("data_type") == "cola-detail")).join(wanted, "ttb_id", "left_semi")
-        listed = listed | {r[0] for r in recorded.select("ttb_id").collect()}  # already recorded withdrawn
+        held = pages.where(F.col("withdrawn_at").isNull() & (F.col("data_type") == "cola-detail")).join(wanted, "ttb_id", "left_semi")
+        candidates &= {r[0] for r in held.select("ttb_id").collect()}  # public in bronze: not recorded withdrawn, nor never held
     candidates -= listed
     latest = previous_completions(spark, settings, store, candidates) if candidates else {}
     return [TTBId(i) for i in sorted(candidates) if first <= latest.get(i, date.min) <= last]
