@@ -54,7 +54,7 @@ from ttb_spark.partitions import Partition
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from ttb_spark.runner import Scope
     from ttb_spark.settings import Settings
@@ -378,13 +378,13 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy("ttb_id", "data_type").orderBy(F.col("fetched_at").desc(), F.col("run_id").desc())
+    latest = Window.partitionBy("ttb_id", "data_type").orderBy(seen_at().desc(), F.col("run_id").desc())
     return lakehouse.conform(
         fetched.withColumn("fetched_at", F.to_timestamp("fetched_at"))
+        .withColumn("withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at")))
         .withColumn("_latest", F.row_number().over(latest))
         .where("_latest = 1")
         .withColumn("receipt_date", F.to_date("receipt_date"))
-        .withColumn("withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at")))
         .withColumn("html", F.decode("content", "ISO-8859-1"))
         .withColumn("content_length", F.length("content").cast("long"))
         .withColumn("sha256", F.sha2("content", 256))
@@ -395,14 +395,21 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     )
 
 
+def seen_at() -> Column:
+    """When a page row was last seen by the registry's answer: its fetch, or its withdrawal if later."""
+    from pyspark.sql import functions as F
+
+    return F.greatest(F.col("fetched_at"), F.col("withdrawn_at"))
+
+
 def not_older(rows: DataFrame, stored: DataFrame) -> DataFrame:
-    """``rows`` without those fetched before the stored row of the same page (a re-ingested older
+    """``rows`` without those seen before the stored row of the same page (a re-ingested older
     walk must not undo a later discovery fetch or withdrawal)."""
     from pyspark.sql import functions as F
 
-    current = stored.select("ttb_id", "data_type", F.col("fetched_at").alias("_stored_at"))
+    current = stored.select("ttb_id", "data_type", seen_at().alias("_stored_at"))
     joined = rows.join(current, ["ttb_id", "data_type"], "left")
-    return joined.where(F.col("_stored_at").isNull() | (F.col("fetched_at") >= F.col("_stored_at"))).select(*rows.columns)
+    return joined.where(F.col("_stored_at").isNull() | (seen_at() >= F.col("_stored_at"))).select(*rows.columns)
 
 
 def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
