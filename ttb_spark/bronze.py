@@ -20,9 +20,9 @@ Decisions:
 * ``bronze.scrape_manifest`` keeps every walk's attempt lines (key includes the scrape run id).
 * Discovery (``ttb_spark.discover``) fetches pages by what the registry's search listed and
   records them in per-run manifests (``manifests/discovery/...``, marker beside each). Every
-  complete one not yet in ``bronze.scrape_manifest`` is ingested with the walk's partitions, so
-  each is read once; a page listed by several manifests keeps its latest fetch, and a source row
-  older than the stored row never overwrites it.
+  complete one not yet in ``ops.ingested_manifests`` is ingested with the walk's partitions and
+  then recorded there, so each is read once; a page listed by several manifests keeps its latest
+  answer, and a source row older than the stored row never overwrites it.
 * A manifest line ``withdrawn`` (a stored page whose ID now answers the error page) keeps the
   stored copy and sets ``withdrawn_at``; a later ``found`` clears it.
 * ``bronze.search_listings``: every row the search listed (from its answers as served, stored by
