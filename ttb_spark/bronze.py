@@ -422,7 +422,8 @@ def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
         listed.withColumn("searched_at", F.to_timestamp("searched_at"))
         .withColumn("_latest", F.row_number().over(latest))
         .where("_latest = 1")
-        .withColumn("receipt_date", F.to_date(F.concat(F.lit("20"), F.substring("ttb_id", 1, 5)), "yyyyDDD"))
+        .withColumn("receipt_date", F.to_date(F.concat(
+            F.when(F.substring("ttb_id", 1, 2) >= "90", "19").otherwise("20"), F.substring("ttb_id", 1, 5)), "yyyyDDD"))
         .withColumn("ingest_run_id", F.lit(ingest_run_id)),
         SEARCH_LISTINGS,
     )

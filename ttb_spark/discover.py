@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from ttb_spark import search, storage
 from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
 from ttb_spark.partitions import Partition
+from ttb_spark.scrape import previously_withdrawn
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
@@ -184,9 +185,10 @@ class Fetcher:
             self.store.put(key, body)
             stored_key = key
         elif outcome == "not_found" and self.store.exists(key):
-            # the stored copy stays: the line names it, its fetch time, and when the error page was seen
-            body, outcome, withdrawn_at, stored_key = self.store.get(key), "withdrawn", got.fetched_at.isoformat(), key
-            fetched_at = self.store.modified(key)
+            # the stored copy stays: the line names it, its fetch time, and when the error page was first seen
+            first_seen = previously_withdrawn(self.store, part).get(str(ttb_id))
+            body, outcome, stored_key = self.store.get(key), "withdrawn", key
+            withdrawn_at, fetched_at = first_seen or got.fetched_at.isoformat(), self.store.modified(key)
         return {
             "ttb_id": str(ttb_id), "method_type": part.method_type, "receipt_date": part.receipt_date.isoformat(),
             "data_type": data_type, "receipt_method": part.receipt_method, "sequence": ttb_id.sequence,
