@@ -20,9 +20,9 @@ Decisions:
 * ``bronze.scrape_manifest`` keeps every walk's attempt lines (key includes the scrape run id).
 * Discovery (``ttb_spark.discover``) fetches pages by what the registry's search listed and
   records them in per-run manifests (``manifests/discovery/...``, marker beside each). Every
-  complete one not yet in ``bronze.scrape_manifest`` is ingested with the walk's partitions, so
-  each is read once; a page listed by several manifests keeps its latest fetch, and a source row
-  older than the stored row never overwrites it.
+  complete one not yet in ``ops.ingested_manifests`` is ingested with the walk's partitions and
+  then recorded there, so each is read once; a page listed by several manifests keeps its latest
+  answer, and a source row older than the stored row never overwrites it.
 * A manifest line ``withdrawn`` (a stored page whose ID now answers the error page) keeps the
   stored copy and sets ``withdrawn_at``; a later ``found`` clears it.
 * ``bronze.search_listings``: every row the search listed (from its answers as served, stored by
@@ -54,7 +54,7 @@ from ttb_spark.partitions import Partition
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from ttb_spark.runner import Scope
     from ttb_spark.settings import Settings
@@ -379,13 +379,13 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy("ttb_id", "data_type").orderBy(F.col("fetched_at").desc(), F.col("run_id").desc())
+    latest = Window.partitionBy("ttb_id", "data_type").orderBy(seen_at().desc(), F.col("run_id").desc())
     return lakehouse.conform(
         fetched.withColumn("fetched_at", F.to_timestamp("fetched_at"))
+        .withColumn("withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at")))
         .withColumn("_latest", F.row_number().over(latest))
         .where("_latest = 1")
         .withColumn("receipt_date", F.to_date("receipt_date"))
-        .withColumn("withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at")))
         .withColumn("html", F.decode("content", "ISO-8859-1"))
         .withColumn("content_length", F.length("content").cast("long"))
         .withColumn("sha256", F.sha2("content", 256))
@@ -396,14 +396,21 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     )
 
 
+def seen_at() -> Column:
+    """When a page row was last seen by the registry's answer: its fetch, or its withdrawal if later."""
+    from pyspark.sql import functions as F
+
+    return F.greatest(F.col("fetched_at"), F.col("withdrawn_at"))
+
+
 def not_older(rows: DataFrame, stored: DataFrame) -> DataFrame:
-    """``rows`` without those fetched before the stored row of the same page (a re-ingested older
+    """``rows`` without those seen before the stored row of the same page (a re-ingested older
     walk must not undo a later discovery fetch or withdrawal)."""
     from pyspark.sql import functions as F
 
-    current = stored.select("ttb_id", "data_type", F.col("fetched_at").alias("_stored_at"))
+    current = stored.select("ttb_id", "data_type", seen_at().alias("_stored_at"))
     joined = rows.join(current, ["ttb_id", "data_type"], "left")
-    return joined.where(F.col("_stored_at").isNull() | (F.col("fetched_at") >= F.col("_stored_at"))).select(*rows.columns)
+    return joined.where(F.col("_stored_at").isNull() | (seen_at() >= F.col("_stored_at"))).select(*rows.columns)
 
 
 def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
@@ -416,7 +423,8 @@ def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
         listed.withColumn("searched_at", F.to_timestamp("searched_at"))
         .withColumn("_latest", F.row_number().over(latest))
         .where("_latest = 1")
-        .withColumn("receipt_date", F.to_date(F.concat(F.lit("20"), F.substring("ttb_id", 1, 5)), "yyyyDDD"))
+        .withColumn("receipt_date", F.to_date(F.concat(
+            F.when(F.substring("ttb_id", 1, 2) >= "90", "19").otherwise("20"), F.substring("ttb_id", 1, 5)), "yyyyDDD"))
         .withColumn("ingest_run_id", F.lit(ingest_run_id)),
         SEARCH_LISTINGS,
     )

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from ttb_spark import search, storage
 from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
 from ttb_spark.partitions import Partition
+from ttb_spark.scrape import previously_withdrawn
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
@@ -182,19 +183,22 @@ class Fetcher:
         part = Partition(ttb_id.receipt_date, ttb_id.receipt_method, data_type)
         key = storage.page_key(part, ttb_id)
         got = client.fetch(data_type, ttb_id)
-        body, outcome, withdrawn_at, stored_key = got.body, got.outcome, None, None
+        body, outcome, withdrawn_at, stored_key, fetched_at = got.body, got.outcome, None, None, got.fetched_at
         if outcome == "found" and body is not None:
             self.store.put(key, body)
             stored_key = key
         elif outcome == "not_found" and self.store.exists(key):
-            body, outcome, withdrawn_at, stored_key = self.store.get(key), "withdrawn", got.fetched_at.isoformat(), key
+            # the stored copy stays: the line names it, its fetch time, and when the error page was first seen
+            first_seen = previously_withdrawn(self.store, part).get(str(ttb_id))
+            body, outcome, stored_key = self.store.get(key), "withdrawn", key
+            withdrawn_at, fetched_at = first_seen or got.fetched_at.isoformat(), self.store.modified(key)
         return {
             "ttb_id": str(ttb_id), "method_type": part.method_type, "receipt_date": part.receipt_date.isoformat(),
             "data_type": data_type, "receipt_method": part.receipt_method, "sequence": ttb_id.sequence,
             "outcome": outcome, "reason": got.reason if outcome in ("unexpected", "failed") else ("error_page" if withdrawn_at else None),
             "http_status": got.http_status, "bytes": len(body) if body is not None and stored_key else None,
             "sha256": hashlib.sha256(body).hexdigest() if body is not None and stored_key else None,
-            "fetched_at": got.fetched_at.isoformat(), "attempts": got.attempts, "key": stored_key, "run_id": self.run_id,
+            "fetched_at": fetched_at.isoformat(), "attempts": got.attempts, "key": stored_key, "run_id": self.run_id,
             "withdrawn_at": withdrawn_at, "completed_date": completed.isoformat() if completed else None,
         }
 

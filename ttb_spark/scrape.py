@@ -260,7 +260,7 @@ class _PartitionScrape:
 
 
 def previously_withdrawn(store: RawStore, partition: Partition) -> dict[str, str]:
-    """TTB ID -> withdrawn_at of the partition's current manifest's ``withdrawn`` lines."""
+    """TTB ID -> withdrawn_at of the ``withdrawn`` lines of the partition's current walk manifest."""
     key = manifest_key(partition)
     if not store.exists(key):
         return {}
