@@ -291,8 +291,8 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
         # discovery's watermark: the last completed date any discovery run covered, re-listed with an overlap
         runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
         start = audit.next_start(runs)
-        if start is not None:
-            start -= timedelta(days=settings.extraction.discovery_overlap_days)
+        if start is not None:  # the overlap never reaches before the history's first date
+            start = max(start - timedelta(days=settings.extraction.discovery_overlap_days), settings.pipeline.partition_start_date)
     elif set(JOBS[job]) <= CHANGE_DRIVEN:
         return with_range(settings, today, today), replace(scope, start=today, end=today, since_last_run=True)
     else:
