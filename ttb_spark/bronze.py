@@ -440,15 +440,23 @@ LISTING_INPUT = StructType(
 
 
 def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ingest_run_id: str) -> dict[str, int]:
-    """Complete search manifests not ingested yet -> bronze.search_listings."""
+    """Complete search manifests not ingested yet -> bronze.search_listings. A listing already stored (same
+    TTB ID and completed date) keeps its row: the export and the results pages can give its names
+    differently (unquoted commas), and a re-listing must neither flip them nor rewrite the table."""
+    from pyspark.sql import functions as F
+
     keys = pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
     per_key = {key: read_search_manifest(store, key) for key in keys}
     rows = [r for listed in per_key.values() for r in listed]
     inserted = 0
     if rows:
         frame = spark.createDataFrame([tuple(r[f] for f in LISTING_INPUT.fieldNames()) for r in rows], LISTING_INPUT)
-        inserted = lakehouse.merge_upsert(spark, listing_rows(frame, ingest_run_id), SEARCH_LISTINGS, root,
-                                          prune={"completed_date": {r["completed_date"].isoformat() for r in rows}})["inserted"]
+        dates = sorted({r["completed_date"] for r in rows})
+        stored = lakehouse.read_table(spark, SEARCH_LISTINGS, root).where(F.col("completed_date").isin(dates))
+        fresh = listing_rows(frame, ingest_run_id).join(stored.select(*SEARCH_LISTINGS.keys), list(SEARCH_LISTINGS.keys), "left_anti")
+        if not fresh.isEmpty():
+            inserted = lakehouse.merge_upsert(spark, fresh, SEARCH_LISTINGS, root,
+                                              prune={"completed_date": [d.isoformat() for d in dates]})["inserted"]
     mark_ingested(spark, root, keys, {k: len(v) for k, v in per_key.items()}, ingest_run_id)
     return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}
 
