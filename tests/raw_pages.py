@@ -56,6 +56,7 @@ def manifest_line(ttb_id: str, data_type: str, content: bytes | None, run_id: st
         "attempts": 1,
         "key": storage.page_key(part, tid) if stored else None,
         "run_id": run_id,
+        "withdrawn_at": None,
     }
 
 

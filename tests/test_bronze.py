@@ -33,7 +33,7 @@ def expected_pages(spark, pages: dict[tuple[str, str], bytes], ingest_run_id: st
         mt = f"001-{data_type}"
         key = f"pages/method_type={mt}/receipt_date={tid.receipt_date}/{ttb_id}.html"
         rows.append((ttb_id, data_type, "001", tid.receipt_date, mt, tid.sequence, content.decode("latin-1"), len(content),
-                     hashlib.sha256(content).hexdigest(), 200, FETCHED, key, scrape_run_id, ingest_run_id))
+                     hashlib.sha256(content).hexdigest(), 200, FETCHED, None, key, scrape_run_id, ingest_run_id))
     cols = [f for f in bronze.PAGES.schema.fieldNames() if f != "row_hash"]
     schema = bronze.PAGES.schema
     return spark.createDataFrame(rows, ", ".join(f"{c} {schema[c].dataType.simpleString()}" for c in cols))
@@ -120,7 +120,8 @@ def test_local_run_is_idempotent_and_a_changed_page_updates_its_row(spark, tmp_p
 
     first = bronze.run(spark, settings, scope("ingest-1"))
     assert first == {"partitions": 4, "partitions_incomplete": 1, "manifest_lines": 8, "manifest_inserted": 8,
-                     "pages_read": 4, "pages_inserted": 4, "pages_updated": 0}
+                     "pages_read": 4, "pages_inserted": 4, "pages_updated": 0, "discovery_manifests": 0,
+                     "search_manifests": 0, "listings_read": 0, "listings_inserted": 0}
     originals = {(t, d): real_page(t, d) for t in (WINE, SPIRIT) for d in TYPES}
     pages = _table(spark, bronze.PAGES, root)
     assert_df_equality(pages.drop("row_hash"), expected_pages(spark, originals, "ingest-1"),

@@ -105,6 +105,11 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
     args = _args("bronze", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
     _, scope = runner.resolve_since_last_run(spark, "bronze", *runner.settings_from_args(args))
     assert scope.start == settings.pipeline.partition_start_date
+    # silver and gold follow their change watermarks instead: one run, whatever the audit says
+    for job in ("analytics", "silver", "gold"):
+        args = _args(job, "--env", "test", "--since-last-run", "--lakehouse-root", settings.pipeline.lakehouse_root)
+        _, scope = runner.resolve_since_last_run(spark, job, *runner.settings_from_args(args))
+        assert scope.since_last_run and scope.start == scope.end and len(runner.plan(job, scope, 7)) == 1
 
 
 def test_rescan_reaches_back_from_the_range_end_and_only_in_the_last_chunks():

@@ -4,7 +4,12 @@ A run writes its row when it starts (status ``running``), after every finished c
 crash still leaves the chunks it finished on record) and when it ends (``succeeded`` or
 ``failed`` with the error). The table also answers the two questions the runner asks before
 it starts: which chunks of an interrupted run are already done (resume), and the last receipt
-date a run of a job covered (``--since-last-run``).
+date a run of a job covered (``--since-last-run`` of the raw jobs).
+
+``ops.watermarks`` records, per consuming stage and source table, the source's Delta version the
+stage has processed through: silver reads bronze.pages' changes after it, gold the silver
+tables'. A stage writes it only after its own writes committed, so a crash leaves the old
+watermark and the rerun redoes the same changes (idempotent MERGEs).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from ttb_spark.settings import Settings
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+CHANGE_IDS = 20  # TTB IDs kept per kind of change in a run's audit row and summary
 _CHUNK = StructType([StructField("start", DateType()), StructField("end", DateType())])
 
 PIPELINE_RUNS = lakehouse.TableSpec(
@@ -58,12 +64,32 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("completed_chunks", ArrayType(_CHUNK), "Receipt-date ranges this run (or the runs it resumed) finished, every stage included."),
             column("covered_through", DateType(), "Last receipt date of the finished chunks; --since-last-run starts the day after the latest."),
             column("counts", MapType(StringType(), MapType(StringType(), LongType())), "Per stage, the stage's row and outcome counts summed over the run's chunks."),
+            column("changes", MapType(StringType(), ArrayType(StringType())),
+                   f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; the totals are in counts, under changes)."),
             column("status", StringType(), "running, succeeded or failed (a run killed mid-way stays running)."),
             column("error", StringType(), "For a failed run: exception type, message and the innermost frames."),
             column("started_at", TimestampType(), "When the run started (UTC)."),
             column("ended_at", TimestampType(), "When the run ended (UTC); null while running."),
             column("duration_seconds", DoubleType(), "ended_at - started_at in seconds."),
             column("row_hash", StringType(), "SHA-256 of the row's content; the MERGE updates a row only when it changed."),
+        ]
+    ),
+)
+
+
+WATERMARKS = lakehouse.TableSpec(
+    name="ops.watermarks",
+    comment="Change-driven stages: per stage and source table, the source's Delta version the stage has processed through.",
+    keys=("stage", "source_table"),
+    hash_exclude=("run_id", "updated_at"),
+    schema=StructType(
+        [
+            column("stage", StringType(), "Consuming stage: silver or gold.", nullable=False),
+            column("source_table", StringType(), "Table whose changes the stage reads, e.g. bronze.pages.", nullable=False),
+            column("version", LongType(), "Source table version processed through (its changes after this are pending)."),
+            column("run_id", StringType(), "Run that last moved the watermark."),
+            column("updated_at", TimestampType(), "When the watermark last moved (UTC)."),
+            column("row_hash", StringType(), "SHA-256 of stage, source and version; the MERGE rewrites the row only when the version moved."),
         ]
     ),
 )
@@ -87,6 +113,7 @@ class RunRecord:
     chunks_skipped: int = 0
     completed_chunks: tuple[tuple[date, date], ...] = ()
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    changes: dict[str, list[str]] = field(default_factory=dict)
     status: str = RUNNING
     error: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
@@ -110,6 +137,16 @@ class RunRecord:
         """This record with one more finished chunk and its stage counts added in."""
         return replace(self, completed_chunks=(*self.completed_chunks, (start, end)), counts=add_counts(self.counts, counts))
 
+    def with_counts(self, counts: dict[str, dict[str, int]]) -> RunRecord:
+        """This record with stage counts added in outside any chunk (the daily job's change-driven stages)."""
+        return replace(self, counts=add_counts(self.counts, counts))
+
+    def with_changes(self, changes: dict[str, list[str]]) -> RunRecord:
+        """This record with what gold recorded (kind -> every TTB ID): totals into counts, the first IDs kept."""
+        totals = {"changes": {kind: len(ids) for kind, ids in changes.items()}}
+        return replace(self, counts=add_counts(self.counts, totals),
+                       changes={kind: sorted(ids)[:CHANGE_IDS] for kind, ids in changes.items()})
+
     def finish(self, status: str, error: str | None = None) -> RunRecord:
         return replace(self, status=status, error=error, ended_at=datetime.now(timezone.utc))
 
@@ -130,6 +167,7 @@ class RunRecord:
             "completed_chunks": [{"start": s, "end": e} for s, e in self.completed_chunks],
             "covered_through": self.covered_through,
             "counts": self.counts,
+            "changes": self.changes,
             "status": self.status,
             "error": self.error,
             "started_at": self.started_at,
@@ -159,6 +197,7 @@ def add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> di
 
 def write(spark: SparkSession, record: RunRecord, lakehouse_root: str) -> None:
     """Insert or update the run's row."""
+    lakehouse.add_missing_columns(spark, PIPELINE_RUNS, lakehouse_root)
     frame = spark.createDataFrame([record.as_row()], PIPELINE_RUNS.schema)
     lakehouse.merge_upsert(spark, frame, PIPELINE_RUNS, lakehouse_root)
 
@@ -197,3 +236,20 @@ def next_start(runs: list[dict[str, Any]]) -> date | None:
     """The day after the last receipt date any run of the job finished (None: never ran)."""
     covered = [run["covered_through"] for run in runs if run["covered_through"] is not None]
     return max(covered) + timedelta(days=1) if covered else None
+
+
+def read_watermarks(spark: SparkSession, lakehouse_root: str, stage: str) -> dict[str, int]:
+    """Source table -> version the stage has processed through (empty: never ran change-driven)."""
+    from pyspark.sql import functions as F
+
+    rows = lakehouse.read_table(spark, WATERMARKS, lakehouse_root).where(F.col("stage") == stage).collect()
+    return {r["source_table"]: int(r["version"]) for r in rows}
+
+
+def write_watermarks(spark: SparkSession, lakehouse_root: str, stage: str, versions: dict[str, int], run_id: str) -> None:
+    """Move the stage's watermarks to ``versions`` (no commit when none moved)."""
+    if versions == read_watermarks(spark, lakehouse_root, stage):
+        return
+    now = datetime.now(timezone.utc)
+    rows = [(stage, source, int(v), run_id, now, None) for source, v in sorted(versions.items())]
+    lakehouse.merge_upsert(spark, spark.createDataFrame(rows, WATERMARKS.schema), WATERMARKS, lakehouse_root)

@@ -22,6 +22,9 @@ STAGES: dict[str, str] = {
     "silver": "bronze -> extracted -> cleaned -> silver.cola_details / cola_certificates / rejects",
     "gold": "silver -> consolidated COLAs, reference data, dimensions, facts, quality checks",
     "reference": "refresh the reference code tables (seed snapshot, or the registry's lookup pages)",
+    "discover": "list what the registry's search says was completed in a date range (--since-last-run: since the watermark) and fetch what is new or changed",
+    "daily": "discover -> bronze -> silver -> gold: the daily update by the registry's search; silver and gold process what changed since their last run",
+    "reconcile": "per receipt day, compare the walk's found IDs with the search's listings, report and fetch the differences -> bronze",
 }
 
 
@@ -51,6 +54,8 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--lakehouse-root", help="Delta lakehouse root: s3a://..., s3://..., dbfs:/... or a local folder (TTB_LAKEHOUSE_ROOT)")
     p.add_argument("--registry-url", help="registry base URL (TTB_REGISTRY_BASE_URL)")
     p.add_argument("--simulator", action="store_true", default=None, help="serve the registry from the embedded loopback simulator (TTB_USE_SIMULATOR)")
+    if stage in ("discover", "daily", "reconcile"):
+        p.add_argument("--simulator-today", type=_iso_date, help="the embedded simulator's simulated day (TTB_SIMULATOR_TODAY)")
     if stage in ("pipeline", "raw", "scrape"):
         p.add_argument("--force", action="store_true", help="re-scrape partitions already marked complete")
         p.add_argument("--rescan-days", type=int, default=0, metavar="N", help="also re-walk the most recent N receipt days (late approvals, status changes)")
@@ -121,6 +126,9 @@ bronze_job = _job_entry("bronze")
 silver_job = _job_entry("silver")
 gold_job = _job_entry("gold")
 reference_job = _job_entry("reference")
+discover_job = _job_entry("discover")
+daily_job = _job_entry("daily")
+reconcile_job = _job_entry("reconcile")
 
 
 if __name__ == "__main__":

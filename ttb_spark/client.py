@@ -11,6 +11,10 @@
   intermediate (shipped in the package; ``TTB_EXTRA_CA_BUNDLE`` replaces the extra file).
 * Outcome of one page: ``found`` / ``not_found`` / ``unexpected`` (reason) / ``failed`` (reason,
   after retries), decided by :func:`ttb_spark.parse.classify` for HTTP 200 answers.
+* Search (:meth:`RegistryClient.search`): the form page (once per session, for the cookie), the
+  POST, then the CSV export when the rows do not fit the first page (the results pages, paged
+  with ``nextset``, are the fallback when the export is unusable); the whole search is retried
+  by the same policy, in a fresh session after a timeout page. Every answer is kept as served.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from ttb_spark import search
 from ttb_spark.parse import classify
 from ttb_spark.settings import ExtractionSettings
 from ttb_spark.ttb_id import TTBId
@@ -118,6 +123,24 @@ class Fetch:
     fetched_at: datetime
 
 
+@dataclass(frozen=True)
+class SearchAnswer:
+    """One search as the registry answered it: the rows it listed and every answer as served."""
+
+    criteria: search.Criteria
+    total: int  # Total Matching Records (true total)
+    returned: int  # rows the search returned (capped)
+    rows: tuple[search.Listing, ...]
+    source: str  # export | results (rows read from the results pages) | none (no results)
+    answers: tuple[tuple[str, bytes], ...]  # (name, body): results-001.html, export.csv, ...
+    attempts: int
+    searched_at: datetime
+
+
+class SearchFailed(RuntimeError):
+    """A search that did not give a usable answer after retries (names the search)."""
+
+
 class _Retry(Exception):
     """An attempt that may succeed when repeated; carries the outcome to report if none does."""
 
@@ -186,16 +209,9 @@ class RegistryClient:
     def fetch(self, data_type: str, ttb_id: TTBId) -> Fetch:
         """Fetch one page; returns exactly one outcome. Raises RegistryTLSError when TLS verification fails."""
         url = page_url(self.base_url, data_type, ttb_id)
-        s = self.settings
-        retrying = Retrying(
-            stop=stop_after_attempt(s.max_retries + 1),
-            wait=_WaitRetryAfter(s.backoff_initial_seconds, s.backoff_max_seconds),
-            retry=retry_if_exception_type(_Retry),
-            reraise=True,
-        )
         attempts = 0
         try:
-            for attempt in retrying:
+            for attempt in self._retrying():
                 with attempt:
                     attempts += 1
                     outcome, reason, status, body = self._attempt(url, data_type, ttb_id)
@@ -203,12 +219,26 @@ class RegistryClient:
             return Fetch(exc.outcome, exc.reason, exc.http_status, None, attempts, _now())
         return Fetch(outcome, reason, status, body, attempts, _now())
 
-    def _attempt(self, url: str, data_type: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None]:
+    def _retrying(self) -> Retrying:
+        s = self.settings
+        return Retrying(
+            stop=stop_after_attempt(s.max_retries + 1),
+            wait=_WaitRetryAfter(s.backoff_initial_seconds, s.backoff_max_seconds),
+            retry=retry_if_exception_type(_Retry),
+            reraise=True,
+        )
+
+    def _http(self, url: str, form: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """One paced GET (or POST of ``form``); raises _Retry for answers worth another try."""
         self.pacer.wait()
         self.requests_sent += 1
         try:
             # verify per request: a session-level value loses to $REQUESTS_CA_BUNDLE (requests#3829)
-            response = self.session.get(url, timeout=self.settings.request_timeout_seconds, verify=self.verify)
+            timeout = self.settings.request_timeout_seconds
+            if form is None:
+                response = self.session.get(url, timeout=timeout, verify=self.verify)
+            else:
+                response = self.session.post(url, data=form, timeout=timeout, verify=self.verify)
             body = response.content
         except requests.exceptions.SSLError as exc:
             raise RegistryTLSError(tls_failure_message(url, exc)) from exc
@@ -219,6 +249,17 @@ class RegistryClient:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retry("failed", f"http_{status}", status, retry_after_seconds(response.headers.get("Retry-After")))
+        return status, body
+
+    def _transient(self, reason: str, status: int | None) -> _Retry:
+        """The retry for a transient page (a fresh session after a timeout page, a long pause after a CAPTCHA)."""
+        if reason == "session_timeout":
+            self.renew_session()
+        pause = self.settings.backoff_max_seconds if reason == "captcha" else 0.0
+        return _Retry("unexpected", reason, status, pause)
+
+    def _attempt(self, url: str, data_type: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None]:
+        status, body = self._http(url)
         if status != 200:
             return "unexpected", f"http_{status}", status, None
         verdict = classify(body, expected_ttb_id=str(ttb_id), expected_kind=PAGE_KINDS[data_type])
@@ -228,11 +269,63 @@ class RegistryClient:
             return "not_found", None, status, None
         reason = verdict.reason or "unknown_layout"
         if reason in TRANSIENT_REASONS:
-            if reason == "session_timeout":
-                self.renew_session()
-            pause = self.settings.backoff_max_seconds if reason == "captcha" else 0.0
-            raise _Retry("unexpected", reason, status, pause)
+            raise self._transient(reason, status)
         return "unexpected", reason, status, None
+
+    def search(self, criteria: search.Criteria) -> SearchAnswer:
+        """Run one search; raises SearchFailed (naming it) when no usable answer comes after retries."""
+        attempts = 0
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    attempts += 1
+                    total, returned, rows, source, answers = self._search_once(criteria)
+        except _Retry as exc:
+            raise SearchFailed(f"search {criteria.label}: no usable answer after {attempts} attempts ({exc.reason})") from None
+        return SearchAnswer(criteria, total, returned, tuple(rows), source, tuple(answers), attempts, _now())
+
+    def _search_answer(self, url: str, form: dict[str, str] | None = None) -> tuple[bytes, search.ResultsPage | None]:
+        """A results page (parsed) or, for the export, the raw body; transient pages raise _Retry."""
+        status, body = self._http(url, form)
+        if status != 200:
+            raise _Retry("unexpected", f"http_{status}", status)
+        if url.endswith(search.EXPORT_PATH):
+            return body, None
+        try:
+            return body, search.parse_results_page(body)
+        except search.SearchPageError as exc:
+            reason = classify(body).reason or "unknown_layout"
+            if reason in TRANSIENT_REASONS:
+                raise self._transient(reason, status) from exc
+            raise _Retry("unexpected", f"search_page_{reason}", status) from exc
+
+    def _search_once(self, criteria: search.Criteria) -> tuple[int, int, list[search.Listing], str, list[tuple[str, bytes]]]:
+        base = self.base_url
+        if "JSESSIONID" not in self.session.cookies:
+            self._http(urljoin(base, search.FORM_PATH))
+        body, page = self._search_answer(urljoin(base, search.SEARCH_PATH), criteria.form())
+        answers = [("results-001.html", body)]
+        if page.total == 0:
+            return 0, 0, [], "none", answers
+        if not page.has_next or page.total > page.returned:
+            # everything is on this page, or the search is capped (the caller splits it: no export needed)
+            return page.total, page.returned, list(page.rows), "results", answers
+        export, _ = self._search_answer(urljoin(base, search.EXPORT_PATH))
+        answers.append(("export.csv", export))
+        try:
+            rows = search.parse_export(export)
+            if len(rows) == page.returned:
+                return page.total, page.returned, rows, "export", answers
+        except search.SearchPageError:
+            pass
+        rows = list(page.rows)  # the export is unusable: page through the results instead
+        while page.has_next:
+            body, page = self._search_answer(urljoin(base, search.NEXT_PATH))
+            answers.append((f"results-{len(answers):03d}.html", body))
+            rows.extend(page.rows)
+        if len(rows) != page.returned:
+            raise _Retry("unexpected", "search_rows_missing")
+        return page.total, page.returned, rows, "results", answers
 
 
 def tls_failure_message(url: str, exc: Exception) -> str:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructField, StructType
 
 ROW_HASH = "row_hash"
+CHANGE_FEED = (("delta.enableChangeDataFeed", "true"),)  # TableSpec.properties of a table whose consumers read its changes
+DELETE = "_delete"  # merge_changes: source rows flagged true delete their target row
 REGISTRY: dict[str, TableSpec] = {}
 
 
@@ -47,6 +49,7 @@ class TableSpec:
     keys: tuple[str, ...]
     partition_by: tuple[str, ...] = ()
     hash_exclude: tuple[str, ...] = field(default=())
+    properties: tuple[tuple[str, str], ...] = ()  # Delta table properties, e.g. CHANGE_FEED; see ensure_properties
 
     def __post_init__(self) -> None:
         missing = [c for c in (*self.keys, *self.partition_by) if c not in self.schema.fieldNames()]
@@ -196,6 +199,18 @@ def migrate(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[s
     return statements
 
 
+def add_missing_columns(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
+    """Add the columns ``spec`` declares that an existing table lacks (a table created by an older release)."""
+    if not table_exists(spark, spec, lakehouse_root):
+        return
+    path = spec.path(lakehouse_root)
+    stored = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in spec.schema.fields if f.name not in stored]
+    if missing:
+        added = ", ".join(f"{f.name} {f.dataType.simpleString()} COMMENT {_literal(f.metadata.get('comment', ''))}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+
+
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
     """Whether the table exists (as a Delta table at its path, or by name in the catalog)."""
     from pyspark.errors import AnalysisException
@@ -276,3 +291,120 @@ def last_operation_metrics(
     metrics = history["operationMetrics"] or {}
     keys = {"numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated", "numTargetRowsDeleted": "deleted"}
     return {short: int(metrics.get(long, 0)) for long, short in keys.items()}
+
+
+def current_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int | None:
+    """The table's latest commit version (None when the table does not exist)."""
+    from delta.tables import DeltaTable
+
+    if not table_exists(spark, spec, lakehouse_root):
+        return None
+    return int(DeltaTable.forPath(spark, spec.path(lakehouse_root)).history(1).collect()[0]["version"])
+
+
+DATA_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numOutputRows",
+                "numAddedFiles", "numRemovedFiles", "numDeletedRows", "numUpdatedRows", "numCopiedRows")
+
+
+def data_commits(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int | None) -> list[tuple[int, str, dict[str, str]]]:
+    """(version, operation, non-zero row/file metrics) of the table's commits after ``after_version`` that
+    changed data: any metric above, or an operation other than an empty MERGE or a property change."""
+    if not table_exists(spark, spec, lakehouse_root):
+        return []
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{spec.path(lakehouse_root)}`")
+    if after_version is not None:
+        history = history.where(f"version > {after_version}")
+    out = []
+    for h in history.orderBy("version").collect():
+        metrics = {k: v for k, v in (h["operationMetrics"] or {}).items() if k in DATA_METRICS and v != "0"}
+        if metrics or h["operation"] not in ("MERGE", "SET TBLPROPERTIES"):
+            out.append((int(h["version"]), h["operation"], metrics))
+    return out
+
+
+def ensure_properties(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
+    """Set ``spec.properties`` on an existing table where they differ (one ALTER commit, none when already set)."""
+    if not spec.properties or not table_exists(spark, spec, lakehouse_root):
+        return
+    path = spec.path(lakehouse_root)
+    stored = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
+    missing = {k: v for k, v in spec.properties if stored.get(k) != v}
+    if missing:
+        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+
+
+def read_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str, version: int) -> DataFrame:
+    """The table as of commit ``version`` (time travel)."""
+    return spark.read.format("delta").option("versionAsOf", version).load(spec.path(lakehouse_root))
+
+
+def read_changes(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int, through_version: int) -> DataFrame:
+    """Rows whose key was inserted, updated or deleted in commits ``after_version`` < v <= ``through_version``
+    (Delta change data feed): per key, its last change, as the row after it (``_change_type`` ``delete``:
+    the row as it was) with ``_change_type`` and ``_commit_version``."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    changes = (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", after_version + 1)
+        .option("endingVersion", through_version)
+        .load(spec.path(lakehouse_root))
+        .where(F.col("_change_type") != "update_preimage")
+    )
+    last = Window.partitionBy(*spec.keys).orderBy(F.col("_commit_version").desc(), (F.col("_change_type") == "delete").asc())
+    return changes.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n", "_commit_timestamp")
+
+
+def merge_changes(
+    spark: SparkSession,
+    upserts: DataFrame,
+    deletes: DataFrame,
+    spec: TableSpec,
+    lakehouse_root: str,
+    prune: dict[str, Iterable[Any]] | None = None,
+) -> dict[str, int]:
+    """One MERGE that upserts ``upserts`` (as :func:`merge_upsert`) and deletes the rows keyed by ``deletes``
+    (key columns only; keys also in ``upserts`` are not deleted).
+
+    With ``prune`` (literal partition values covering both frames) it reads only those partitions:
+    no by-source delete, so the cost follows the batch, not the table. A cheap check first (source
+    keys + row_hash not stored, delete keys that are stored) skips the MERGE, and its commit, when
+    it would change nothing. Returns the MERGE's row counts.
+    """
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    keys = list(spec.keys)
+    rows = conform(upserts, spec).withColumn(DELETE, F.lit(False))
+    gone = deletes.select(*keys).distinct().join(rows.select(*keys), keys, "left_anti")
+    if table_exists(spark, spec, lakehouse_root):
+        stored = read_table(spark, spec, lakehouse_root)
+        for col, values in (prune or {}).items():
+            stored = stored.where(F.col(col).isin(sorted(set(values))))
+        keyed = [*keys, ROW_HASH] if ROW_HASH in spec.schema.fieldNames() else keys
+        pending = rows.select(*keyed).join(stored.select(*keyed), keyed, "left_anti").select(*keys)
+        if pending.unionByName(gone.join(stored.select(*keys), keys, "left_semi")).isEmpty():
+            return {"inserted": 0, "updated": 0, "deleted": 0}
+    ensure_table(spark, spec, lakehouse_root)
+    blanks = [F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields if f.name not in spec.keys]
+    source = rows.unionByName(gone.select(*spec.keys, *blanks, F.lit(True).alias(DELETE)))
+    target = DeltaTable.forPath(spark, spec.path(lakehouse_root))
+    condition = " AND ".join(f"t.{k} <=> s.{k}" for k in spec.keys)
+    pruning = prune_condition("t", prune)
+    if pruning:
+        condition = f"{condition} AND {pruning}"
+    values = {f: f"s.{f}" for f in spec.schema.fieldNames()}
+    changed = f"NOT s.{DELETE}" + (f" AND t.{ROW_HASH} <> s.{ROW_HASH}" if ROW_HASH in values else "")
+    merge = (
+        target.alias("t")
+        .merge(source.alias("s"), condition)
+        .whenMatchedDelete(condition=f"s.{DELETE}")
+        .whenMatchedUpdate(condition=changed, set=values)
+        .whenNotMatchedInsert(condition=f"NOT s.{DELETE}", values=values)
+    )
+    before = target.history(1).collect()[0]["version"]
+    merge.execute()
+    return last_operation_metrics(spark, spec, lakehouse_root, after_version=before)

@@ -5,6 +5,11 @@ Jobs are lists of stages; the runner owns the Spark session, the embedded simula
 backfill chunks, the run audit (``ops.pipeline_runs``), progress lines and the end-of-run
 summary, so stage code stays a thin read -> transform -> write.
 
+The ``daily`` job's dates are completed dates (discovery's): its discover and bronze stages run
+per chunk, then silver and gold run once, always change-driven (what changed since their
+watermarks, whatever the receipt dates), and the run's audit row and summary list what gold
+recorded as new, changed status, withdrawn or removed.
+
 A date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
 per chunk, and each finished chunk is recorded in the run's audit row: rerunning a failed
 backfill with the same arguments and settings skips the chunks it already finished.
@@ -35,8 +40,12 @@ JOBS: dict[str, tuple[str, ...]] = {
     "silver": ("silver",),
     "gold": ("gold",),
     "reference": ("reference",),
+    "discover": ("discover",),
+    "daily": ("discover", "bronze", "silver", "gold"),
+    "reconcile": ("reconcile", "bronze"),
 }
-NEEDS_REGISTRY = {"scrape", "reference"}
+NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
+DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 ERROR_CHARS = 4000
 
 
@@ -52,6 +61,7 @@ class Scope:
     force: bool = False
     rescan_days: int = 0
     only: tuple[Partition, ...] = ()
+    since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
 
     @property
     def dates(self) -> list[date]:
@@ -113,7 +123,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
             "lakehouse_root": args.lakehouse_root,
             "backfill_chunk_days": getattr(args, "chunk_days", None),
         },
-        "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator},
+        "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator,
+                       "simulator_today": getattr(args, "simulator_today", None)},
     }
     rescan = getattr(args, "rescan_days", 0) or 0
     if rescan < 0:
@@ -137,7 +148,7 @@ def registry(settings: Settings) -> Iterator[Settings]:
         return
     from ttb_spark import simulator
 
-    with simulator.serving(scale=settings.extraction.simulator_scale) as base_url:
+    with simulator.serving(scale=settings.extraction.simulator_scale, today=settings.extraction.simulator_today) as base_url:
         extraction = settings.extraction.model_copy(update={"registry_base_url": base_url})
         yield settings.model_copy(update={"extraction": extraction})
 
@@ -188,6 +199,12 @@ def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
     return list(chunks(scope.start, scope.end, chunk_days))
 
 
+def after_chunks(job: str) -> tuple[str, ...]:
+    """The stages a job runs once after its chunks, change-driven: silver and gold of a job whose
+    dates are completed dates (they have no receipt-date range to follow)."""
+    return tuple(s for s in JOBS[job] if s in CHANGE_DRIVEN) if job in DISCOVERY_JOBS else ()
+
+
 def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None) -> RunResult:
     """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage failure."""
     from ttb_spark import audit
@@ -201,6 +218,8 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         chunks_total=len(chunk_list), chunks_skipped=sum(c in done for c in chunk_list),
     )
     audit.write(spark, record, root)
+    once = after_chunks(job)
+    per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
     try:
         with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
@@ -212,10 +231,12 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                     continue
                 chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end))
                 chunk_settings = with_range(live, start, end)
-                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in JOBS[job]}
+                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
-                if number < len(chunk_list):
+                if number < len(chunk_list) or once:
                     audit.write(spark, record, root)
+            if once:
+                record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record)
         record = record.finish(audit.SUCCEEDED)
         code = 0
     except (Exception, KeyboardInterrupt) as exc:
@@ -224,8 +245,19 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         traceback.print_exc(file=sys.stderr)
         code = 1
     audit.write(spark, record, root)
-    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] else None
+    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] and not once else None
     return RunResult(record, code, written_tables(spark, root), rejected)
+
+
+def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any) -> Any:
+    """Run ``stages`` once over what changed since their watermarks; the record with their counts and
+    what gold recorded in the meantime (new, status_changed, withdrawn, removed)."""
+    from ttb_spark import gold
+
+    root = settings.pipeline.lakehouse_root
+    before = gold.history_version(spark, root)
+    counts = {stage: run_stage(stage, spark, settings, scope, " [changes since the last run]") for stage in stages}
+    return record.with_counts(counts).with_changes(gold.recorded_since(spark, root, before))
 
 
 def error_text(exc: BaseException) -> str:
@@ -255,15 +287,32 @@ def written_tables(spark: Any, root: str) -> list[str]:
     return sorted(name for name, spec in lakehouse.REGISTRY.items() if lakehouse.table_exists(spark, spec, root))
 
 
+CHANGE_DRIVEN = {"silver", "gold"}
+
+
 def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
-    """Range for ``--since-last-run``: the day after the last receipt date a run of ``job`` covered
-    (the settings' start date if none did) to the settings' end date, else today. An empty range
-    (start after end: everything is covered) plans no chunk."""
+    """Scope for ``--since-last-run``. Silver and gold then process everything that changed since
+    their last successful run (their change watermarks, whatever the receipt dates): a job of only
+    those stages runs once, its nominal range being today. Scrape and bronze take a range: the day
+    after the last receipt date a run of ``job`` covered (the settings' start date if none did) to
+    the settings' end date, else today; an empty range (everything covered) plans no chunk."""
     from ttb_spark import audit
 
-    start = audit.next_start(audit.read_runs(spark, settings.pipeline.lakehouse_root, job)) or settings.pipeline.partition_start_date
-    end = settings.pipeline.partition_end_date or datetime.now(timezone.utc).date()
-    return with_range(settings, start, end), replace(scope, start=start, end=end)
+    root = settings.pipeline.lakehouse_root
+    today = datetime.now(timezone.utc).date()
+    if job in DISCOVERY_JOBS:
+        # discovery's watermark: the last completed date any discovery run covered, re-listed with an overlap
+        runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
+        start = audit.next_start(runs)
+        if start is not None:  # the overlap never reaches before the history's first date
+            start = max(start - timedelta(days=settings.extraction.discovery_overlap_days), settings.pipeline.partition_start_date)
+    elif set(JOBS[job]) <= CHANGE_DRIVEN:
+        return with_range(settings, today, today), replace(scope, start=today, end=today, since_last_run=True)
+    else:
+        start = audit.next_start(audit.read_runs(spark, root, job))
+    start = start or settings.pipeline.partition_start_date
+    end = settings.pipeline.partition_end_date or today
+    return with_range(settings, start, end), replace(scope, start=start, end=end, since_last_run=True)
 
 
 def with_rescan(settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
@@ -298,6 +347,10 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
         counts = r.counts.get(stage)
         shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
         lines.append(f"  {stage:<9} {shown}")
+    for kind, ids in r.changes.items():
+        total = (r.counts.get("changes") or {}).get(kind, len(ids))
+        more = f" (+{total - len(ids)} more)" if total > len(ids) else ""
+        lines.append(f"  {kind:<9} {total}: {' '.join(ids)}{more}")
     if result.rejected_pages is not None:
         lines.append(f"  rejects   {result.rejected_pages} page(s) of {r.range_start}..{r.range_end} quarantined in silver.rejects")
     if r.error:

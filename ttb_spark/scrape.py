@@ -22,8 +22,12 @@ start staggered by a fraction of that interval.
 
 Resume: a found page is written (atomically) as soon as it arrives; pages already stored are not
 fetched again (unless forced) and partitions with ``_COMPLETE`` are skipped (unless ``--force``;
-the most recent ``--rescan-days`` receipt days of the range are always re-walked). The manifest is
-written when a walk ends and ``_COMPLETE`` after it, only when no ID ended ``failed`` or with a
+the most recent ``--rescan-days`` receipt days of the range are always re-walked). A walk first
+retires the partition's ``_COMPLETE``, so a walk killed half way leaves no marker beside the
+older manifest (bronze ingests the last complete walk or nothing, never a mixture). A stored
+page whose ID now answers the error page is recorded ``withdrawn`` (with its stored copy and when
+it was first seen withdrawn), never dropped. The manifest is written when a walk ends and
+``_COMPLETE`` (naming the manifest's SHA-256) after it, only when no ID ended ``failed`` or with a
 transient ``unexpected`` reason (and, for certificates, once their detail partition is complete) —
 such a partition is walked again by the next run. A run that
 meets ``ABORT_AFTER_FAILURES`` consecutive IDs ending failed or unexpected (registry down, a bot
@@ -40,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from ttb_spark.client import TRANSIENT_REASONS, Pacer, RegistryClient, task_interval
+from ttb_spark.client import TRANSIENT_REASONS, Fetch, Pacer, RegistryClient, task_interval
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
 from ttb_spark.storage import RawStore, complete_key, manifest_key, page_key, partition_prefix, raw_store
@@ -51,7 +55,7 @@ log = logging.getLogger(__name__)
 PROBE_REACH = 4  # probes reach 4 x threshold beyond the last miss
 ABORT_AFTER_FAILURES = 10
 PROGRESS_EVERY_SECONDS = 10.0
-OUTCOMES = ("found", "not_found", "unexpected", "failed")
+OUTCOMES = ("found", "not_found", "withdrawn", "unexpected", "failed")
 
 
 class PartitionAborted(RuntimeError):
@@ -67,6 +71,7 @@ class Summary:
     attempted: int = 0
     found: int = 0
     not_found: int = 0
+    withdrawn: int = 0
     unexpected: int = 0
     failed: int = 0
     highest_sequence_found: int | None = None
@@ -79,7 +84,7 @@ class Summary:
     status: str = "walking"  # complete | retry_later | aborted | waiting_for_details
 
     def marker(self) -> dict[str, Any]:
-        keys = ("partition", "attempted", "found", "not_found", "unexpected", "failed", "highest_sequence_found",
+        keys = ("partition", "attempted", "found", "not_found", "withdrawn", "unexpected", "failed", "highest_sequence_found",
                 "elapsed_seconds", "achieved_request_rate", "completed_at", "run_id", "requests", "reused")
         return {k: getattr(self, k) for k in keys}
 
@@ -91,7 +96,7 @@ class _Trouble:
         self.streak = 0
 
     def see(self, outcome: str, sequence: int) -> None:
-        self.streak = 0 if outcome in ("found", "not_found") else self.streak + 1
+        self.streak = 0 if outcome in ("found", "not_found", "withdrawn") else self.streak + 1
         if self.streak >= ABORT_AFTER_FAILURES:
             raise PartitionAborted(
                 f"{self.streak} consecutive IDs ended failed/unexpected after retries (last sequence {sequence})"
@@ -108,7 +113,7 @@ def walk(outcome_of: Callable[[int], str], max_sequence: int, threshold: int) ->
         trouble.see(outcome, seq)
         if outcome == "found":
             misses = 0
-        elif outcome == "not_found":
+        elif outcome in ("not_found", "withdrawn"):
             misses += 1
         if misses >= threshold and seq >= known_found:
             hit = next((p for p in probe_points(seq, threshold, max_sequence) if outcome_of(p) == "found"), None)
@@ -138,6 +143,7 @@ class _PartitionScrape:
 
     def __post_init__(self) -> None:
         self.stored = set(self.store.list(partition_prefix("pages", self.partition)))
+        self.withdrawn_since = previously_withdrawn(self.store, self.partition)
         self.summary = Summary(self.partition.key, self.run_id)
         self.started = time.monotonic()
         self.requests_before = self.client.requests_sent
@@ -160,10 +166,19 @@ class _PartitionScrape:
         if fetch.outcome == "found" and fetch.body is not None:
             self.store.put(key, fetch.body)
             return self._entry(ttb_id, "found", None, fetch.http_status, fetch.body, fetch.attempts, fetch.fetched_at, key)
+        if fetch.outcome == "not_found" and key in self.stored:
+            return self._withdrawn(ttb_id, key, fetch)
         return self._entry(ttb_id, fetch.outcome, fetch.reason, fetch.http_status, None, fetch.attempts, fetch.fetched_at, None)
 
+    def _withdrawn(self, ttb_id: TTBId, key: str, fetch: Fetch) -> dict[str, Any]:
+        """A stored page whose ID now answers the error page: ``withdrawn``, with the stored copy and
+        when it was first seen withdrawn (kept from the previous manifest)."""
+        first_seen = self.withdrawn_since.get(str(ttb_id)) or fetch.fetched_at.isoformat()
+        return self._entry(ttb_id, "withdrawn", "error_page", fetch.http_status, self.store.get(key), fetch.attempts,
+                           self.store.modified(key), key, first_seen)
+
     def _entry(self, ttb_id: TTBId, outcome: str, reason: str | None, status: int | None, body: bytes | None,
-               attempts: int, fetched_at: datetime, key: str | None) -> dict[str, Any]:
+               attempts: int, fetched_at: datetime, key: str | None, withdrawn_at: str | None = None) -> dict[str, Any]:
         p = self.partition
         return {
             "ttb_id": str(ttb_id), "method_type": p.method_type, "receipt_date": p.receipt_date.isoformat(),
@@ -172,6 +187,7 @@ class _PartitionScrape:
             "bytes": len(body) if body is not None else None,
             "sha256": hashlib.sha256(body).hexdigest() if body is not None else None,
             "fetched_at": fetched_at.isoformat(), "attempts": attempts, "key": key, "run_id": self.run_id,
+            "withdrawn_at": withdrawn_at,
         }
 
     def _count(self, entry: dict[str, Any]) -> None:
@@ -206,6 +222,7 @@ class _PartitionScrape:
                 self.summary.status = "waiting_for_details"
                 _progress(f"scrape {self.partition.key}: skipped, its detail partition has no manifest yet")
                 return self.summary
+        self.store.delete(complete_key(self.partition))  # the marker must never outlive the manifest it describes
         try:
             if candidates is None:
                 walk(self.outcome_of, extraction.max_sequence_per_batch, extraction.consecutive_failure_threshold)
@@ -223,7 +240,8 @@ class _PartitionScrape:
 
     def _finish(self) -> None:
         lines = [self.entries[s] for s in sorted(self.entries)]
-        self.store.put(manifest_key(self.partition), "".join(json.dumps(e) + "\n" for e in lines).encode())
+        body = "".join(json.dumps(e) + "\n" for e in lines).encode()
+        self.store.put(manifest_key(self.partition), body)
         self._timing()
         s = self.summary
         retry_later = any(e["outcome"] == "failed" or e["reason"] in TRANSIENT_REASONS for e in lines)
@@ -235,13 +253,24 @@ class _PartitionScrape:
         else:
             s.completed_at = datetime.now(timezone.utc).isoformat()
             s.complete, s.status = True, "complete"
-            self.store.put(complete_key(self.partition), json.dumps(s.marker(), indent=1).encode())
+            marker = s.marker() | {"manifest": manifest_key(self.partition), "manifest_sha256": hashlib.sha256(body).hexdigest()}
+            self.store.put(complete_key(self.partition), json.dumps(marker, indent=1).encode())
         _progress(f"scrape {self.partition.key}: {s.status} {self._counts_text()}")
         log.info("scrape partition %s", json.dumps(s.marker()))
 
 
+def previously_withdrawn(store: RawStore, partition: Partition) -> dict[str, str]:
+    """TTB ID -> withdrawn_at of the ``withdrawn`` lines of the partition's current walk manifest."""
+    key = manifest_key(partition)
+    if not store.exists(key):
+        return {}
+    lines = (json.loads(line) for line in store.get(key).decode().splitlines() if line.strip())
+    return {e["ttb_id"]: e["withdrawn_at"] for e in lines if e.get("outcome") == "withdrawn" and e.get("withdrawn_at")}
+
+
 def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | None:
-    """IDs whose detail page the partition's detail manifest records as found; None without a manifest."""
+    """IDs whose detail page the partition's detail manifest records as found (or withdrawn: its
+    certificate is checked again too); None without a manifest."""
     detail = _detail_of(partition)
     key = manifest_key(detail)
     if not store.exists(key):
@@ -249,7 +278,7 @@ def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | Non
     ids = []
     for line in store.get(key).decode().splitlines():
         entry = json.loads(line)
-        if entry.get("outcome") == "found":
+        if entry.get("outcome") in ("found", "withdrawn"):
             ttb_id = TTBId(entry["ttb_id"])
             page_key(detail, ttb_id)  # refuses an ID of another day or method
             ids.append(ttb_id)

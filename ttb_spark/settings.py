@@ -203,6 +203,10 @@ class ExtractionSettings(_Section):
     registry_base_url: str = "https://www.ttbonline.gov/colasonline/"
     use_simulator: bool = False
     simulator_scale: float = Field(1.0, gt=0)
+    simulator_today: date | None = None  # the embedded simulator's clock (None: no clock, every record public)
+    discovery_window_days: int = Field(7, ge=1)  # completed-date days per search before any split
+    discovery_overlap_days: int = Field(2, ge=0)  # discovery re-lists this many days before its watermark
+    discovery_sweep_days: int = Field(180, ge=0)  # ... and this many before its range, only to find IDs no longer listed (withdrawn)
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
     consecutive_failure_threshold: int = Field(50, ge=1)
     request_delay_seconds: float = Field(0.5, ge=0)

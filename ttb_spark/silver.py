@@ -11,9 +11,13 @@ The original pipeline's three processing stages, each a pure DataFrame -> DataFr
   ``silver.cola_certificates``: pages that parsed and passed every blocking rule.
 * :func:`rejects`: every other page, with the stage and rule that stopped it.
 
-:func:`run` MERGEs the three tables for the scope's partitions (deleting rows of those
-partitions that the source no longer has: fixed rejects, pages now rejected), then checks, per
-partition, that bronze pages = silver rows + rejected pages, and raises if not.
+:func:`run` takes either the bronze pages changed since the last change-driven run
+(``--since-last-run``: Delta change data feed of bronze.pages after the version recorded in
+``ops.watermarks``) or every page of the scope's partitions (explicit reprocessing). Each page's
+rows are replaced by what it gives now (a page now rejected leaves the structured table, a fixed
+reject leaves the quarantine, a withdrawn page, ``withdrawn_at`` set, leaves both for
+``silver.withdrawals``), in one MERGE per table pruned to the pages' partitions and keys. Then,
+per partition touched, bronze pages = silver rows + rejected pages + withdrawn pages, or it raises.
 """
 
 from __future__ import annotations
@@ -192,6 +196,7 @@ COLA_DETAILS = lakehouse.TableSpec(
     keys=("ttb_id",),
     partition_by=("receipt_date", "method_type"),
     hash_exclude=("fetched_at",),
+    properties=lakehouse.CHANGE_FEED,
     schema=StructType(_columns(DETAIL_FIELDS)),
 )
 COLA_CERTIFICATES = lakehouse.TableSpec(
@@ -200,6 +205,7 @@ COLA_CERTIFICATES = lakehouse.TableSpec(
     keys=("ttb_id",),
     partition_by=("receipt_date", "method_type"),
     hash_exclude=("fetched_at",),
+    properties=lakehouse.CHANGE_FEED,
     schema=StructType(_columns(CERTIFICATE_FIELDS)),
 )
 REJECTS = lakehouse.TableSpec(
@@ -233,7 +239,31 @@ REJECTS = lakehouse.TableSpec(
         ]
     ),
 )
+WITHDRAWALS = lakehouse.TableSpec(
+    name="silver.withdrawals",
+    comment=(
+        "Pages withdrawn from public view (bronze.pages.withdrawn_at set): their rows leave the other silver tables "
+        "and gold. Per partition, bronze pages = silver rows + distinct rejected pages + withdrawn pages."
+    ),
+    keys=("ttb_id", "data_type"),
+    partition_by=("receipt_date", "method_type"),
+    hash_exclude=("fetched_at",),
+    schema=StructType(
+        [
+            column("ttb_id", StringType(), "TTB ID of the withdrawn page.", nullable=False),
+            column("data_type", StringType(), "Page type: cola-detail or certificate.", nullable=False),
+            column("receipt_date", DateType(), "Receipt date of the page's partition; partition column."),
+            column("method_type", StringType(), "method_type of the page's partition; partition column."),
+            column("withdrawn_at", TimestampType(), "When the registry was first seen answering its error page for the page."),
+            column("source_key", StringType(), "Raw store key of the page's last public copy."),
+            column("page_sha256", StringType(), "SHA-256 of that copy."),
+            column("fetched_at", TimestampType(), "When that copy was fetched."),
+            column("row_hash", StringType(), "SHA-256 of the row's content; MERGE updates a row only when it changes."),
+        ]
+    ),
+)
 TABLES = {DETAIL: COLA_DETAILS, CERTIFICATE: COLA_CERTIFICATES}
+STAGE = "silver"
 
 
 class ReconciliationError(RuntimeError):
@@ -490,16 +520,20 @@ def rejects(cleaned_df: DataFrame) -> DataFrame:
 # ---------------------------------------------------------------- reconciliation
 
 
-def reconciliation(bronze_pages: DataFrame, silver_rows: DataFrame, rejected: DataFrame) -> DataFrame:
-    """Per partition: bronze pages, silver rows, distinct rejected pages, and whether they add up."""
+def reconciliation(bronze_pages: DataFrame, silver_rows: DataFrame, rejected: DataFrame, withdrawn: DataFrame | None = None) -> DataFrame:
+    """Per partition: bronze pages, silver rows, distinct rejected and withdrawn pages, and whether they add up."""
     from pyspark.sql import functions as F
 
     keys = ["receipt_date", "method_type"]
+    if withdrawn is None:
+        withdrawn = rejected.limit(0)
     b = bronze_pages.groupBy(keys).agg(F.count("*").alias("bronze_pages"))
     s = silver_rows.groupBy(keys).agg(F.count("*").alias("silver_rows"))
     r = rejected.select(*keys, "ttb_id", "data_type").distinct().groupBy(keys).agg(F.count("*").alias("rejected_pages"))
-    counts = b.join(s, keys, "full").join(r, keys, "full").na.fill(0, ["bronze_pages", "silver_rows", "rejected_pages"])
-    return counts.withColumn("balanced", F.col("bronze_pages") == F.col("silver_rows") + F.col("rejected_pages"))
+    w = withdrawn.select(*keys, "ttb_id", "data_type").distinct().groupBy(keys).agg(F.count("*").alias("withdrawn_pages"))
+    counts = b.join(s, keys, "full").join(r, keys, "full").join(w, keys, "full")
+    counts = counts.na.fill(0, ["bronze_pages", "silver_rows", "rejected_pages", "withdrawn_pages"])
+    return counts.withColumn("balanced", F.col("bronze_pages") == F.col("silver_rows") + F.col("rejected_pages") + F.col("withdrawn_pages"))
 
 
 def check_reconciliation(counts: DataFrame, strict: bool = True) -> tuple[int, int]:
@@ -512,6 +546,7 @@ def check_reconciliation(counts: DataFrame, strict: bool = True) -> tuple[int, i
             + "; ".join(
                 f"partition {r['receipt_date']}|{r['method_type']}: bronze {r['bronze_pages']} pages != "
                 f"silver {r['silver_rows']} rows + {r['rejected_pages']} rejected pages"
+                + (f" + {r['withdrawn_pages']} withdrawn pages" if r["withdrawn_pages"] else "")
                 for r in bad
             )
         )
@@ -539,40 +574,110 @@ def reference_codes(spark: SparkSession, settings: Settings) -> DataFrame | None
     return table.where("ref_type IN ('class_type', 'origin')").select("ref_type", "code")
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """bronze.pages of the scope -> silver.cola_details, silver.cola_certificates, silver.rejects; then reconcile."""
+def withdrawals(pages_df: DataFrame) -> DataFrame:
+    """Rows of silver.withdrawals: the bronze pages with ``withdrawn_at`` set."""
+    from pyspark.sql import functions as F
+
+    withdrawn = pages_df.where(F.col("withdrawn_at").isNotNull()).withColumnRenamed("sha256", "page_sha256")
+    return lakehouse.conform(withdrawn, WITHDRAWALS)
+
+
+def changed_pages(spark: SparkSession, root: str) -> tuple[DataFrame | None, int | None]:
+    """bronze.pages rows added or changed since the version silver last processed (all of them on the
+    first change-driven run), and the bronze version they run through; (None, None) without bronze."""
+    from pyspark.sql import functions as F
+
+    from ttb_spark import audit
+
+    lakehouse.ensure_properties(spark, bronze.PAGES, root)  # change feed from here on
+    latest = lakehouse.current_version(spark, bronze.PAGES, root)
+    if latest is None:
+        return None, None
+    mark = audit.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name)
+    if mark is None:
+        return lakehouse.read_version(spark, bronze.PAGES, root, latest), latest
+    if mark >= latest:
+        return None, latest
+    changes = lakehouse.read_changes(spark, bronze.PAGES, root, mark, latest)
+    # bronze never deletes a page (a withdrawal is an update setting withdrawn_at)
+    return changes.where(F.col("_change_type") != "delete").drop("_change_type", "_commit_version"), latest
+
+
+def process(spark: SparkSession, settings: Settings, pages: DataFrame) -> dict[str, int]:
+    """Bring silver in line with ``pages`` (bronze.pages rows): each page's rows in the three tables and
+    silver.withdrawals are replaced by what it gives now, in MERGEs pruned to the pages' partitions;
+    then those partitions are reconciled with bronze."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     root = settings.pipeline.lakehouse_root
-    dates = [d.isoformat() for d in sorted({p.receipt_date for p in scope.partitions()})]
-    method_types = sorted({p.method_type for p in scope.partitions()})
-    scoped = {"receipt_date": dates, "method_type": method_types}
-    pages = _in_scope(lakehouse.read_table(spark, bronze.PAGES, root), dates, method_types)
-    clean = cleaned(extracted(pages), reference_codes(spark, settings)).persist(StorageLevel.MEMORY_AND_DISK)
+    pages = pages.persist(StorageLevel.MEMORY_AND_DISK)
     counts: dict[str, int] = {}
     try:
-        for data_type, spec in TABLES.items():
-            types = [m for m in method_types if m.endswith(data_type)]
+        page_keys = pages.select("ttb_id", "data_type", "receipt_date", "method_type").persist()
+        partitions = page_keys.select("receipt_date", "method_type").distinct().collect()
+        counts["pages_processed"] = page_keys.count()
+        if not partitions:
+            page_keys.unpersist()
+            return counts
+        dates = sorted({r["receipt_date"].isoformat() for r in partitions})
+        method_types = sorted({r["method_type"] for r in partitions})
+        public = pages.where(F.col("withdrawn_at").isNull())
+        clean = cleaned(extracted(public), reference_codes(spark, settings)).persist(StorageLevel.MEMORY_AND_DISK)
+        outputs = [(spec, structured(clean, data_type), data_type) for data_type, spec in TABLES.items()]
+        outputs += [(REJECTS, rejects(clean), None), (WITHDRAWALS, withdrawals(pages), None)]
+        for spec, rows, data_type in outputs:
+            types = [m for m in method_types if data_type is None or m.endswith(data_type)]
             if not types:
                 continue
             part = {"receipt_date": dates, "method_type": types}
-            m = lakehouse.merge_upsert(spark, structured(clean, data_type), spec, root, prune=part, delete_missing_in=part)
+            stored = _in_scope(lakehouse.read_table(spark, spec, root), dates, types)
+            stale = stored.join(page_keys.select("ttb_id", "data_type"), ["ttb_id", "data_type"], "left_semi") if data_type is None else (
+                stored.join(page_keys.where(F.col("data_type") == data_type).select("ttb_id"), "ttb_id", "left_semi")
+            )
+            m = lakehouse.merge_changes(spark, rows, stale.select(*spec.keys), spec, root, prune=part)
             counts |= {f"{spec.name.split('.')[1]}_{k}": v for k, v in m.items()}
-        m = lakehouse.merge_upsert(spark, rejects(clean), REJECTS, root, prune=scoped, delete_missing_in=scoped)
-        counts |= {f"rejects_{k}": v for k, v in m.items()}
-    finally:
         clean.unpersist()
-    silver_rows = None
-    for spec in TABLES.values():
-        if lakehouse.table_exists(spark, spec, root):
-            rows = lakehouse.read_table(spark, spec, root).select("receipt_date", "method_type")
-            silver_rows = rows if silver_rows is None else silver_rows.unionByName(rows)
-    if silver_rows is None:
-        silver_rows = spark.createDataFrame([], "receipt_date date, method_type string")
+        page_keys.unpersist()
+        counts |= reconcile(spark, settings, dates, method_types, partitions)
+    finally:
+        pages.unpersist()
+    return counts
+
+
+def reconcile(spark: SparkSession, settings: Settings, dates: list[str], method_types: list[str], partitions: list[Any]) -> dict[str, int]:
+    """Per partition processed: bronze pages = silver rows + rejected pages + withdrawn pages (raises when strict)."""
+    root = settings.pipeline.lakehouse_root
+    wanted = spark.createDataFrame([(r["receipt_date"], r["method_type"]) for r in partitions], "receipt_date date, method_type string")
+
+    def scoped(spec: lakehouse.TableSpec, *cols: str) -> DataFrame:
+        df = _in_scope(lakehouse.read_table(spark, spec, root), dates, method_types).select("receipt_date", "method_type", *cols)
+        return df.join(wanted, ["receipt_date", "method_type"], "left_semi")
+
+    silver_rows = scoped(COLA_DETAILS).unionByName(scoped(COLA_CERTIFICATES))
     balance = reconciliation(
-        pages.select("receipt_date", "method_type"),
-        _in_scope(silver_rows, dates, method_types),
-        _in_scope(lakehouse.read_table(spark, REJECTS, root), dates, method_types),
+        scoped(bronze.PAGES), silver_rows, scoped(REJECTS, "ttb_id", "data_type"), scoped(WITHDRAWALS, "ttb_id", "data_type")
     )
     checked, unbalanced = check_reconciliation(balance, strict=settings.processing.reconcile_strict)
-    return counts | {"partitions_reconciled": checked - unbalanced, "partitions_unbalanced": unbalanced}
+    return {"partitions_reconciled": checked - unbalanced, "partitions_unbalanced": unbalanced}
+
+
+def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+    """bronze.pages -> silver.cola_details, silver.cola_certificates, silver.rejects, silver.withdrawals; reconciled.
+
+    With ``scope.since_last_run``: the pages added or changed since the bronze version the last
+    change-driven run processed (whatever their receipt date), then the watermark moves to the
+    version read, after the writes. Otherwise: every page of the scope's partitions (reprocessing).
+    """
+    from ttb_spark import audit
+
+    root = settings.pipeline.lakehouse_root
+    if scope.since_last_run:
+        pages, through = changed_pages(spark, root)
+        counts = process(spark, settings, pages) if pages is not None else {"pages_processed": 0}
+        if through is not None:
+            audit.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: through}, scope.run_id)
+        return counts
+    dates = [d.isoformat() for d in sorted({p.receipt_date for p in scope.partitions()})]
+    method_types = sorted({p.method_type for p in scope.partitions()})
+    return process(spark, settings, _in_scope(lakehouse.read_table(spark, bronze.PAGES, root), dates, method_types))

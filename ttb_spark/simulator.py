@@ -10,6 +10,23 @@ default consecutive-miss threshold. Pages are the 18 real saved pages used as te
 serial number, brand name and dates swapped (application date = receipt date <= approval/issue
 date).
 
+The clock: with a simulated ``today`` (``RegistrySimulator(today=...)``, ``simulate-registry
+--today``) every record has a timeline drawn from its ID: its completed (approval) date, mostly
+days to weeks after receipt with a tail past 90 days; for a few per hundred a later status change
+(SURRENDERED, REVOKED, EXPIRED) whose date becomes the record's completed date; for about one in a
+hundred a withdrawal from public view (the error page from that day on). A record is public from
+its approval to its withdrawal and its pages show its status as of today; :meth:`SyntheticRegistry.state`
+and ``--list-public DAY --today T`` give the truth as of any day. Without a ``today`` every record is
+public, as approved (the walk-based tests and benchmarks rely on that).
+
+The search (SITE.md "Search"): the form page sets the session cookie; the POST lists the records
+completed in a window (class/type range and origin narrow it) in the real results page's layout,
+20 rows a page by TTB ID, paged with ``nextset`` in the same session, returning at most
+``search_cap`` rows while "Total Matching Records" shows the true total; the real no-results page;
+the CSV export of the session's search with the real quirks. A search request without a live
+session gets the session-timeout page. Assumed where the saved pages say nothing: class/type
+codes compare as strings, an empty bound is open, later pages carry a ``prevset`` link.
+
 Faults (each a probability per request, or for the first N hits of each page, deterministic by
 seed): latency, 429 with ``Retry-After``, 500/503, connection resets, truncated bodies,
 session-timeout pages (the session stays expired until the client starts a new one) and a CAPTCHA
@@ -36,9 +53,10 @@ from datetime import date, timedelta
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qs, urlparse
 
+from ttb_spark import search
 from ttb_spark.ttb_id import TTBId, is_valid_ttb_id
 
 PREFIX = "/colasonline/"
@@ -49,6 +67,13 @@ _BRAND_WORDS = (
     ("OLD", "NORTH", "SILVER", "RED", "GOLDEN", "WILD", "STONE", "BLUE", "IRON", "COPPER", "HIGH", "LITTLE"),
     ("OAK", "RIVER", "RIDGE", "HARBOR", "MEADOW", "CANYON", "BARREL", "ORCHARD", "HOLLOW", "SUMMIT", "CREEK", "FIELD"),
 )
+STATUS_CHANGES = ("SURRENDERED", "REVOKED", "EXPIRED")
+APPROVAL_LAG = ((0.80, 1, 21), (0.95, 22, 89), (1.0, 90, 180))  # (cumulative share, min days, max days)
+CHANGE_SHARE, CHANGE_LAG = 0.04, (14, 365)  # status changes: share of records, days after approval
+WITHDRAW_SHARE, WITHDRAW_LAG = 0.01, (7, 180)  # withdrawals from public view
+MAX_LAG = APPROVAL_LAG[-1][2] + CHANGE_LAG[1]  # receipt -> last possible completed date
+SEARCH_CAP = 500
+SEARCH_SPAN_DAYS = 15 * 366
 
 
 @dataclass(frozen=True)
@@ -98,12 +123,14 @@ _DETAIL_FIELDS = {
     "serial": r"(<strong>Serial #: </strong>.*?</a>\s*(?:&nbsp;\s*)?)([^<]*?)(\s*</td>)",
     "brand": r"(<strong>Brand Name: </strong>.*?</a>\s*(?:&nbsp;\s*)?)([^<]*?)(\s*</td>)",
     "approval": r"(<strong>Approval Date:</strong>\s*(?:&nbsp;\s*)?)(\d\d/\d\d/\d{4})()",
+    "status": r"(<strong>Status: </strong>.*?</a>\s*(?:&nbsp;\s*)?)([A-Z]+)(\s*</td>)",
 }
 _CERTIFICATE_FIELDS = {
     "serial": r"(SERIAL NUMBER(?:(?!</div>).)*</div>\s*<div class=\"data\">)([^<]*)(</div>)",
     "brand": r"(BRAND NAME(?:(?!</div>).)*</div>\s*<div class=\"data\">)([^<]*)(</div>)",
     "application": r"(DATE OF APPLICATION(?:(?!</div>).)*</div>\s*<div class=\"data\">)([^<]*)(</div>)",
     "approval": r"(DATE ISSUED(?:(?!</div>).)*</div>\s*<div class=\"data\">)([^<]*)(</div>)",
+    "status": r"(THE STATUS IS\s*)([A-Z]+)(\.)",
 }
 
 
@@ -116,19 +143,107 @@ def _placeholders(text: str, ttb_id: str, patterns: dict[str, str]) -> str | Non
     return text.replace(ttb_id, "\x00ttb_id\x00")
 
 
+@dataclass(frozen=True)
+class Template:
+    """One saved real page pair as marker templates, with the values the search lists for it."""
+
+    detail: str
+    certificate: str
+    status: str  # the status the real pages show (served when the simulator has no clock)
+    permit_number: str
+    fanciful_name: str | None
+    origin_code: str
+    origin_description: str
+    class_type_code: str
+    class_type_description: str
+
+
 @lru_cache(maxsize=1)
-def _templates() -> tuple[tuple[str, str], ...]:
-    """(detail, certificate) marker templates made from every saved real page pair."""
+def _templates() -> tuple[Template, ...]:
+    """Marker templates made from every saved real page pair."""
+    from ttb_spark import parse
+
     root = resources.files("ttb_spark").joinpath("data/pages")
-    pairs = []
+    out = []
     for folder in sorted(root.iterdir(), key=lambda p: p.name):
         if not is_valid_ttb_id(folder.name):
             continue
-        detail = _placeholders(folder.joinpath("detail.html").read_bytes().decode("iso-8859-1"), folder.name, _DETAIL_FIELDS)
-        cert = _placeholders(folder.joinpath("certificate.html").read_bytes().decode("iso-8859-1"), folder.name, _CERTIFICATE_FIELDS)
-        if detail and cert:
-            pairs.append((detail, cert))
-    return tuple(pairs)
+        detail_page, cert_page = (folder.joinpath(f"{n}.html").read_bytes() for n in ("detail", "certificate"))
+        detail = _placeholders(detail_page.decode("iso-8859-1"), folder.name, _DETAIL_FIELDS)
+        cert = _placeholders(cert_page.decode("iso-8859-1"), folder.name, _CERTIFICATE_FIELDS)
+        if not (detail and cert):
+            continue
+        d = parse.parse_page(detail_page, folder.name, "detail").record
+        c = parse.parse_page(cert_page, folder.name, "certificate").record
+        out.append(Template(detail, cert, d["status"], d["permit_number"], d["fanciful_name"], c["origin_code"],
+                            d["origin_description"], c["class_type_code"], d["class_type_description"]))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _search_parts() -> tuple[str, str, str]:
+    """(head, row, tail) of the real results page, pagination and row values as markers."""
+    text = search_page("search-old-potrero.html").decode("iso-8859-1")
+    start = text.index('            <tr class="lt">')
+    end = text.index("          </table>", start)
+    body = text[start:end]
+    row = body[: body.index('            <tr class="dk">')]
+    for name, pattern in (
+        ("ttb_id", r"\d{14}"),
+        *[(c, r"[^<]*") for c in search.COLUMNS[1:]],
+    ):
+        if name == "ttb_id":
+            row = re.sub(pattern, "\x00ttb_id\x00", row)
+        else:
+            row = re.sub(r'(<td width="\d+">)(?!\x00)(' + pattern + r")(</td>)", lambda m, n=name: f"{m.group(1)}\x00{n}\x00{m.group(3)}", row, count=1)
+    row = row.replace('<tr class="lt">', '<tr class="\x00shade\x00">')
+    head, tail = text[:start], text[end:]
+    pagination = re.compile(r"\d+ to \d+ of \d+ \(Total Matching Records: \d+\)(?: \| <a href='[^']*'>Next &gt;</a>)?")
+    return pagination.sub("\x00pagination\x00", head), row, pagination.sub("\x00pagination\x00", tail)
+
+
+def search_page(name: str) -> bytes:
+    """A saved real search answer (``search-old-potrero.html``, ``search-no-results.html``, ``export-sample.csv``)."""
+    return resources.files("ttb_spark").joinpath(f"data/pages/_search/{name}").read_bytes()
+
+
+def render_results(rows: list[search.Listing], offset: int, returned: int, total: int) -> bytes:
+    """One results page: ``rows`` (at most 20) starting at row ``offset`` of ``returned`` (of ``total``)."""
+    if not total:
+        return search_page("search-no-results.html")
+    head, row, tail = _search_parts()
+    first, last = offset + 1, offset + len(rows)
+    pagination = f"{first} to {last} of {returned} (Total Matching Records: {total})"
+    if offset:
+        pagination = f"<a href='publicPageBasicCola.do?action=page&pgfcn=prevset'>&lt; Prev</a> | {pagination}"
+    if last < returned:
+        pagination += f" | <a href='{search.NEXT_PATH}'>Next &gt;</a>"
+    body = []
+    for index, listing in enumerate(rows):
+        values = listing.as_dict() | {"completed_date": listing.completed_date.strftime("%m/%d/%Y"), "shade": "dk" if index % 2 else "lt"}
+        text = row
+        for name, value in values.items():
+            text = text.replace(f"\x00{name}\x00", value if name in ("ttb_id", "shade") else search.encode_html(value or ""))
+        body.append(text)
+    page = head + "".join(body) + tail
+    return page.replace("\x00pagination\x00", pagination).encode("iso-8859-1")
+
+
+def render_export(rows: list[search.Listing]) -> bytes:
+    """The CSV export of a search's rows, with the real file's quirks (windows-1252, nothing quoted)."""
+    lines = [search.CSV_HEADER, *(search.export_line(r) for r in rows)]
+    return ("\n".join(lines) + "\n").encode("cp1252", errors="replace")
+
+
+def search_form_page() -> bytes:
+    """The search form (no saved copy: a minimal page with the form's field names)."""
+    fields = "".join(f'<input type="text" name="{name}">' for name in search.Criteria(date.min, date.min).form())
+    return (
+        "<html><head><title>TTB Online - COLAs Online - Public COLA Registry Basic Search</title></head><body>"
+        f'<h1>Search Public COLA Registry</h1><form method="post" action="{search.SEARCH_PATH}">{fields}</form>'
+        "</body></html>"
+    ).encode("iso-8859-1")
+
 
 
 @lru_cache(maxsize=1)
@@ -165,17 +280,32 @@ class Record:
     receipt_date: date
     approval_date: date
     template: int
+    change_status: str | None = None  # a later status (SURRENDERED, REVOKED, EXPIRED) ...
+    change_date: date | None = None  # ... from this day on
+    withdrawn_date: date | None = None  # answers the error page from this day on
+
+
+@dataclass(frozen=True)
+class State:
+    """A record as of one day: public or not, its status and its completed date."""
+
+    public: bool
+    status: str | None
+    completed_date: date | None
 
 
 class SyntheticRegistry:
-    """The deterministic set of public records: which sequence numbers are public, and their pages."""
+    """The deterministic set of records: which sequence numbers are ever public, their timelines and pages."""
 
     def __init__(self, seed: int = 0, scale: float = 1.0) -> None:
         self.seed, self.scale = seed, scale
+        self._lock = threading.Lock()
+        self._indexed: set[date] = set()
+        self._completions: dict[date, list[str]] = {}  # completed date (approval or change) -> IDs
 
     @lru_cache(maxsize=4096)
     def public_sequences(self, day: date, receipt_method: str) -> tuple[int, ...]:
-        """Public sequence numbers of one receipt day and method, ascending."""
+        """Sequence numbers of one receipt day and method that are ever approved, ascending."""
         rng = random.Random(f"{self.seed}|{day.isoformat()}|{receipt_method}")
         if receipt_method == "001":
             base = rng.randint(20, 60) if day.weekday() >= 5 else rng.randint(250, 450)
@@ -195,11 +325,14 @@ class SyntheticRegistry:
             sequences.append(seq)
         return tuple(sequences)
 
-    def public_ids(self, day: date, receipt_method: str) -> list[str]:
-        return [str(TTBId.build(day, receipt_method, s)) for s in self.public_sequences(day, receipt_method)]
+    def public_ids(self, day: date, receipt_method: str, as_of: date | None = None) -> list[str]:
+        """IDs of a receipt day and method public as of ``as_of`` (every ever-approved one when None)."""
+        ids = [str(TTBId.build(day, receipt_method, s)) for s in self.public_sequences(day, receipt_method)]
+        return ids if as_of is None else [i for i in ids if self.state(i, as_of).public]
 
+    @lru_cache(maxsize=200_000)
     def record(self, ttb_id: str) -> Record | None:
-        """The public record with this ID, or None when the ID is not public."""
+        """The record with this ID, or None when the ID is never public."""
         if not is_valid_ttb_id(ttb_id):
             return None
         tid = TTBId(ttb_id)
@@ -207,29 +340,120 @@ class SyntheticRegistry:
             return None
         rng = random.Random(f"{self.seed}|record|{ttb_id}")
         alphabet = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
-        return Record(
-            ttb_id=ttb_id,
-            serial=f"{tid.receipt_date.year % 100:02d}" + "".join(rng.choice(alphabet) for _ in range(4)),
-            brand=f"{rng.choice(_BRAND_WORDS[0])} {rng.choice(_BRAND_WORDS[1])}",
-            receipt_date=tid.receipt_date,
-            approval_date=tid.receipt_date + timedelta(days=rng.randint(0, 45)),
-            template=rng.randrange(len(_templates())),
+        serial = f"{tid.receipt_date.year % 100:02d}" + "".join(rng.choice(alphabet) for _ in range(4))
+        brand = f"{rng.choice(_BRAND_WORDS[0])} {rng.choice(_BRAND_WORDS[1])}"
+        rng.randint(0, 45)  # the draw of the former flat approval lag, kept so templates stay as they were
+        template = rng.randrange(len(_templates()))
+        clock = random.Random(f"{self.seed}|clock|{ttb_id}")
+        if clock.random() < 0.05:
+            brand += ", LTD."  # a comma inside a value: the CSV export does not quote it
+        share = clock.random()
+        low, high = next((lo, hi) for cut, lo, hi in APPROVAL_LAG if share < cut)
+        approval = tid.receipt_date + timedelta(days=clock.randint(low, high))
+        change_status = change_date = withdrawn = None
+        if clock.random() < CHANGE_SHARE:
+            change_status = clock.choice(STATUS_CHANGES)
+            change_date = approval + timedelta(days=clock.randint(*CHANGE_LAG))
+        if clock.random() < WITHDRAW_SHARE:
+            withdrawn = approval + timedelta(days=clock.randint(*WITHDRAW_LAG))
+        return Record(ttb_id, serial, brand, tid.receipt_date, approval, template, change_status, change_date, withdrawn)
+
+    def state(self, ttb_id: str, as_of: date | None) -> State:
+        """The record as of ``as_of``; None means no clock: public as approved, status of its template."""
+        rec = self.record(ttb_id)
+        if rec is None:
+            return State(False, None, None)
+        if as_of is None:
+            return State(True, _templates()[rec.template].status, rec.approval_date)
+        public = rec.approval_date <= as_of and not (rec.withdrawn_date and rec.withdrawn_date <= as_of)
+        if rec.change_date and rec.change_date <= as_of:
+            return State(public, rec.change_status, rec.change_date)
+        return State(public, "APPROVED", rec.approval_date) if rec.approval_date <= as_of else State(False, None, None)
+
+    def _index(self, first: date, last: date) -> None:
+        """Index the completions of every record received from ``first`` to ``last``."""
+        with self._lock:
+            day = first
+            while day <= last:
+                if day not in self._indexed:
+                    for method in ("000", "001", "002", "003"):
+                        for ttb_id in self.public_ids(day, method):
+                            rec = self.record(ttb_id)
+                            for when in (rec.approval_date, rec.change_date):
+                                if when:
+                                    self._completions.setdefault(when, []).append(ttb_id)
+                    self._indexed.add(day)
+                day += timedelta(days=1)
+
+    def completed_between(self, first: date, last: date, as_of: date | None) -> list[search.Listing]:
+        """Public records whose completed date (as of ``as_of``) falls in ``first..last``, by TTB ID."""
+        last = min(last, as_of) if as_of else last
+        if first > last:
+            return []
+        self._index(first - timedelta(days=MAX_LAG), last)
+        rows = {}
+        day = first
+        while day <= last:
+            for ttb_id in self._completions.get(day, ()):
+                state = self.state(ttb_id, as_of)
+                if state.public and state.completed_date == day:
+                    rows[ttb_id] = self.listing(ttb_id, day)
+            day += timedelta(days=1)
+        return [rows[k] for k in sorted(rows)]
+
+    def observable_history(self, ids: Iterable[str], since: date, run_days: list[date]) -> set[tuple[str, str, str | None, str | None]]:
+        """(ttb_id, change_type, previous_status, status) a mirror updated on ``run_days`` (listing completions
+        from ``since``) can observe: each record's status on the first run day after an event (approval or
+        change on or after ``since``) while public, a change when it differs from the last seen; and
+        ``withdrawn`` on the first run day after its withdrawal, once seen."""
+        rows = set()
+        for ttb_id in ids:
+            seen: list[str] = []
+            for run in run_days:
+                state = self.state(ttb_id, run)
+                if state.public and state.completed_date >= since and (not seen or seen[-1] != state.status):
+                    rows.add((ttb_id, "change" if seen else "initial", seen[-1] if seen else None, state.status))
+                    seen.append(state.status)
+            withdrawn = self.record(ttb_id).withdrawn_date
+            if seen and withdrawn and withdrawn <= run_days[-1]:
+                rows.add((ttb_id, "withdrawn", seen[-1], None))
+        return rows
+
+    def listing(self, ttb_id: str, completed: date) -> search.Listing:
+        """The search row of a record."""
+        rec, tpl = self.record(ttb_id), None
+        tpl = _templates()[rec.template]
+        return search.Listing(
+            ttb_id, completed, tpl.permit_number, rec.serial, tpl.fanciful_name, rec.brand, tpl.origin_code,
+            tpl.origin_description, tpl.class_type_code, tpl.class_type_description,
         )
 
-    def render(self, record: Record, data_type: str) -> bytes:
-        """The detail (``cola-detail``) or certificate page of a record, as the registry serves it."""
-        detail, certificate = _templates()[record.template]
-        text = detail if data_type == "cola-detail" else certificate
+    def render(self, record: Record, data_type: str, as_of: date | None = None) -> bytes:
+        """The detail (``cola-detail``) or certificate page of a record as of ``as_of``, as the registry serves it."""
+        tpl = _templates()[record.template]
+        text = tpl.detail if data_type == "cola-detail" else tpl.certificate
         values = {
             "ttb_id": record.ttb_id,
             "serial": record.serial,
             "brand": record.brand,
             "application": record.receipt_date.strftime("%m/%d/%Y"),
             "approval": record.approval_date.strftime("%m/%d/%Y"),
+            "status": self.state(record.ttb_id, as_of).status or tpl.status,
         }
         for name, value in values.items():
             text = text.replace(f"\x00{name}\x00", value)
         return text.encode("iso-8859-1")
+
+
+def matches(row: search.Listing, criteria: search.Criteria) -> bool:
+    """Whether a listed row meets the class/type range and origin of a search (codes compare as strings)."""
+    code = row.class_type_code or ""
+    if criteria.class_type_from and code < criteria.class_type_from:
+        return False
+    if criteria.class_type_to and code > criteria.class_type_to:
+        return False
+    return not criteria.origin_code or row.origin_code == criteria.origin_code
+
 
 
 # --- the HTTP server ----------------------------------------------------------------------------
@@ -246,13 +470,19 @@ class RegistrySimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: tuple[str, str] | None = None,
+        today: date | None = None,
+        search_cap: int = SEARCH_CAP,
     ) -> None:
         self.registry = SyntheticRegistry(seed, scale)
         self.seed = seed
         self.faults = faults or Faults()
+        self.today = today  # the simulated day; None: no clock, every record public as approved
+        self.search_cap = search_cap
         self._hits: list[Hit] = []
         self._page_hits: dict[tuple[str, str], int] = {}
         self._expired: set[str] = set()
+        self._sessions: set[str] = set()  # issued by this server
+        self._searches: dict[str, _Search] = {}  # session -> its current search
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
@@ -296,8 +526,15 @@ class RegistrySimulator:
         with self._cond:
             return self._cond.wait_for(lambda: len(self._hits) >= count, timeout)
 
-    def public_ids(self, days: list[date], receipt_methods: list[str]) -> set[str]:
-        return {i for d in days for m in receipt_methods for i in self.registry.public_ids(d, m)}
+    def public_ids(self, days: list[date], receipt_methods: list[str], as_of: date | None = None) -> set[str]:
+        """IDs of the receipt days public as of ``as_of`` (default: the simulator's today)."""
+        when = as_of or self.today
+        return {i for d in days for m in receipt_methods for i in self.registry.public_ids(d, m, when)}
+
+    def search(self, criteria: search.Criteria) -> list[search.Listing]:
+        """Every row a search matches as of today (uncapped), by TTB ID."""
+        rows = self.registry.completed_between(criteria.date_from, criteria.date_to, self.today)
+        return [r for r in rows if matches(r, criteria)]
 
     def max_rate(self, window: int) -> float:
         """Highest request rate seen over any ``window + 1`` consecutive requests (requests/second)."""
@@ -332,6 +569,14 @@ class RegistrySimulator:
         with self._cond:
             self._expired.add(session)
 
+    def _issue(self, session: str) -> None:
+        with self._cond:
+            self._sessions.add(session)
+
+    def _live(self, session: str | None) -> bool:
+        with self._cond:
+            return session is not None and session in self._sessions and session not in self._expired
+
     def is_expired(self, session: str) -> bool:
         with self._cond:
             return session in self._expired
@@ -351,7 +596,15 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(OSError, ValueError):
                 super().finish()
 
+        def do_POST(self) -> None:  # noqa: N802 (stdlib name)
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode("iso-8859-1"), keep_blank_values=True).items()}
+            self._answer(form)
+
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
+            self._answer(None)
+
+        def _answer(self, form: dict[str, str] | None) -> None:
             arrived = time.monotonic()
             url = urlparse(self.path)
             query = parse_qs(url.query)
@@ -361,11 +614,17 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
             new_session = None
             if session is None:
                 session = new_session = uuid.uuid4().hex.upper()
+            if new_session:
+                sim._issue(session)
 
             def record(status: int | None, answer: str, data_type: str | None = None) -> None:
                 sim._record(Hit(arrived, self.path, action, ttb_id, data_type, status, answer, session, self.headers.get("User-Agent")))
 
-            if url.path != PREFIX + "viewColaDetails.do" or action not in DETAIL_ACTIONS | {CERTIFICATE_ACTION}:
+            route = url.path.removeprefix(PREFIX)
+            if route in _SEARCH_ROUTES and (form is not None) == (route == "publicSearchColasBasicProcess.do"):
+                self._search(route, form or {}, session, new_session, record)
+                return
+            if form is not None or url.path != PREFIX + "viewColaDetails.do" or action not in DETAIL_ACTIONS | {CERTIFICATE_ACTION}:
                 record(404, "bad_request")
                 self._send(404, b"<html><body>Not Found</body></html>", new_session)
                 return
@@ -379,40 +638,91 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
             fault = sim._fault(ttb_id, data_type, sim._count_hit(ttb_id, data_type))
             if new_session is None and sim.is_expired(session):
                 fault = "session_timeout"
-            if fault == "reset":
-                record(None, "reset", data_type)
-                self._reset()
-                return
-            if fault == "rate_limit":
-                record(429, "rate_limit", data_type)
-                self._send(429, b"<html><body>Too Many Requests</body></html>", new_session, {"Retry-After": str(sim.faults.retry_after)})
-                return
-            if fault == "server_error":
-                status = 503 if _uniform(sim.seed, "status", ttb_id, arrived) < 0.5 else 500
-                record(status, "server_error", data_type)
-                self._send(status, b"<html><body>Service Unavailable</body></html>", new_session)
-                return
-            if fault == "session_timeout":
-                sim.expire(session)
-                record(200, "session_timeout", data_type)
-                self._send(200, session_timeout_page(), new_session)
-                return
-            if fault == "captcha":
-                record(200, "captcha", data_type)
-                self._send(200, captcha_page(), new_session)
+            if self._faulted(fault, ttb_id, data_type, session, new_session, record, arrived):
                 return
             rec = sim.registry.record(ttb_id)
-            body = sim.registry.render(rec, data_type) if rec else error_page()
+            public = rec is not None and sim.registry.state(ttb_id, sim.today).public
+            body = sim.registry.render(rec, data_type, sim.today) if public else error_page()
             if fault == "truncate":
                 record(200, "truncate", data_type)
                 self._send(200, body[: len(body) // 3], new_session)
                 return
-            record(200, "page" if rec else "not_found", data_type)
+            record(200, "page" if public else "not_found", data_type)
             self._send(200, body, new_session)
 
-        def _send(self, status: int, body: bytes, new_session: str | None, headers: dict[str, str] | None = None) -> None:
+        def _faulted(self, fault: str | None, key: str, data_type: str, session: str, new_session: str | None,
+                     record: Callable[..., None], arrived: float) -> bool:
+            """Answer a fault other than truncation; True when answered."""
+            if fault == "reset":
+                record(None, "reset", data_type)
+                self._reset()
+            elif fault == "rate_limit":
+                record(429, "rate_limit", data_type)
+                self._send(429, b"<html><body>Too Many Requests</body></html>", new_session, {"Retry-After": str(sim.faults.retry_after)})
+            elif fault == "server_error":
+                status = 503 if _uniform(sim.seed, "status", key, arrived) < 0.5 else 500
+                record(status, "server_error", data_type)
+                self._send(status, b"<html><body>Service Unavailable</body></html>", new_session)
+            elif fault == "session_timeout":
+                sim.expire(session)
+                record(200, "session_timeout", data_type)
+                self._send(200, session_timeout_page(), new_session)
+            elif fault == "captcha":
+                record(200, "captcha", data_type)
+                self._send(200, captcha_page(), new_session)
+            else:
+                return False
+            return True
+
+        def _search(self, route: str, form: dict[str, str], session: str, new_session: str | None,
+                    record: Callable[..., None]) -> None:
+            """The search form, a search, the next page or the CSV export of the session's search."""
+            arrived = time.monotonic()
+            state = sim._searches.get(session)
+            if route == "publicSearchColasBasic.do":
+                key = "form"
+            elif route == "publicSearchColasBasicProcess.do":
+                key = "search|" + "|".join(f"{k}={form[k]}" for k in sorted(form))
+            else:
+                key = f"{route}|{state.criteria.label if state else ''}|{state.offset if state else ''}"
+            fault = sim._fault(key, "search", sim._count_hit(key, "search"))
+            if new_session is None and sim.is_expired(session):
+                fault = "session_timeout"
+            if self._faulted(fault, key, "search", session, new_session, record, arrived):
+                return
+            if route == "publicSearchColasBasic.do":
+                record(200, "form", "search")
+                self._send(200, search_form_page(), new_session)
+                return
+            if not sim._live(session) or new_session or (route != "publicSearchColasBasicProcess.do" and state is None):
+                record(200, "stale_session", "search")  # what the site gives a request without a live session
+                self._send(200, session_timeout_page(), new_session)
+                return
+            if route == "publicSearchColasBasicProcess.do":
+                criteria = _criteria(form)
+                if criteria is None:
+                    record(200, "bad_request", "search")
+                    self._send(200, error_page(), new_session)
+                    return
+                rows = sim.search(criteria)
+                state = sim._searches[session] = _Search(criteria, rows[: sim.search_cap], len(rows), 0)
+            elif route == "publicPageBasicCola.do":
+                state.offset = min(state.offset + search.PAGE_ROWS, max(0, len(state.rows) - 1) // search.PAGE_ROWS * search.PAGE_ROWS)
+            if route == "publicSaveSearchResultsToFile.do":
+                body, answer, kind = render_export(state.rows), "export", "text/csv;charset=windows-1252"
+            else:
+                page = state.rows[state.offset : state.offset + search.PAGE_ROWS]
+                body = render_results(page, state.offset, len(state.rows), state.total)
+                answer, kind = ("results" if state.total else "no_results"), None
+            if fault == "truncate":
+                body, answer = body[: len(body) // 3], "truncate"
+            record(200, answer, "search")
+            self._send(200, body, new_session, content_type=kind)
+
+        def _send(self, status: int, body: bytes, new_session: str | None, headers: dict[str, str] | None = None,
+                  content_type: str | None = None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "text/html;charset=ISO-8859-1")
+            self.send_header("Content-Type", content_type or "text/html;charset=ISO-8859-1")
             self.send_header("Content-Length", str(len(body)))
             if new_session:
                 self.send_header("Set-Cookie", f"JSESSIONID={new_session}; Path=/colasonline; HttpOnly")
@@ -429,6 +739,39 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
 
     return Handler
+
+
+_SEARCH_ROUTES = frozenset(
+    {"publicSearchColasBasic.do", "publicSearchColasBasicProcess.do", "publicPageBasicCola.do", "publicSaveSearchResultsToFile.do"}
+)
+
+
+@dataclass
+class _Search:
+    """A session's current search: its rows (capped), the true total and the page shown."""
+
+    criteria: search.Criteria
+    rows: list[search.Listing]
+    total: int
+    offset: int
+
+
+def _criteria(form: dict[str, str]) -> search.Criteria | None:
+    """The search's criteria from the POSTed form; None when the dates are missing, bad or too far apart."""
+    from datetime import datetime
+
+    try:
+        first, last = (
+            datetime.strptime(form.get(f"searchCriteria.dateCompleted{n}", ""), "%m/%d/%Y").date() for n in ("From", "To")
+        )
+    except ValueError:
+        return None
+    if last < first or (last - first).days > SEARCH_SPAN_DAYS:
+        return None
+    return search.Criteria(
+        first, last, form.get("searchCriteria.classTypeFrom", "").strip(), form.get("searchCriteria.classTypeTo", "").strip(),
+        form.get("searchCriteria.originCode", "").strip(),
+    )
 
 
 def _cookie(header: str | None) -> str | None:
@@ -482,24 +825,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-first-hits", type=int, metavar="N", help="faults strike only the first N requests of each page")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--retry-after", type=int, default=1, help="seconds announced with a 429")
-    parser.add_argument("--list-public", type=date.fromisoformat, metavar="YYYY-MM-DD", help="print that day's public TTB IDs and exit")
+    parser.add_argument("--today", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="the simulated day: records are public from approval to withdrawal, pages show the status as of it (default: no clock, all public)")
+    parser.add_argument("--search-cap", type=int, default=SEARCH_CAP, help=f"most rows a search returns (default {SEARCH_CAP})")
+    parser.add_argument("--list-public", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="print the TTB IDs received that day and public as of --today, and exit")
 
 
 def run_command(args: argparse.Namespace) -> int:
     if args.scale <= 0:
         sys.stderr.write("ttb_spark simulate-registry: error: --scale must be > 0\n")
         return 2
+    if args.search_cap < 1:
+        sys.stderr.write("ttb_spark simulate-registry: error: --search-cap must be >= 1\n")
+        return 2
     if args.list_public:
         registry = SyntheticRegistry(args.seed, args.scale)
         for method in ("000", "001", "002", "003"):
-            for ttb_id in registry.public_ids(args.list_public, method):
+            for ttb_id in registry.public_ids(args.list_public, method, args.today):
                 sys.stdout.write(ttb_id + "\n")
         return 0
     faults = Faults(
         latency=args.latency, first_hits=args.fault_first_hits, retry_after=args.retry_after, **dict(args.fault)
     )
-    sim = RegistrySimulator(seed=args.seed, scale=args.scale, faults=faults, host=args.host, port=args.port)
-    sys.stdout.write(f"registry simulator at {sim.base_url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops\n")
+    sim = RegistrySimulator(seed=args.seed, scale=args.scale, faults=faults, host=args.host, port=args.port,
+                            today=args.today, search_cap=args.search_cap)
+    clock = f", today {args.today}" if args.today else ""
+    sys.stdout.write(f"registry simulator at {sim.base_url} (seed {args.seed}, scale {args.scale}{clock}); Ctrl-C stops\n")
     sys.stdout.flush()
     started = time.monotonic()
     try:

@@ -6,8 +6,11 @@ Key layout under the raw root (``s3://bucket/prefix`` or a folder)::
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/manifest.jsonl
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/_COMPLETE
 
-``manifest.jsonl`` has one JSON object per TTB ID tried; ``_COMPLETE`` (a JSON summary) is written
-last, so a partition without it is unfinished. Every object write is atomic: a local file is
+``manifest.jsonl`` has one JSON object per TTB ID tried; ``_COMPLETE`` (a JSON summary naming the
+manifest and its SHA-256) is written last, so a partition without it is unfinished, and a re-walk
+deletes it before it starts, so a marker only ever stands beside the manifest it describes.
+Discovery writes per-run manifests (``manifests/discovery/...``) and the search answers it was
+served (``search/completed_date=<date>/...``) the same way: manifest first, marker last. Every object write is atomic: a local file is
 written beside its target and renamed into place; an S3 PUT is atomic by itself. Keys are only
 ever built from a validated :class:`~ttb_spark.ttb_id.TTBId` and a known partition.
 """
@@ -15,8 +18,9 @@ ever built from a validated :class:`~ttb_spark.ttb_id.TTBId` and a known partiti
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
@@ -27,6 +31,9 @@ from ttb_spark.ttb_id import TTBId
 
 MANIFEST = "manifest.jsonl"
 COMPLETE = "_COMPLETE"
+DISCOVERY_MANIFESTS = "manifests/discovery/"
+SEARCH_MANIFESTS = "search/manifests/"
+_RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
 def partition_prefix(kind: str, partition: Partition) -> str:
@@ -53,6 +60,37 @@ def complete_key(partition: Partition) -> str:
     return partition_prefix("manifests", partition) + COMPLETE
 
 
+def _run_part(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise ValueError(f"run id {run_id!r} is not safe in a key")
+    return f"run_id={run_id}"
+
+
+def discovery_manifest_key(run_id: str, first: date, last: date, dates: str = "completed") -> str:
+    """The manifest of one discovery run's fetches for ``first..last`` (completed dates, or
+    ``dates="received"`` for a reconciliation sweep over receipt dates)."""
+    if dates not in ("completed", "received"):
+        raise ValueError(f"unknown kind of dates {dates!r}")
+    return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/{dates}={first.isoformat()}_{last.isoformat()}/{MANIFEST}"
+
+
+def search_manifest_key(run_id: str, first: date, last: date) -> str:
+    """The manifest of one discovery run's searches for the completed dates ``first..last``."""
+    return f"{SEARCH_MANIFESTS}{_run_part(run_id)}/completed={first.isoformat()}_{last.isoformat()}/{MANIFEST}"
+
+
+def search_answer_key(run_id: str, date_from: date, label: str, name: str) -> str:
+    """Where one search answer is kept as served: ``search/completed_date=<from>/run_id=<run>/<search>/<name>``."""
+    if not re.match(r"^[0-9A-Za-z_.-]+$", label) or not re.match(r"^[0-9a-z-]+\.(?:html|csv)$", name):
+        raise ValueError(f"unsafe search answer name {label!r}/{name!r}")
+    return f"search/completed_date={date_from.isoformat()}/{_run_part(run_id)}/{label}/{name}"
+
+
+def marker_of(manifest: str) -> str:
+    """The ``_COMPLETE`` marker beside a manifest key."""
+    return manifest.rsplit("/", 1)[0] + "/" + COMPLETE
+
+
 class RawStore(Protocol):
     """Object-store operations the scraper and bronze need."""
 
@@ -63,6 +101,7 @@ class RawStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
     def modified(self, key: str) -> datetime: ...
+    def delete(self, key: str) -> None: ...
 
 
 class LocalStore:
@@ -95,6 +134,10 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove the object (nothing when it is absent)."""
+        self._path(key).unlink(missing_ok=True)
 
     def modified(self, key: str) -> datetime:
         """When the object was last written (UTC)."""
@@ -148,6 +191,10 @@ class S3Store:
                 return False
             raise
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove the object (nothing when it is absent)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def modified(self, key: str) -> datetime:
         """When the object was last written (UTC)."""

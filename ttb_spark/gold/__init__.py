@@ -9,20 +9,26 @@ Tables (each declared next to its transform):
 * ``gold.fact_products``, ``gold.fact_certificates``, ``gold.fact_status_changes`` (:mod:`.facts`);
 * ``gold.quality_checks`` (:mod:`.quality`).
 
-Every write is a :func:`ttb_spark.lakehouse.merge_upsert`; tables partitioned by receipt date are
-MERGEd with the batch's receipt dates as literal partition predicates. A rerun over the same
-silver rows changes nothing (rows are rewritten only when their content hash changes), except
-that ``gold.quality_checks`` logs the run's checks.
+A run rebuilds a set of COLAs: with ``--since-last-run`` those whose silver rows changed since the
+silver versions recorded in ``ops.watermarks`` (Delta change data feed), otherwise every COLA of
+the scope's receipt dates. Prior state is read by pruned lookups (the batch's receipt dates and
+TTB IDs); COLAs that lost their silver rows (withdrawn, rejected) are deleted from the
+consolidated table and facts and recorded as events in ``fact_status_changes``. Every write is a
+:func:`ttb_spark.lakehouse.merge_changes` with the batch's receipt dates as literal partition
+predicates, skipped when it would change nothing: a rerun over the same silver rows writes
+nothing, except that ``gold.quality_checks`` logs the run's checks.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
 
 from ttb_spark import lakehouse, reference
+from ttb_spark.settings import RECEIPT_METHODS
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import CONSOLIDATED, consolidate
 from ttb_spark.gold.dimensions import (
@@ -44,6 +50,7 @@ from ttb_spark.gold.facts import (
     changed_or_in_batch,
     fact_certificates,
     fact_products,
+    removals,
     status_changes,
     with_flags,
 )
@@ -59,6 +66,7 @@ TABLES = (
     CONSOLIDATED, DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
     FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, QUALITY_CHECKS,
 )  # fmt: skip
+STAGE = "gold"
 HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
 __all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
 
@@ -79,33 +87,63 @@ def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame
     return scoped(_silver_table(spark, root, "cola_details")), scoped(_silver_table(spark, root, "cola_certificates"))
 
 
+def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
+    """(ttb_id, receipt_date) of the COLAs whose silver rows changed since the versions gold last
+    processed (every COLA on the first change-driven run), and the versions read through; None: no change."""
+    from ttb_spark import audit, silver
+
+    marks = audit.read_watermarks(spark, root, STAGE)
+    through: dict[str, int] = {}
+    parts: list[DataFrame] = []
+    for spec in silver.TABLES.values():
+        lakehouse.ensure_properties(spark, spec, root)
+        latest = lakehouse.current_version(spark, spec, root)
+        if latest is None:
+            continue
+        through[spec.name] = latest
+        mark = marks.get(spec.name)
+        if mark is None:
+            parts.append(lakehouse.read_version(spark, spec, root, latest).select("ttb_id", "receipt_date"))
+        elif mark < latest:
+            parts.append(lakehouse.read_changes(spark, spec, root, mark, latest).select("ttb_id", "receipt_date"))
+    if not parts:
+        return None, through
+    changed = parts[0]
+    for p in parts[1:]:
+        changed = changed.unionByName(p)
+    return changed.distinct(), through
+
+
+CHANGE_KINDS = {"initial": "new", "change": "status_changed", "withdrawn": "withdrawn", "rejected": "removed", "removed": "removed"}
+
+
+def history_version(spark: SparkSession, root: str) -> int | None:
+    """The current version of gold.fact_status_changes (None before it exists)."""
+    return lakehouse.current_version(spark, FACT_STATUS_CHANGES, root)
+
+
+def recorded_since(spark: SparkSession, root: str, version: int | None) -> dict[str, list[str]]:
+    """What gold recorded in fact_status_changes after ``version`` (its rows then): new, status_changed,
+    withdrawn, removed -> the TTB IDs, each kind present."""
+    current = lakehouse.read_table(spark, FACT_STATUS_CHANGES, root)
+    if version is not None:
+        keys = list(FACT_STATUS_CHANGES.keys)
+        current = current.join(lakehouse.read_version(spark, FACT_STATUS_CHANGES, root, version).select(*keys), keys, "left_anti")
+    out: dict[str, set[str]] = {}
+    for row in current.select("change_type", "ttb_id").distinct().collect():
+        out.setdefault(CHANGE_KINDS.get(row["change_type"], row["change_type"]), set()).add(row["ttb_id"])
+    return {kind: sorted(ids) for kind, ids in sorted(out.items())}
+
+
 def _merge(
     counts: dict[str, int], name: str, spark: SparkSession, df: DataFrame, spec: lakehouse.TableSpec, root: str,
-    prune: dict[str, list[date]] | None = None, delete_missing_in: dict[str, list[str]] | None = None,
+    prune: dict[str, list] | None = None, deletes: DataFrame | None = None,
 ) -> None:  # fmt: skip
-    """MERGE ``df`` into ``spec`` (via lakehouse.merge_upsert), skipped when it would change nothing.
-
-    The check (rows whose key + row_hash are not stored, and with ``delete_missing_in`` stored
-    rows the source lacks) is one cheap job; a MERGE that changes nothing would still scan,
-    join and commit. A rerun over unchanged silver thus writes nothing.
-    """
-    zero = {"inserted": 0, "updated": 0, "deleted": 0}
-    if lakehouse.table_exists(spark, spec, root):
-        source = lakehouse.conform(df, spec)
-        stored = lakehouse.read_table(spark, spec, root)
-        for column, values in (prune or {}).items():
-            stored = stored.where(F.col(column).isin(list(values)))
-        keyed = [*spec.keys, lakehouse.ROW_HASH]
-        pending = source.select(*keyed).join(stored.select(*keyed), keyed, "left_anti")
-        if delete_missing_in is not None:
-            scoped = stored
-            for column, values in delete_missing_in.items():
-                scoped = scoped.where(F.col(column).isin(list(values)))
-            pending = pending.unionByName(scoped.select(*keyed).join(source.select(*spec.keys), list(spec.keys), "left_anti"))
-        if pending.isEmpty():
-            counts.update({f"{name}_{k}": v for k, v in zero.items()})
-            return
-    result = lakehouse.merge_upsert(spark, df, spec, root, prune=prune, delete_missing_in=delete_missing_in)
+    """MERGE ``df`` (and delete the keys in ``deletes``) into ``spec`` via lakehouse.merge_changes,
+    which skips a MERGE that would change nothing; counts as ``<name>_inserted`` ..."""
+    if deletes is None:
+        deletes = df.sparkSession.createDataFrame([], lakehouse.conform(df, spec).select(*spec.keys).schema)
+    result = lakehouse.merge_changes(spark, df, deletes, spec, root, prune=prune)
     counts.update({f"{name}_{k}": v for k, v in result.items()})
 
 
@@ -114,35 +152,77 @@ def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
 
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """The ``gold`` stage: build every gold table from the scope's silver rows."""
-    details, certificates = read_silver(spark, settings.pipeline.lakehouse_root, scope)
-    return build(spark, settings, scope, details, certificates)
+    """The ``gold`` stage. With ``scope.since_last_run``: the COLAs whose silver rows changed since the
+    silver versions the last change-driven run processed (every receipt method), their silver rows
+    read by pruned lookups; the watermarks move after the writes. Otherwise every COLA of the scope."""
+    from ttb_spark import audit
+
+    root = settings.pipeline.lakehouse_root
+    if not scope.since_last_run:
+        details, certificates = read_silver(spark, root, scope)
+        return build(spark, settings, scope, details, certificates)
+    changed, through = changed_colas(spark, root)
+    counts: dict[str, int] = {"colas": 0}
+    if changed is not None:
+        changed = changed.localCheckpoint()
+        dates = sorted(r[0] for r in changed.select("receipt_date").distinct().collect())
+        every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
+        details, certificates = (_in_dates(_silver_table(spark, root, n), dates) for n in ("cola_details", "cola_certificates"))
+        counts = build(spark, settings, every_method, details, certificates, changed)
+    audit.write_watermarks(spark, root, STAGE, through, scope.run_id)
+    return counts
 
 
-def build(spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame) -> dict[str, int]:
-    """Build every gold table from silver-shaped ``details`` / ``certificates`` rows (one batch).
+def build(
+    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    affected: DataFrame | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """Bring gold in line with silver-shaped ``details`` / ``certificates`` (every silver row of their receipt dates).
 
-    Raises :class:`QualityCheckError` after recording the checks when a blocking one failed.
+    ``affected`` (ttb_id, receipt_date) limits the COLAs rebuilt to those; without it, every COLA
+    of the scope (receipt-date range x receipt methods). A COLA rebuilt that no longer has a silver
+    row (withdrawn, or its pages now rejected) is deleted from the consolidated table and the facts,
+    and the removal is an event in fact_status_changes. Raises :class:`QualityCheckError` after
+    recording the checks when a blocking one failed.
     """
     root = settings.pipeline.lakehouse_root
     counts: dict[str, int] = {}
     for k, v in reference.ensure_seeded(spark, settings).items():
         counts[f"reference_{k}"] = v
     ref = reference.read(spark, settings).persist()
-    batch = consolidate(details, certificates, ref, settings.consolidation.prefer_certificate_codes).persist()
+    stored = lakehouse.read_table(spark, CONSOLIDATED, root)
+    if affected is None:
+        in_scope = F.col("receipt_date").between(F.lit(scope.start), F.lit(scope.end)) & F.col("receipt_method").isin(list(scope.receipt_methods))
+        stored = stored.where(in_scope)
+        inputs = (details, certificates)
+    else:
+        ids = F.broadcast(affected.select("ttb_id").distinct())
+        affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
+        stored = _in_dates(stored, affected_dates).join(ids, "ttb_id", "left_semi")
+        inputs = (details.join(ids, "ttb_id", "left_semi"), certificates.join(ids, "ttb_id", "left_semi"))
+    batch = consolidate(*inputs, ref, settings.consolidation.prefer_certificate_codes).persist()
+    # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGEs below
+    stored = stored.localCheckpoint()
+    removed = stored.join(batch.select("ttb_id"), "ttb_id", "left_anti").select(
+        "ttb_id", "receipt_date", "status", "permit_number", "detail_fetched_at", "certificate_fetched_at"
+    )
+    removed = removed.localCheckpoint()
     try:
         per_day = batch.groupBy("receipt_date").count().collect()
-        dates = sorted(r["receipt_date"] for r in per_day)
         counts["colas"] = sum(r["count"] for r in per_day)
+        gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
+        dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates))
         if not dates:
             return counts
+        counts["colas_removed"] = removed.count()
         prune = {"receipt_date": dates}
-        stored = _in_dates(lakehouse.read_table(spark, CONSOLIDATED, root), dates)
-        # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGE below
-        changes = status_changes(stored, batch).localCheckpoint()
+        events = status_changes(stored, batch)
+        if gone_dates:
+            events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
+        changes = events.localCheckpoint()
         _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
-        _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune)
-        _build_dimensions_and_facts(spark, settings, scope, batch, ref, changes, dates, counts)
+        _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
+        _build_dimensions_and_facts(spark, settings, batch, removed, ref, changes, dates, counts)
         changes.unpersist()
     finally:
         batch.unpersist()
@@ -157,12 +237,27 @@ def build(spark: SparkSession, settings: Settings, scope: Scope, details: DataFr
     return counts
 
 
+def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: list[date]) -> tuple[DataFrame, DataFrame]:
+    """The silver.withdrawals and silver.rejects rows of the removed COLAs (pruned lookups by receipt date and TTB ID)."""
+    from ttb_spark import silver
+
+    ids = F.broadcast(removed.select("ttb_id"))
+
+    def rows(spec: lakehouse.TableSpec) -> DataFrame:
+        return _in_dates(lakehouse.read_table(spark, spec, root), dates).join(ids, "ttb_id", "left_semi")
+
+    return rows(silver.WITHDRAWALS), rows(silver.REJECTS)
+
+
 def _build_dimensions_and_facts(
-    spark: SparkSession, settings: Settings, scope: Scope, batch: DataFrame, ref: DataFrame,
+    spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, ref: DataFrame,
     changes: DataFrame, dates: list[date], counts: dict[str, int],
 ) -> None:  # fmt: skip
     root = settings.pipeline.lakehouse_root
-    permits = batch.where(F.col("permit_number").isNotNull()).select("permit_number").distinct().persist()
+    permits = (
+        batch.select("permit_number").unionByName(removed.select("permit_number"))
+        .where(F.col("permit_number").isNotNull()).distinct().persist()
+    )  # fmt: skip
     permit_list = [r[0] for r in permits.collect()]
     history = (
         lakehouse.read_table(spark, CONSOLIDATED, root)
@@ -171,18 +266,20 @@ def _build_dimensions_and_facts(
         .unionByName(batch.where(F.col("permit_number").isNull()))
         .persist()
     )
+    by_permit = {"permit_number": permit_list}
     stored_companies = lakehouse.read_table(spark, DIM_COMPANIES, root).join(F.broadcast(permits), "permit_number", "left_semi")
     companies = dim_companies(history, stored_companies).localCheckpoint()
-    _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, delete_missing_in={"permit_number": permit_list})
+    _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, prune=by_permit, deletes=stored_companies)
     _merge(counts, "dim_locations", spark, dim_locations(batch, ref), DIM_LOCATIONS, root)
     _merge(counts, "dim_product_types", spark, dim_product_types(batch, ref), DIM_PRODUCT_TYPES, root)
 
     stored_facts = lakehouse.read_table(spark, FACT_PRODUCTS, root).join(F.broadcast(permits), "permit_number", "left_semi")
     products = changed_or_in_batch(fact_products(with_flags(history)), batch, stored_facts).localCheckpoint()
-    fact_dates = sorted(r[0] for r in products.select("receipt_date").distinct().collect())
-    _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune={"receipt_date": fact_dates})
+    fact_dates = sorted({r[0] for r in products.select("receipt_date").distinct().collect()} | set(dates))
+    _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune={"receipt_date": fact_dates}, deletes=removed)
     certs = fact_certificates(batch)
-    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune={"receipt_date": dates})
+    rebuilt = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
+    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune={"receipt_date": dates}, deletes=rebuilt)
 
     calendar = dates_of([
         (products, ("receipt_date", "application_date", "approval_date")),
@@ -238,7 +335,7 @@ def check(
     results += found
     found, _ = quality.table_checks(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False)
     results += found
-    silver_ids, silver_certs = quality.silver_counts(details, certificates)
+    silver_ids, silver_certs = quality.silver_counts(_in_dates(details, dates), _in_dates(certificates, dates))
     results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
     results += [
         quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_key", ["permit_number"]),

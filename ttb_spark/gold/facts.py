@@ -100,27 +100,35 @@ FACT_CERTIFICATES = TableSpec(
 
 FACT_STATUS_CHANGES = TableSpec(
     name="gold.fact_status_changes",
-    comment="Status history: a row when a COLA is first seen and one each time a later scrape shows a different status.",
-    keys=("ttb_id", "observed_at"),
+    comment=(
+        "Status history, one row per observed change: the first sighting, each later scrape showing another status "
+        "(a flip and a flip back are two rows), and the COLA's removal (withdrawn from public view, or its pages now rejected). "
+        "The registry's 'Completed Date' (moved by status changes) is shown only in search results, not on the pages, so "
+        "rows carry the observation time and the approval date the page showed."
+    ),
+    keys=("ttb_id", "observed_at", "change_type"),
     partition_by=("receipt_date",),
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID", False),
         column("receipt_date", DateType(), "partition column"),
-        column("observed_at", TimestampType(), "when the page showing the status was fetched", False),
+        column("observed_at", TimestampType(), "when the change was observed: fetch time of the page showing the status; for a withdrawal, when the registry was first seen answering its error page; for a rejection, the fetch time of the rejected page", False),
         column("observed_date_key", IntegerType(), "-> dim_dates (date of observed_at, UTC)"),
         column("previous_status", StringType(), "status before (null when first seen)"),
-        column("status", StringType(), "status seen"),
-        column("change_type", StringType(), "initial | change"),
+        column("status", StringType(), "status seen (null for a removal)"),
+        column("change_type", StringType(), "initial | change | withdrawn (no longer public) | rejected (its pages no longer pass silver) | removed (no silver row, cause unknown)", False),
         column("status_source", StringType(), "page the status came from: detail | certificate"),
+        column("approval_date", DateType(), "approval date the page showed (the detail's, else the certificate's date issued); null for a removal"),
+        column("reason", StringType(), "for a removal: the withdrawn or rejected pages and why"),
         column("row_hash", StringType(), ROW_HASH_COMMENT),
     ]),
 )
+INITIAL, CHANGE, WITHDRAWN, REJECTED, REMOVED = "initial", "change", "withdrawn", "rejected", "removed"
 
 
 def status_changes(previous: DataFrame, current: DataFrame) -> DataFrame:
     """History rows for ``current`` consolidated rows whose status differs from ``previous`` (stored) ones.
 
-    ``previous`` holds the stored (ttb_id, status) of the batch's partitions before this build.
+    ``previous`` holds the stored (ttb_id, status) of the rebuilt COLAs before this build.
     """
     prev = previous.select("ttb_id", F.col("status").alias("previous_status"))
     cur = current.where(F.col("status").isNotNull()).join(prev, "ttb_id", "left")
@@ -133,8 +141,49 @@ def status_changes(previous: DataFrame, current: DataFrame) -> DataFrame:
         date_key(F.to_date(observed)).alias("observed_date_key"),
         "previous_status",
         "status",
-        F.when(F.col("previous_status").isNull(), "initial").otherwise("change").alias("change_type"),
+        F.when(F.col("previous_status").isNull(), INITIAL).otherwise(CHANGE).alias("change_type"),
         "status_source",
+        "approval_date",
+        F.lit(None).cast("string").alias("reason"),
+    )
+
+
+def removals(removed: DataFrame, withdrawn: DataFrame, rejected: DataFrame) -> DataFrame:
+    """Event rows for consolidated rows that lost their silver rows (``removed``: ttb_id, receipt_date, status).
+
+    ``withdrawn`` / ``rejected`` are the COLAs' silver.withdrawals / silver.rejects rows. A withdrawal
+    is dated when the registry was first seen answering its error page, a rejection by the fetch of
+    the rejected page; with neither (a row dropped by reprocessing), the event is ``removed``, dated
+    by the latest page fetch gold had stored, the last time the COLA was seen public.
+    """
+    w = withdrawn.groupBy("ttb_id").agg(
+        F.min("withdrawn_at").alias("_withdrawn_at"),
+        F.concat_ws(", ", F.sort_array(F.collect_set("data_type"))).alias("_w_pages"),
+    )
+    r = rejected.groupBy("ttb_id").agg(
+        F.max("fetched_at").alias("_rejected_at"),
+        F.concat_ws("; ", F.sort_array(F.collect_set(F.concat_ws(" ", "data_type", "rule", "reason")))).alias("_r_why"),
+    )
+    last_seen = F.greatest("detail_fetched_at", "certificate_fetched_at")
+    out = removed.join(w, "ttb_id", "left").join(r, "ttb_id", "left")
+    kind = F.when(F.col("_withdrawn_at").isNotNull(), WITHDRAWN).when(F.col("_rejected_at").isNotNull(), REJECTED).otherwise(REMOVED)
+    observed = F.coalesce("_withdrawn_at", "_rejected_at", "_last_seen")
+    reason = (
+        F.when(kind == WITHDRAWN, F.concat(F.lit("withdrawn from public view: "), F.col("_w_pages")))
+        .when(kind == REJECTED, F.concat(F.lit("rejected in silver: "), F.col("_r_why")))
+        .otherwise(F.lit("no silver row left"))
+    )
+    return out.withColumn("_last_seen", last_seen).select(
+        "ttb_id",
+        "receipt_date",
+        observed.alias("observed_at"),
+        date_key(F.to_date(observed)).alias("observed_date_key"),
+        F.col("status").alias("previous_status"),
+        F.lit(None).cast("string").alias("status"),
+        kind.alias("change_type"),
+        F.lit(None).cast("string").alias("status_source"),
+        F.lit(None).cast("date").alias("approval_date"),
+        reason.alias("reason"),
     )
 
 

@@ -1,0 +1,144 @@
+"""Discovery by the registry's search against the simulator: windows over the cap are split until
+every ID is listed (or fail naming the window), and the daily job fetches what is new or changed,
+lands it in bronze (pages and listings) and keeps its watermark in the run audit."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, timedelta
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import make_settings
+from ttb_spark import audit, bronze, cli, discover, lakehouse, parse, runner, search, simulator, storage
+from ttb_spark.client import Pacer, RegistryClient
+from ttb_spark.runner import Scope
+
+TODAY = date(2024, 3, 1)
+DAY = date(2024, 2, 27)  # seed 0, scale 0.3: 83 completions; class 81 has 13 (5 from origin 50, 8 from 01); no pair has more than 8
+
+
+def settings_for(tmp_path, sim, **pipeline):
+    return make_settings(tmp_path, pipeline=pipeline, extraction={"registry_base_url": sim.base_url, "use_simulator": False})
+
+
+def test_a_window_over_the_cap_is_split_until_every_id_is_listed(tmp_path):
+    with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=8) as sim:
+        client = RegistryClient(settings_for(tmp_path, sim).extraction, Pacer(0))
+        window = search.Criteria(DAY - timedelta(days=1), DAY)
+        rows, answers = discover.list_completed(client.search, window)
+        truth = sim.search(window)
+    assert len(truth) > 8
+    assert sorted((r.ttb_id, r.completed_date) for r in rows) == [(r.ttb_id, r.completed_date) for r in truth]
+    finals = [a for a, final in answers if final]
+    assert all(a.total <= 8 for a in finals) and sum(a.total for a in finals) == len(truth)
+    splits = [a.criteria for a, final in answers if not final]
+    assert any(c.date_from < c.date_to for c in splits)  # by date, then ...
+    assert any(c.date_from == c.date_to and c.class_type_from != c.class_type_to for c in splits)  # ... by class/type range
+    assert any(a.criteria.origin_code for a in finals)  # ... then by origin
+
+
+def test_a_window_that_cannot_be_split_fails_naming_it(tmp_path):
+    with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=7) as sim:
+        client = RegistryClient(settings_for(tmp_path, sim).extraction, Pacer(0))
+        with pytest.raises(discover.WindowTooLarge) as failure:
+            discover.list_completed(client.search, search.Criteria(DAY, DAY))
+        named = re.match(r"search window (\S+): (\d+) records, more than the 7 a search returns", str(failure.value))
+        assert named, str(failure.value)
+        label, total = named.groups()
+        code, origin = re.fullmatch(rf"{DAY}_{DAY}_ct-(\w+)-\1_or-(\w+)", label).groups()
+        pair = sim.search(search.Criteria(DAY, DAY, code, code, origin))
+    assert len(pair) == int(total) > 7
+
+
+def _daily(settings, sim, day: date, capsys) -> None:
+    sim.today = day
+    argv = ["daily", "--env", "test", "--date", day.isoformat(), "--registry-url", sim.base_url,
+            "--raw-root", settings.pipeline.raw_root, "--lakehouse-root", settings.pipeline.lakehouse_root]
+    assert cli.main(argv) == 0, capsys.readouterr()
+
+
+def test_daily_fetches_new_and_moved_ids_into_bronze_and_keeps_its_watermark(spark, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TTB_USE_SIMULATOR", "false")
+    changed = "24031001000110"  # scale 0.1: approved 2024-02-18, REVOKED 2024-03-09
+    with simulator.running(seed=0, scale=0.1) as sim:
+        rec = sim.registry.record(changed)
+        approved, revoked = rec.approval_date, rec.change_date
+        settings = make_settings(tmp_path)
+        root = settings.pipeline.lakehouse_root
+        _daily(settings, sim, approved, capsys)
+        first = sim.search(search.Criteria(approved, approved))
+        hits_before = len(sim.hits)
+        again = discover.discover(settings_for(tmp_path, sim), "again", approved, approved)  # the same day again: nothing new or moved
+        assert all(h.data_type == "search" for h in sim.hits[hits_before:])
+        assert (again["listed"], again["fetched_ids"]) == (len(first), 0)
+        _daily(settings, sim, revoked, capsys)
+        second = sim.search(search.Criteria(revoked, revoked))
+        runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).orderBy("started_at").collect()
+
+    assert changed in {r.ttb_id for r in first} and changed in {r.ttb_id for r in second}
+    counts = [r.counts["discover"] for r in runs]
+    assert counts[0]["new"] == len(first) and counts[0]["pages_found"] == 2 * len(first)
+    assert counts[1]["moved"] == 1 and counts[1]["new"] == len(second) - 1
+    # each manifest is ingested once: the second run's bronze takes the empty one of "again" and its own
+    assert [r.counts["bronze"]["discovery_manifests"] for r in runs] == [1, 2]
+    assert [r.counts["bronze"]["search_manifests"] for r in runs] == [1, 2]
+
+    listings = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, root).where(F.col("completed_date").isin(approved, revoked))
+    assert {(r.ttb_id, r.completed_date) for r in listings.collect()} == (
+        {(r.ttb_id, r.completed_date) for r in first} | {(r.ttb_id, r.completed_date) for r in second}
+    )
+    pages = {(r.ttb_id, r.data_type): r for r in lakehouse.read_table(spark, bronze.PAGES, root).collect()}
+    assert len(pages) == 2 * len({r.ttb_id for r in first + second})
+    detail = parse.parse_page(pages[(changed, "cola-detail")].html.encode("iso-8859-1"), changed, "detail").record
+    assert detail["status"] == rec.change_status and pages[(changed, "cola-detail")].withdrawn_at is None
+    assert storage.open_store(settings.pipeline.raw_root).list(f"search/completed_date={revoked.isoformat()}/")
+
+    # the watermark is the run audit's: --since-last-run starts the overlap before the day after it
+    args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-20",
+                                          "--lakehouse-root", root])
+    _, scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    overlap = settings.extraction.discovery_overlap_days
+    assert (scope.start, scope.end) == (revoked + timedelta(days=1 - overlap), date(2024, 3, 20))
+
+
+def test_stage_fails_when_listed_pages_cannot_be_fetched(spark, tmp_path):
+    with simulator.running(seed=0, scale=0.05, today=TODAY, faults={"server_error": 1.0}) as sim:
+        settings = make_settings(tmp_path, extraction={"registry_base_url": sim.base_url, "use_simulator": False})
+        with pytest.raises(Exception, match="no usable answer"):
+            discover.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail",), run_id="r1"))
+    assert not storage.open_store(settings.pipeline.raw_root).list("manifests/")
+
+
+def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
+    from test_markers import DAY as RECEIVED, GONE
+
+    from ttb_spark import reconcile, scrape
+    from ttb_spark.partitions import Partition
+
+    with simulator.running(seed=0, scale=0.05, today=date(2024, 2, 6)) as sim:  # GONE is public (approved 02-05)
+        settings = make_settings(
+            tmp_path, pipeline={"receipt_methods": ["001"]},
+            extraction={"registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 200},
+        )
+        work = [(Partition(RECEIVED, "001", t), False) for t in ("cola-detail", "certificate")]
+        list(scrape.scrape_slice([(0, work)], settings, "walk-1", 1))
+        walked = set(sim.public_ids([RECEIVED], ["001"]))
+        sim.today = date(2024, 3, 5)  # later approvals of that day; GONE withdrawn on 2024-03-02
+        discover.discover(settings, "disc-1", RECEIVED, sim.today)
+        listed = {r.ttb_id for r in sim.search(search.Criteria(RECEIVED, sim.today)) if r.ttb_id[:8] == GONE[:8]}
+        counts = reconcile.run(spark, settings, Scope(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-1"))
+
+    assert GONE in walked - listed and listed - walked  # both kinds of difference occur
+    day = RECEIVED.isoformat()
+    assert (counts["walked"], counts["listed"]) == (len(walked), len(listed))
+    assert counts["listed_not_walked"] == counts[f"listed_not_walked.{day}"] == len(listed - walked)
+    assert counts["walked_not_listed"] == counts[f"walked_not_listed.{day}"] == len(walked - listed)
+    # listed-not-walked pages were already stored by discovery: only the walked-not-listed are fetched
+    assert counts["fetched_ids"] == len(walked - listed) and counts["pages_withdrawn"] == 2
+    store = storage.open_store(settings.pipeline.raw_root)
+    manifest = storage.discovery_manifest_key("rec-1", RECEIVED, RECEIVED, "received")
+    gone = [json.loads(x) for x in store.get(manifest).decode().splitlines() if GONE in x]
+    assert [g["outcome"] for g in gone] == ["withdrawn", "withdrawn"] and store.exists(storage.marker_of(manifest))

@@ -1,0 +1,359 @@
+"""Discover stage: find what changed through the registry's own search, then fetch just that.
+
+The scope's dates are **completed** dates here (the runner starts ``--since-last-run`` at the
+watermark minus ``TTB_DISCOVERY_OVERLAP_DAYS``; the watermark is the run audit's last covered
+date, in the lakehouse). The range is searched in windows of at most
+``TTB_DISCOVERY_WINDOW_DAYS``; a window whose "Total Matching Records" exceeds what a search
+returns is split — by completed date, then by class/type code range, then by origin — until each
+part is under the cap, and every split must account for its window's whole total. A window that
+cannot be split further fails the stage, naming it.
+
+Each listed ID is fetched (detail, then certificate, through the same polite client and into the
+same page keys as the walk) when it is new — no stored detail page — or its completed date moved
+past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
+change. A withdrawn record is no longer listed: each run also re-lists the
+``TTB_DISCOVERY_SWEEP_DAYS`` before its range, and an ID whose latest listing so far falls in the
+re-listed days but that no search of the run lists (it vanished) is fetched again; a stored page
+now answering the error page is recorded ``withdrawn``.
+
+Raw store, per run and range, manifest first and ``_COMPLETE`` (naming the manifest's SHA-256)
+last: the search answers as served under ``search/completed_date=<date>/run_id=<run>/...`` with
+``search/manifests/run_id=<run>/completed=<first>_<last>/manifest.jsonl``, and the fetches in
+``manifests/discovery/run_id=<run>/completed=<first>_<last>/manifest.jsonl`` (walk manifest lines),
+which bronze ingests once each. Fetch failures are recorded and then fail the stage, so the
+watermark does not pass them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from ttb_spark import search, storage
+from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
+from ttb_spark.partitions import Partition
+from ttb_spark.scrape import previously_withdrawn
+from ttb_spark.ttb_id import TTBId
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from ttb_spark.runner import Scope
+    from ttb_spark.settings import Settings
+
+log = logging.getLogger(__name__)
+DATA_TYPES = ("cola-detail", "certificate")
+
+
+class WindowTooLarge(RuntimeError):
+    """A search window over the registry's cap that cannot be split any further (names the window)."""
+
+
+class FetchesFailed(RuntimeError):
+    """Some listed pages could not be fetched; they are in the manifest and the next run retries them."""
+
+
+@lru_cache(maxsize=1)
+def known_codes() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(class/type codes, origin codes) of the reference seed, sorted as the search compares them (strings)."""
+    from ttb_spark import reference
+
+    rows = reference.seed_rows()
+    return (tuple(sorted({r.code for r in rows if r.ref_type == "class_type"})),
+            tuple(sorted({r.code for r in rows if r.ref_type == "origin"})))
+
+
+def split(criteria: search.Criteria, answer: SearchAnswer, codes: tuple[tuple[str, ...], tuple[str, ...]]) -> list[search.Criteria]:
+    """The parts of an over-cap window: two date halves, else two class/type ranges, else one search
+    per origin (origins seen in the capped rows first); empty when it cannot be split."""
+    c = criteria
+    if c.date_from < c.date_to:
+        middle = c.date_from + timedelta(days=(c.date_to - c.date_from).days // 2)
+        return [search.Criteria(c.date_from, middle, c.class_type_from, c.class_type_to, c.origin_code),
+                search.Criteria(middle + timedelta(days=1), c.date_to, c.class_type_from, c.class_type_to, c.origin_code)]
+    class_codes, origins = codes
+    inside = [k for k in class_codes if (not c.class_type_from or k >= c.class_type_from) and (not c.class_type_to or k <= c.class_type_to)]
+    if len(inside) > 1:
+        half = len(inside) // 2
+        return [search.Criteria(c.date_from, c.date_to, c.class_type_from, inside[half - 1], c.origin_code),
+                search.Criteria(c.date_from, c.date_to, inside[half], c.class_type_to, c.origin_code)]
+    if not c.origin_code:
+        seen = [o for o in dict.fromkeys(r.origin_code for r in answer.rows) if o]
+        return [search.Criteria(c.date_from, c.date_to, c.class_type_from, c.class_type_to, o)
+                for o in [*seen, *(o for o in origins if o not in seen)]]
+    return []
+
+
+def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criteria: search.Criteria,
+                   codes: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[list[search.Listing], list[tuple[SearchAnswer, bool]]]:
+    """Every row completed in the window, splitting it under the cap; and each answer (final: not split)."""
+    codes = codes or known_codes()
+    answers: list[tuple[SearchAnswer, bool]] = []
+
+    def listed(c: search.Criteria) -> list[search.Listing]:
+        answer = run_search(c)
+        final = answer.total == len(answer.rows)
+        answers.append((answer, final))
+        if final:
+            return list(answer.rows)
+        parts = split(c, answer, codes)
+        if not parts:
+            raise WindowTooLarge(
+                f"search window {c.label}: {answer.total} records, more than the {answer.returned} a search returns, "
+                "and it cannot be split further (one completed date, one class/type code, one origin)"
+            )
+        rows: list[search.Listing] = []
+        for part in parts:
+            if len(rows) >= answer.total:
+                break  # the remaining origins can hold nothing: the window is accounted for
+            rows += listed(part)
+        if len(rows) != answer.total:
+            raise WindowTooLarge(f"search window {c.label}: its parts list {len(rows)} records, the window says {answer.total}")
+        return rows
+
+    return listed(criteria), answers
+
+
+def windows(first: date, last: date, days: int) -> list[search.Criteria]:
+    """Completed-date windows of at most ``days`` days covering ``first..last``."""
+    out = []
+    while first <= last:
+        end = min(last, first + timedelta(days=days - 1))
+        out.append(search.Criteria(first, end))
+        first = end + timedelta(days=1)
+    return out
+
+
+@dataclass
+class Fetcher:
+    """Fetches listed IDs' pages with ``concurrency`` polite clients into the raw store, as manifest lines."""
+
+    settings: Settings
+    store: storage.RawStore
+    run_id: str
+
+    def __post_init__(self) -> None:
+        extraction = self.settings.extraction
+        tasks = extraction.scrape_concurrency
+        interval = task_interval(extraction, tasks)
+        self.clients = [RegistryClient(extraction, Pacer(interval)) for _ in range(tasks)]
+        for index, client in enumerate(self.clients):
+            client.pacer.hold(index * interval / tasks)
+
+    @property
+    def requests_sent(self) -> int:
+        return sum(c.requests_sent for c in self.clients)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date]) -> list[dict[str, Any]]:
+        """Detail then certificate of each ID; one manifest line per page."""
+        work: queue.Queue[TTBId] = queue.Queue()
+        for ttb_id in ids:
+            work.put(ttb_id)
+        lines: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        def drain(client: RegistryClient) -> None:
+            while True:
+                try:
+                    ttb_id = work.get_nowait()
+                except queue.Empty:
+                    return
+                got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in DATA_TYPES]
+                with lock:
+                    lines.extend(got)
+
+        with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
+            for future in [pool.submit(drain, c) for c in self.clients]:
+                future.result()
+        return sorted(lines, key=lambda e: (e["ttb_id"], e["data_type"]))
+
+    def _page(self, client: RegistryClient, ttb_id: TTBId, data_type: str, completed: date | None) -> dict[str, Any]:
+        part = Partition(ttb_id.receipt_date, ttb_id.receipt_method, data_type)
+        key = storage.page_key(part, ttb_id)
+        got = client.fetch(data_type, ttb_id)
+        body, outcome, withdrawn_at, stored_key, fetched_at = got.body, got.outcome, None, None, got.fetched_at
+        if outcome == "found" and body is not None:
+            self.store.put(key, body)
+            stored_key = key
+        elif outcome == "not_found" and self.store.exists(key):
+            # the stored copy stays: the line names it, its fetch time, and when the error page was first seen
+            first_seen = previously_withdrawn(self.store, part).get(str(ttb_id))
+            body, outcome, stored_key = self.store.get(key), "withdrawn", key
+            withdrawn_at, fetched_at = first_seen or got.fetched_at.isoformat(), self.store.modified(key)
+        return {
+            "ttb_id": str(ttb_id), "method_type": part.method_type, "receipt_date": part.receipt_date.isoformat(),
+            "data_type": data_type, "receipt_method": part.receipt_method, "sequence": ttb_id.sequence,
+            "outcome": outcome, "reason": got.reason if outcome in ("unexpected", "failed") else ("error_page" if withdrawn_at else None),
+            "http_status": got.http_status, "bytes": len(body) if body is not None and stored_key else None,
+            "sha256": hashlib.sha256(body).hexdigest() if body is not None and stored_key else None,
+            "fetched_at": fetched_at.isoformat(), "attempts": got.attempts, "key": stored_key, "run_id": self.run_id,
+            "withdrawn_at": withdrawn_at, "completed_date": completed.isoformat() if completed else None,
+        }
+
+
+def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The manifest, then its ``_COMPLETE`` naming it (found count and SHA-256)."""
+    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    store.put(key, body)
+    found = sum(1 for line in lines if line.get("outcome") == "found")
+    marker = summary | {"found": found, "manifest": key, "manifest_sha256": hashlib.sha256(body).hexdigest(),
+                        "completed_at": datetime.now(timezone.utc).isoformat()}
+    store.put(storage.marker_of(key), json.dumps(marker, indent=1).encode())
+
+
+def keep_answers(store: storage.RawStore, run_id: str, answers: list[tuple[SearchAnswer, bool]]) -> list[dict[str, Any]]:
+    """Store every search answer as served; the search manifest's lines (one per search)."""
+    lines = []
+    for answer, final in answers:
+        c = answer.criteria
+        keys = []
+        for name, body in answer.answers:
+            key = storage.search_answer_key(run_id, c.date_from, c.label, name)
+            store.put(key, body)
+            keys.append(key)
+        lines.append({
+            "label": c.label, "criteria": c.form(), "total": answer.total, "returned": answer.returned,
+            "listed": len(answer.rows), "source": answer.source, "final": final, "keys": keys,
+            "attempts": answer.attempts, "searched_at": answer.searched_at.isoformat(), "run_id": run_id,
+        })
+    return lines
+
+
+def previous_completions(spark: SparkSession | None, settings: Settings, store: storage.RawStore,
+                         ids: set[str]) -> dict[str, date]:
+    """The latest completed date each of ``ids`` was listed with before: bronze.search_listings plus
+    complete search manifests bronze has not ingested yet."""
+    from ttb_spark import bronze
+
+    best: dict[str, date] = {}
+    root = settings.pipeline.lakehouse_root
+    if spark is not None:
+        from pyspark.sql import functions as F
+
+        from ttb_spark import lakehouse
+
+        table = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, root)
+        wanted = spark.createDataFrame([(i,) for i in sorted(ids)] or [("",)], "ttb_id string")
+        for row in table.join(wanted, "ttb_id").groupBy("ttb_id").agg(F.max("completed_date")).collect():
+            best[row[0]] = row[1]
+        pending = bronze.pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
+    else:
+        keys = set(store.list(storage.SEARCH_MANIFESTS))
+        pending = sorted(k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys)
+    for key in pending:
+        for row in bronze.read_search_manifest(store, key):
+            if row["ttb_id"] in ids and row["completed_date"] > best.get(row["ttb_id"], date.min):
+                best[row["ttb_id"]] = row["completed_date"]
+    return best
+
+
+def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawStore, first: date, last: date,
+             listed: set[str]) -> list[TTBId]:
+    """IDs whose latest listing so far (bronze.search_listings plus complete search manifests not ingested)
+    has a completed date in ``first..last``, that ``listed`` (this run's searches of those days) lacks and
+    whose detail page bronze holds as public (not recorded withdrawn yet)."""
+    from ttb_spark import bronze
+
+    candidates: set[str] = set()
+    if spark is not None:
+        from pyspark.sql import functions as F
+
+        from ttb_spark import lakehouse
+
+        table = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, settings.pipeline.lakehouse_root)
+        in_days = table.where(F.col("completed_date").between(F.lit(first), F.lit(last)))
+        candidates = {r[0] for r in in_days.select("ttb_id").distinct().collect()}
+        pending = bronze.pending_manifests(spark, store, settings.pipeline.lakehouse_root, storage.SEARCH_MANIFESTS)
+        candidates |= {r["ttb_id"] for key in pending for r in bronze.read_search_manifest(store, key) if first <= r["completed_date"] <= last}
+        pages = lakehouse.read_table(spark, bronze.PAGES, settings.pipeline.lakehouse_root)
+        wanted = spark.createDataFrame([(i,) for i in sorted(candidates - listed)] or [("",)], "ttb_id string")
+        held = pages.where(F.col("withdrawn_at").isNull() & (F.col("data_type") == "cola-detail")).join(wanted, "ttb_id", "left_semi")
+        candidates &= {r[0] for r in held.select("ttb_id").collect()}  # public in bronze: not recorded withdrawn, nor never held
+    candidates -= listed
+    latest = previous_completions(spark, settings, store, candidates) if candidates else {}
+    return [TTBId(i) for i in sorted(candidates) if first <= latest.get(i, date.min) <= last]
+
+
+def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], int, int]:
+    """(IDs to fetch, how many are new, how many moved): no stored detail page, or a completed date past the last listed."""
+    ids, new, moved = [], 0, 0
+    for row in listed:
+        ttb_id = TTBId(row.ttb_id)
+        if not stored(ttb_id):
+            ids.append(ttb_id)
+            new += 1
+        elif row.ttb_id in previous and row.completed_date > previous[row.ttb_id]:
+            ids.append(ttb_id)
+            moved += 1
+    return ids, new, moved
+
+
+def stored_details(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
+    """Which of ``ids`` have a stored detail page (one listing per receipt day and method)."""
+    stored: set[str] = set()
+    for day, method in sorted({(i.receipt_date, i.receipt_method) for i in ids}):
+        prefix = storage.partition_prefix("pages", Partition(day, method, "cola-detail"))
+        stored.update(k.rsplit("/", 1)[1].removesuffix(".html") for k in store.list(prefix))
+    return stored
+
+
+def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None) -> dict[str, int]:
+    """Search ``first..last`` by completed date, store the answers, fetch what is new or moved."""
+    store = storage.raw_store(settings)
+    fetcher = Fetcher(settings, store, run_id)
+    searcher = fetcher.clients[0]
+    try:
+        listed: dict[str, search.Listing] = {}
+        answers: list[tuple[SearchAnswer, bool]] = []
+        swept: set[str] = set()
+        sweep_first = first - timedelta(days=settings.extraction.discovery_sweep_days)
+        for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
+            rows, got = list_completed(searcher.search, window)
+            answers += got
+            for r in rows:
+                if r.completed_date >= first:
+                    listed[r.ttb_id] = r
+                else:
+                    swept.add(r.ttb_id)
+        search_requests = fetcher.requests_sent
+        previous = previous_completions(spark, settings, store, set(listed))  # before this run's listing is stored
+        gone = vanished(spark, settings, store, sweep_first, last, swept | set(listed))
+        write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
+                       {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
+        rows = sorted(listed.values(), key=lambda r: r.ttb_id)
+        stored = stored_details(store, (TTBId(i) for i in listed))
+        ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
+        ids += gone
+        lines = fetcher.fetch(ids, {r.ttb_id: r.completed_date for r in rows})
+        write_manifest(store, storage.discovery_manifest_key(run_id, first, last), lines,
+                       {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id})
+        outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
+        counts = {
+            "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
+            "listed": len(rows), "swept": len(swept), "new": new, "moved": moved, "vanished": len(gone), "fetched_ids": len(ids),
+            **{f"pages_{k}": v for k, v in outcomes.items()},
+            "search_requests": search_requests, "requests": fetcher.requests_sent,
+        }
+    finally:
+        fetcher.close()
+    troubled = outcomes["failed"] + outcomes["unexpected"]
+    if troubled:
+        raise FetchesFailed(f"discover {first}..{last}: {troubled} page(s) ended failed/unexpected (recorded in the manifest); rerun to retry")
+    return counts
+
+
+def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+    """The stage: discover over the scope's dates, read as completed dates."""
+    return discover(settings, scope.run_id, scope.start, scope.end, spark)
