@@ -197,7 +197,6 @@ def add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> di
 
 def write(spark: SparkSession, record: RunRecord, lakehouse_root: str) -> None:
     """Insert or update the run's row."""
-    lakehouse.add_missing_columns(spark, PIPELINE_RUNS, lakehouse_root)
     frame = spark.createDataFrame([record.as_row()], PIPELINE_RUNS.schema)
     lakehouse.merge_upsert(spark, frame, PIPELINE_RUNS, lakehouse_root)
 

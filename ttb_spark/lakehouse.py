@@ -142,7 +142,8 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
     columns = ", ".join(_column_ddl(f) for f in spec.schema.fields)
     partitioned = f" PARTITIONED BY ({', '.join(_ident(c) for c in spec.partition_by)})" if spec.partition_by else ""
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} ({columns}) USING delta{partitioned} COMMENT {sql_string(spec.comment)}")
+    properties = f" TBLPROPERTIES ({_properties_sql(spec.properties)})" if spec.properties else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} ({columns}) USING delta{partitioned} COMMENT {sql_string(spec.comment)}{properties}")
     return []
 
 
@@ -199,18 +200,6 @@ def migrate(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[s
     return statements
 
 
-def add_missing_columns(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
-    """Add the columns ``spec`` declares that an existing table lacks (a table created by an older release)."""
-    if not table_exists(spark, spec, lakehouse_root):
-        return
-    path = spec.path(lakehouse_root)
-    stored = set(spark.read.format("delta").load(path).columns)
-    missing = [f for f in spec.schema.fields if f.name not in stored]
-    if missing:
-        added = ", ".join(f"{f.name} {f.dataType.simpleString()} COMMENT {_literal(f.metadata.get('comment', ''))}" for f in missing)
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
-
-
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
     """Whether the table exists (as a Delta table at its path, or by name in the catalog)."""
     from pyspark.errors import AnalysisException
@@ -265,10 +254,14 @@ def merge_upsert(
     if delete_missing_in is not None:
         scope = prune_condition("t", delete_missing_in)
         clauses.append(f"WHEN NOT MATCHED BY SOURCE{f' AND {scope}' if scope else ''} THEN DELETE")
-    text = f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses)
+    return _merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), conform(df, spec))
+
+
+def _merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
+    """Run a ``MERGE INTO ... USING {source}`` statement with ``source`` as the DataFrame argument; its row counts."""
     # the statement is a format string for spark.sql's DataFrame argument: literal braces doubled
-    text = text.replace("{", "{{").replace("}", "}}").replace("{{source}}", "{source}")
-    row = spark.sql(text, source=conform(df, spec)).first()
+    text = statement.replace("{", "{{").replace("}", "}}").replace("{{source}}", "{source}")
+    row = spark.sql(text, source=source).first()
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
 
 
@@ -295,11 +288,7 @@ def last_operation_metrics(
 
 def current_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int | None:
     """The table's latest commit version (None when the table does not exist)."""
-    from delta.tables import DeltaTable
-
-    if not table_exists(spark, spec, lakehouse_root):
-        return None
-    return int(DeltaTable.forPath(spark, spec.path(lakehouse_root)).history(1).collect()[0]["version"])
+    return table_version(spark, spec, lakehouse_root) if table_exists(spark, spec, lakehouse_root) else None
 
 
 DATA_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numOutputRows",
@@ -311,7 +300,7 @@ def data_commits(spark: SparkSession, spec: TableSpec, lakehouse_root: str, afte
     changed data: any metric above, or an operation other than an empty MERGE or a property change."""
     if not table_exists(spark, spec, lakehouse_root):
         return []
-    history = spark.sql(f"DESCRIBE HISTORY delta.`{spec.path(lakehouse_root)}`")
+    history = spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)}")
     if after_version is not None:
         history = history.where(f"version > {after_version}")
     out = []
@@ -322,21 +311,32 @@ def data_commits(spark: SparkSession, spec: TableSpec, lakehouse_root: str, afte
     return out
 
 
+def _properties_sql(properties: Iterable[tuple[str, str]]) -> str:
+    return ", ".join(f"{sql_string(k)} = {sql_string(v)}" for k, v in sorted(properties))
+
+
 def ensure_properties(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
     """Set ``spec.properties`` on an existing table where they differ (one ALTER commit, none when already set)."""
     if not spec.properties or not table_exists(spark, spec, lakehouse_root):
         return
-    path = spec.path(lakehouse_root)
-    stored = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()}
+    ref = table_ref(spec, lakehouse_root)
+    stored = {r["key"]: r["value"] for r in spark.sql(f"SHOW TBLPROPERTIES {ref}").collect()}
     missing = {k: v for k, v in spec.properties if stored.get(k) != v}
     if missing:
-        assignments = ", ".join(f"'{k}' = '{v}'" for k, v in sorted(missing.items()))
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        spark.sql(f"ALTER TABLE {ref} SET TBLPROPERTIES ({_properties_sql(missing.items())})")
+
+
+def _reader(spark: SparkSession, spec: TableSpec, lakehouse_root: str, options: dict[str, Any]) -> DataFrame:
+    """The table read with DataFrameReader ``options`` (time travel, change feed), by name or by path."""
+    reader = spark.read.format("delta").options(**{k: str(v) for k, v in options.items()})
+    if is_catalog(lakehouse_root):
+        return reader.table(".".join(_catalog_name(spec, lakehouse_root)))
+    return reader.load(spec.path(lakehouse_root))
 
 
 def read_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str, version: int) -> DataFrame:
     """The table as of commit ``version`` (time travel)."""
-    return spark.read.format("delta").option("versionAsOf", version).load(spec.path(lakehouse_root))
+    return _reader(spark, spec, lakehouse_root, {"versionAsOf": version})
 
 
 def read_changes(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int, through_version: int) -> DataFrame:
@@ -346,14 +346,8 @@ def read_changes(spark: SparkSession, spec: TableSpec, lakehouse_root: str, afte
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    changes = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", after_version + 1)
-        .option("endingVersion", through_version)
-        .load(spec.path(lakehouse_root))
-        .where(F.col("_change_type") != "update_preimage")
-    )
+    options = {"readChangeFeed": "true", "startingVersion": after_version + 1, "endingVersion": through_version}
+    changes = _reader(spark, spec, lakehouse_root, options).where(F.col("_change_type") != "update_preimage")
     last = Window.partitionBy(*spec.keys).orderBy(F.col("_commit_version").desc(), (F.col("_change_type") == "delete").asc())
     return changes.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n", "_commit_timestamp")
 
@@ -372,9 +366,8 @@ def merge_changes(
     With ``prune`` (literal partition values covering both frames) it reads only those partitions:
     no by-source delete, so the cost follows the batch, not the table. A cheap check first (source
     keys + row_hash not stored, delete keys that are stored) skips the MERGE, and its commit, when
-    it would change nothing. Returns the MERGE's row counts.
+    it would change nothing. SQL ``MERGE INTO``, like :func:`merge_upsert`. Returns the MERGE's row counts.
     """
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     keys = list(spec.keys)
@@ -391,20 +384,15 @@ def merge_changes(
     ensure_table(spark, spec, lakehouse_root)
     blanks = [F.lit(None).cast(f.dataType).alias(f.name) for f in spec.schema.fields if f.name not in spec.keys]
     source = rows.unionByName(gone.select(*spec.keys, *blanks, F.lit(True).alias(DELETE)))
-    target = DeltaTable.forPath(spark, spec.path(lakehouse_root))
-    condition = " AND ".join(f"t.{k} <=> s.{k}" for k in spec.keys)
+    condition = " AND ".join(f"t.{_ident(k)} <=> s.{_ident(k)}" for k in spec.keys)
     pruning = prune_condition("t", prune)
     if pruning:
         condition = f"{condition} AND {pruning}"
-    values = {f: f"s.{f}" for f in spec.schema.fieldNames()}
-    changed = f"NOT s.{DELETE}" + (f" AND t.{ROW_HASH} <> s.{ROW_HASH}" if ROW_HASH in values else "")
-    merge = (
-        target.alias("t")
-        .merge(source.alias("s"), condition)
-        .whenMatchedDelete(condition=f"s.{DELETE}")
-        .whenMatchedUpdate(condition=changed, set=values)
-        .whenNotMatchedInsert(condition=f"NOT s.{DELETE}", values=values)
-    )
-    before = target.history(1).collect()[0]["version"]
-    merge.execute()
-    return last_operation_metrics(spark, spec, lakehouse_root, after_version=before)
+    names = [_ident(f) for f in spec.schema.fieldNames()]
+    changed = f"NOT s.{DELETE}" + (f" AND t.{ROW_HASH} <> s.{ROW_HASH}" if ROW_HASH in spec.schema.fieldNames() else "")
+    clauses = [
+        f"WHEN MATCHED AND s.{DELETE} THEN DELETE",
+        f"WHEN MATCHED AND {changed} THEN UPDATE SET {', '.join(f'{n} = s.{n}' for n in names)}",
+        f"WHEN NOT MATCHED AND NOT s.{DELETE} THEN INSERT ({', '.join(names)}) VALUES ({', '.join(f's.{n}' for n in names)})",
+    ]
+    return _merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), source)
