@@ -165,11 +165,22 @@ def test_bundle_prod_target_is_deployable_and_scheduled():
     assert all(c["spark_env_vars"]["TTB_ENVIRONMENT"] == "production" for c in _clusters(prod))
 
 
-def test_bundle_daily_job_runs_since_last_run_every_day():
+def test_bundle_daily_job_runs_the_daily_flow_since_last_run_every_day():
     daily = _bundle("prod")["jobs"]["ttb_daily"]
     fields = daily["schedule"]["quartz_cron_expression"].split()
     assert len(fields) in (6, 7) and fields[3] == "*", "runs every day"
+    assert [t["python_wheel_task"]["entry_point"] for t in daily["tasks"]] == ["ttb-daily"]
     assert all("--since-last-run" in t["python_wheel_task"]["parameters"] for t in daily["tasks"])
+
+
+def test_emr_daily_runs_call_the_daily_job_since_last_run():
+    args = json.loads((DEPLOY / "emr" / "step.json").read_text())[0]["Args"]
+    script = next(i for i, a in enumerate(args) if a.endswith(".py"))
+    run = json.loads((DEPLOY / "emr-serverless" / "start-job-run.json").read_text())["jobDriver"]["sparkSubmit"]
+    for entry, arguments in ((args[script], args[script + 1:]), (run["entryPoint"], run["entryPointArguments"])):
+        assert entry.endswith("/jobs/daily.py") and (REPO / "jobs" / "daily.py").is_file()
+        assert "--since-last-run" in arguments
+        _accepts("daily", arguments)
 
 
 # ---------------------------------------------------------------------------------------------- EMR
