@@ -94,7 +94,11 @@ def test_daily_fetches_new_and_moved_ids_into_bronze_and_keeps_its_watermark(spa
     assert len(pages) == 2 * len({r.ttb_id for r in first + second})
     detail = parse.parse_page(pages[(changed, "cola-detail")].html.encode("iso-8859-1"), changed, "detail").record
     assert detail["status"] == rec.change_status and pages[(changed, "cola-detail")].withdrawn_at is None
-    assert storage.open_store(settings.pipeline.raw_root).list(f"search/completed_date={revoked.isoformat()}/")
+    # the answers are kept as served, and a search manifest of the second run covers the day it listed
+    store = storage.open_store(settings.pipeline.raw_root)
+    assert store.list("search/completed_date=")
+    spans = [re.search(r"completed=([\d-]+)_([\d-]+)/", key).groups() for key in store.list("search/manifests/") if key.endswith("manifest.jsonl")]
+    assert any(date.fromisoformat(first) <= revoked <= date.fromisoformat(last) for first, last in spans), spans
 
     # the watermark is the run audit's: --since-last-run starts the overlap before the day after it
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-20",
