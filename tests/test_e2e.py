@@ -86,7 +86,7 @@ def _assert_same(name: str, a, b) -> None:
 
 
 def _version(spark, spec, root: Path) -> int:
-    return lakehouse.table_version(spark, spec, str(root / "lakehouse"))
+    return lakehouse.current_version(spark, spec, str(root / "lakehouse"))
 
 
 @pytest.fixture(scope="module")

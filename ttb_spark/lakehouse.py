@@ -265,22 +265,9 @@ def _merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, 
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
 
 
-def table_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int:
-    """The table's latest version (its last commit)."""
-    return int(spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()["version"])
-
-
-def last_operation_metrics(
-    spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int | None = None
-) -> dict[str, int]:
-    """Row counts of the table's latest commit (inserted/updated/deleted for a MERGE).
-
-    With ``after_version``, zeros when no commit followed that version (a MERGE of an empty
-    source commits nothing, so the latest commit is an earlier operation's).
-    """
+def last_operation_metrics(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> dict[str, int]:
+    """Row counts of the table's latest commit (inserted/updated/deleted for a MERGE)."""
     history = spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()
-    if after_version is not None and history["version"] <= after_version:
-        return {"inserted": 0, "updated": 0, "deleted": 0}
     metrics = history["operationMetrics"] or {}
     keys = {"numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated", "numTargetRowsDeleted": "deleted"}
     return {short: int(metrics.get(long, 0)) for long, short in keys.items()}
@@ -288,7 +275,9 @@ def last_operation_metrics(
 
 def current_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int | None:
     """The table's latest commit version (None when the table does not exist)."""
-    return table_version(spark, spec, lakehouse_root) if table_exists(spark, spec, lakehouse_root) else None
+    if not table_exists(spark, spec, lakehouse_root):
+        return None
+    return int(spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()["version"])
 
 
 DATA_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numOutputRows",
