@@ -67,7 +67,7 @@ def test_new_column_and_comments_are_migrated_onto_the_existing_table(spark, roo
     assert applied == [
         f"ALTER TABLE {ref} ADD COLUMNS (`colour` string COMMENT 'Colour, upper-case.')",
         f"ALTER TABLE {ref} ALTER COLUMN `id` COMMENT 'The id.'",
-        f"ALTER TABLE {ref} SET TBLPROPERTIES ('comment' = 'Things (v2).')",
+        f"COMMENT ON TABLE {ref} IS 'Things (v2).'",
     ]
     assert _comments(spark, v2, root) == {f.name: f.metadata["comment"] for f in v2.schema.fields}
     assert spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(v2, root)}").first()["description"] == "Things (v2)."

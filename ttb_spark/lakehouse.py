@@ -156,7 +156,9 @@ class MigrationError(RuntimeError):
 
 def migration(spec: TableSpec, stored: StructType, stored_comment: str | None) -> list[str]:
     """The statements (with ``{table}`` for the table's name) that bring a table of schema ``stored``
-    to ``spec``: new columns added (``ALTER TABLE ADD COLUMNS``), changed column and table comments set.
+    to ``spec``: new columns added (``ALTER TABLE ADD COLUMNS``), changed column comments set, and a
+    changed table comment set by ``COMMENT ON TABLE`` (the statement Databricks documents for Unity
+    Catalog tables; Delta records it as a property change on path tables too).
 
     Raises :class:`MigrationError` for what cannot be migrated in place: a column the spec dropped,
     or one whose type or nullability changed (those need a rewrite, decided by a person).
@@ -179,7 +181,7 @@ def migration(spec: TableSpec, stored: StructType, stored_comment: str | None) -
         if f.name in have and comment and have[f.name].metadata.get("comment") != comment:
             statements.append(f"ALTER TABLE {{table}} ALTER COLUMN {_ident(f.name)} COMMENT {sql_string(comment)}")
     if (stored_comment or "") != spec.comment:
-        statements.append(f"ALTER TABLE {{table}} SET TBLPROPERTIES ('comment' = {sql_string(spec.comment)})")
+        statements.append(f"COMMENT ON TABLE {{table}} IS {sql_string(spec.comment)}")
     return statements
 
 
