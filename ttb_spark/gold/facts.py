@@ -194,13 +194,17 @@ def removals(removed: DataFrame, withdrawn: DataFrame, rejected: DataFrame) -> D
     )
 
 
-def reinstatements(events: DataFrame, latest: DataFrame) -> DataFrame:
-    """``events`` with each ``initial`` row of a COLA whose ``latest`` stored event (ttb_id, change_type,
-    observed_at: its last fact_status_changes row) is a removal relabelled ``reinstated``: it was
-    seen before, removed, and is public and valid again."""
-    last = latest.withColumn("_n", F.row_number().over(Window.partitionBy("ttb_id").orderBy(F.col("observed_at").desc())))
-    removed = last.where((F.col("_n") == 1) & F.col("change_type").isin(WITHDRAWN, REJECTED, REMOVED))
-    marked = events.join(removed.select("ttb_id", F.col("change_type").alias("_removal")), "ttb_id", "left")
+def reinstatements(events: DataFrame, history: DataFrame) -> DataFrame:
+    """``events`` with each ``initial`` row of a COLA whose last stored event before it (``history``:
+    ttb_id, change_type, observed_at of its fact_status_changes rows) is a removal relabelled
+    ``reinstated``: seen before, removed, and public and valid again. Only earlier events count, so
+    the rerun of a build killed after writing the row relabels it the same way."""
+    initial = events.where(F.col("change_type") == INITIAL).select("ttb_id", "observed_at")
+    before = initial.join(history.select("ttb_id", F.col("observed_at").alias("_at"), F.col("change_type").alias("_kind")), "ttb_id")
+    before = before.where(F.col("_at") < F.col("observed_at"))
+    last = before.withColumn("_n", F.row_number().over(Window.partitionBy("ttb_id", "observed_at").orderBy(F.col("_at").desc())))
+    removed = last.where((F.col("_n") == 1) & F.col("_kind").isin(WITHDRAWN, REJECTED, REMOVED))
+    marked = events.join(removed.select("ttb_id", "observed_at", F.col("_kind").alias("_removal")), ["ttb_id", "observed_at"], "left")
     again = (F.col("change_type") == INITIAL) & F.col("_removal").isNotNull()
     return (
         marked.withColumn("reason", F.when(again, F.concat(F.lit("public again after: "), F.col("_removal"))).otherwise(F.col("reason")))
