@@ -6,7 +6,16 @@ status changes, a withdrawal; faults on every kind of request) advances a day at
 step, the simulated today given as ``TTB_PARTITION_END_DATE``. Then one more run on the last day.
 Prints per-run wall times, whether gold equals the registry's public truth as of the last day,
 whether ``fact_status_changes`` holds exactly the observable changes, and the tables whose data
-the extra run changed (none expected). Run: ``.venv/bin/python -m bench.daily_bench [--days 60]``.
+the extra run changed (none expected).
+
+``--kill-seed S`` then replays the schedule into a second lakehouse, where the run of one day drawn
+from S is a subprocess killed (SIGKILL to its process group: driver, JVM, Python workers) once it
+has made N writes — raw-store objects and Delta commits, N drawn from S between 1 and the writes
+that day's run made in the first schedule — so the kill lands between or inside commits of any
+stage. The schedule then goes on (that day's run again, then the rest), and every bronze, silver
+and gold table of the two lakehouses is compared (:func:`table_differences`): none may differ.
+
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--kill-seed 7]``.
 """
 
 from __future__ import annotations
@@ -15,14 +24,18 @@ import argparse
 import io
 import json
 import os
+import random
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from contextlib import redirect_stdout
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from bench.__main__ import table
 from ttb_spark import cli, lakehouse, search, simulator
@@ -32,6 +45,10 @@ from ttb_spark.gold.facts import FACT_STATUS_CHANGES
 RESULTS = Path(__file__).parent / "results"
 FAULTS = {"reset": 0.02, "server_error": 0.03, "rate_limit": 0.02, "truncate": 0.02, "session_timeout": 0.01, "retry_after": 0}
 BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests"}
+DAILY = ("daily", "--env", "test", "--since-last-run")
+# columns that differ between two runs of the same schedule: run ids, wall-clock times, request attempts
+PER_RUN = re.compile(r"(^|_)run_id$|_at$|^attempts$|^http_status$|^observed_date_key$")
+RUN_ID_IN_KEY = re.compile(r"run_id=[^/]+")
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -40,18 +57,126 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--kill-seed", type=int, default=None, help="also replay the schedule with one run killed at a point drawn from this seed")
     return parser.parse_args(argv)
 
 
-def _daily(sim: simulator.RegistrySimulator, day: date) -> float:
+def environment(sim: simulator.RegistrySimulator, raw: Path, lake: Path, start: date) -> dict[str, str]:
+    """The ``TTB_*`` variables of a scheduled daily run against ``sim`` (the day itself is set per run)."""
+    return {"TTB_USE_SIMULATOR": "false", "TTB_REGISTRY_BASE_URL": sim.base_url, "TTB_RAW_ROOT": str(raw),
+            "TTB_LAKEHOUSE_ROOT": str(lake), "TTB_PARTITION_START_DATE": start.isoformat()}
+
+
+def writes(raw: Path, lake: Path) -> int:
+    """What the runs have written so far: raw-store objects and Delta commits of every table."""
+    objects = sum(1 for p in raw.rglob("*") if p.is_file()) if raw.exists() else 0
+    return objects + sum(1 for _ in lake.glob("*/*/_delta_log/*.json"))
+
+
+def daily(sim: simulator.RegistrySimulator, day: date) -> float:
+    """``daily --since-last-run`` in this process with ``day`` as the simulated today; its wall time."""
     sim.today = day
     os.environ["TTB_PARTITION_END_DATE"] = day.isoformat()
     started = time.monotonic()
     with redirect_stdout(io.StringIO()) as out:
-        code = cli.main(["daily", "--env", "test", "--since-last-run"])
+        code = cli.main(list(DAILY))
     if code != 0:
         raise RuntimeError(f"daily {day} exited {code}:\n{out.getvalue()}")
     return time.monotonic() - started
+
+
+def daily_killed(sim: simulator.RegistrySimulator, day: date, after: int, raw: Path, lake: Path, log: Path) -> str:
+    """``daily --since-last-run`` for ``day`` in a subprocess (environment of this process), SIGKILLed with its
+    whole process group once it has made ``after`` writes; the run's output. Raises if it ends first."""
+    sim.today = day
+    env = {**os.environ, "TTB_PARTITION_END_DATE": day.isoformat()}
+    base = writes(raw, lake)
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "ttb_spark", *DAILY], cwd=log.parent, env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while writes(raw, lake) - base < after:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the run of {day} ended (status {proc.returncode}) before its write {after}:\n"
+                                       + log.read_text(errors="replace")[-3000:])
+                time.sleep(0.01)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return log.read_text(errors="replace")
+
+
+def kill_point(seed: int, writes_per_run: Sequence[int]) -> tuple[int, int]:
+    """(index of the run to kill, the write after which to kill it), drawn from ``seed``."""
+    rng = random.Random(seed)
+    run = rng.randrange(len(writes_per_run))
+    return run, rng.randint(1, max(1, writes_per_run[run]))
+
+
+def compared_tables(spark: Any, root: str) -> dict[str, lakehouse.TableSpec]:
+    """The bronze, silver and gold tables under ``root`` that hold data, not per-run logs (keyed by a run id)."""
+    return {name: spec for name, spec in sorted(lakehouse.REGISTRY.items())
+            if name.split(".")[0] in ("bronze", "silver", "gold") and not any(k.endswith("run_id") for k in spec.keys)
+            and lakehouse.table_exists(spark, spec, root)}
+
+
+def contents(spark: Any, spec: lakehouse.TableSpec, root: str, version: int | None = None, skip_dates: Sequence[date] = ()) -> Any:
+    """The table's rows (at ``version``) without what legitimately differs between two runs of one schedule:
+    run ids and wall-clock times (:data:`PER_RUN`, and the row hash when it covers them), run ids inside
+    raw-store keys, and calendar rows of ``skip_dates`` (observation days are wall-clock days)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType, StringType
+
+    ref = lakehouse.table_ref(spec, root)
+    df = spark.sql(f"SELECT * FROM {ref}" + (f" VERSION AS OF {version}" if version is not None else ""))
+    if "date" in df.columns and spec.name.endswith("dim_dates"):
+        df = df.where(~F.col("date").isin(list(skip_dates)))
+    dropped = {c for c in df.columns if PER_RUN.search(c)}
+    if dropped & set(spec.hashed_columns):
+        dropped.add(lakehouse.ROW_HASH)
+
+    def shaped(c: str) -> Any:
+        kind = df.schema[c].dataType
+        if isinstance(kind, MapType):
+            return F.to_json(c).alias(c)
+        if isinstance(kind, StringType) and c.endswith("_key"):
+            return F.regexp_replace(c, RUN_ID_IN_KEY.pattern, "run_id=*").alias(c)
+        return F.col(c)
+
+    return df.select(*[shaped(c) for c in sorted(set(df.columns) - dropped)])
+
+
+def observation_days(spark: Any, root: str, version: int | None = None) -> set[date]:
+    """The wall-clock days fact_status_changes recorded observations on (they enter dim_dates)."""
+    if not lakehouse.table_exists(spark, FACT_STATUS_CHANGES, root):
+        return set()
+    ref = lakehouse.table_ref(FACT_STATUS_CHANGES, root)
+    df = spark.sql(f"SELECT DISTINCT to_date(observed_at) FROM {ref}" + (f" VERSION AS OF {version}" if version is not None else ""))
+    return {r[0] for r in df.collect()}
+
+
+def table_differences(spark: Any, expected_root: str, got_root: str, versions: dict[str, int | None] | None = None) -> dict[str, str]:
+    """Per table that differs (missing, or rows only on one side, duplicates counted): what differs.
+    ``versions`` reads the expected lakehouse as of those table versions (a table absent then: expected absent)."""
+    expected = compared_tables(spark, expected_root)
+    if versions is not None:
+        expected = {n: s for n, s in expected.items() if versions.get(n) is not None}
+    got = compared_tables(spark, got_root)
+    at: Callable[[str], int | None] = lambda name: None if versions is None else versions[name]  # noqa: E731
+    skip = sorted(observation_days(spark, expected_root, at(FACT_STATUS_CHANGES.name) if FACT_STATUS_CHANGES.name in expected else None)
+                  | observation_days(spark, got_root))
+    out = {name: "missing" for name in sorted(set(expected) ^ set(got))}
+    for name in sorted(set(expected) & set(got)):
+        a = contents(spark, expected[name], expected_root, at(name), skip)
+        b = contents(spark, got[name], got_root, None, skip)
+        if a.columns != b.columns:
+            out[name] = f"columns {a.columns} != {b.columns}"
+            continue
+        only_a, only_b = a.exceptAll(b).collect(), b.exceptAll(a).collect()
+        if only_a or only_b:
+            out[name] = f"{len(only_a)} rows only expected, {len(only_b)} only got, e.g. {(only_a or only_b)[:1]}"
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -64,23 +189,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     spark = get_spark(load_settings("test"), app_name="bench-daily")
     saved = {k: os.environ.get(k) for k in ("TTB_USE_SIMULATOR", "TTB_REGISTRY_BASE_URL", "TTB_RAW_ROOT", "TTB_LAKEHOUSE_ROOT",
                                             "TTB_PARTITION_START_DATE", "TTB_PARTITION_END_DATE")}
+    crash: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp, simulator.running(seed=args.seed, scale=args.scale, faults=FAULTS, today=args.start) as sim:
-            root = str(Path(tmp) / "lakehouse")
-            os.environ.update(TTB_USE_SIMULATOR="false", TTB_REGISTRY_BASE_URL=sim.base_url, TTB_RAW_ROOT=str(Path(tmp) / "raw"),
-                              TTB_LAKEHOUSE_ROOT=root, TTB_PARTITION_START_DATE=args.start.isoformat())
+            raw, lake = Path(tmp) / "raw", Path(tmp) / "lakehouse"
+            root = str(lake)
+            os.environ.update(environment(sim, raw, lake, args.start))
             started = time.monotonic()
-            seconds = [_daily(sim, day) for day in days]
+            seconds, made = [], []
+            for day in days:
+                before = writes(raw, lake)
+                seconds.append(daily(sim, day))
+                made.append(writes(raw, lake) - before)
             total = time.monotonic() - started
             truth = {r.ttb_id: sim.registry.state(r.ttb_id, last).status for r in sim.search(search.Criteria(args.start, last))}
             versions = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
-            again = _daily(sim, last)
+            again = daily(sim, last)
             changed = {n: c for n, s in lakehouse.REGISTRY.items() if n not in BOOKKEEPING
                        and (c := lakehouse.data_commits(spark, s, root, versions.get(n)))}
             gold = {r.ttb_id: r.status for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id", "status").collect()}
             history = {(r.ttb_id, r.change_type, r.previous_status, r.status) for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()}
             expected = sim.registry.observable_history({h[0] for h in history} | set(truth), args.start, days)
             requests = len(sim.hits)
+            if args.kill_seed is not None:
+                crash = replay_with_kill(spark, sim, Path(tmp) / "crash", days, made, args.kill_seed, args.start, root)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -95,12 +227,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "extra_run_tables_changed": sorted(changed), "registry_requests": requests,
         "seconds_total": round(total, 1), "seconds_per_run_median": round(statistics.median(seconds), 1),
         "seconds_first_run": round(seconds[0], 1), "seconds_slowest_run": round(max(seconds), 1), "seconds_extra_run": round(again, 1),
-        "cpus": os.cpu_count(),
+        "writes_per_run_median": statistics.median(made), **crash,
+        "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1),
     }
     print(table({"daily_bench": result}))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "daily_bench.json").write_text(json.dumps(result, indent=1, default=str))
     return result
+
+
+def replay_with_kill(spark: Any, sim: simulator.RegistrySimulator, where: Path, days: list[date], made: list[int], seed: int,
+                     start: date, expected_root: str) -> dict[str, Any]:
+    """The schedule again under ``where``, the run drawn by :func:`kill_point` killed and rerun; how it compares."""
+    raw, lake = where / "raw", where / "lakehouse"
+    os.environ.update(environment(sim, raw, lake, start))
+    killed, after = kill_point(seed, made)
+    started = time.monotonic()
+    for index, day in enumerate(days):
+        if index == killed:
+            daily_killed(sim, day, after, raw, lake, where / "killed.log")
+        daily(sim, day)
+    differences = table_differences(spark, expected_root, str(lake))
+    return {"kill_seed": seed, "killed_day": days[killed].isoformat(), "killed_after_writes": after, "writes_that_day": made[killed],
+            "crash_replay_seconds": round(time.monotonic() - started, 1), "crash_tables_differing": differences or "none"}
 
 
 if __name__ == "__main__":

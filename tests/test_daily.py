@@ -7,15 +7,25 @@ runs through the command line on 8 of those days, irregularly (three days in a r
 week, of two weeks and of almost four); the simulated today reaches the run the way a scheduled run learns its
 day, through ``TTB_PARTITION_END_DATE`` in the environment. At the end gold equals the registry's
 public truth as of day 60, ``fact_status_changes`` holds exactly the changes the runs could
-observe, and the same command once more changes no table's data.
+observe (with the registry's completed date of each status), and the same command once more
+changes no table's data.
+
+The second run is then replayed from a copy of the lakehouse and raw store as the first run left
+them, as a subprocess SIGKILLed after a seeded number of its writes (raw objects, Delta commits),
+and run again: every table then equals the uninterrupted schedule's after its second run. The
+60-day version of that, a kill on a random day, is ``bench/daily_bench.py --kill-seed S``.
 """
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 
+from bench.daily_bench import daily_killed, environment, kill_point, table_differences, writes
+from test_e2e import _capture
 from ttb_spark import audit, cli, lakehouse, search, simulator
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_STATUS_CHANGES
@@ -27,16 +37,17 @@ RUN_DAYS = (0, 1, 2, 9, 16, 17, 33, 59)  # offsets from START of the days the sc
 FAULTS = {"reset": 0.02, "server_error": 0.03, "rate_limit": 0.02, "truncate": 0.02, "session_timeout": 0.01, "retry_after": 0}
 LAST = START + timedelta(days=DAYS - 1)
 BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests"}  # every run records itself and the manifests it read
+KILL_SEED = 3  # draws the write of the second run after which its process is killed
 
 
-def daily(monkeypatch, capsys, sim, day: date) -> str:
-    """``daily --env test --since-last-run`` with the simulated day as the schedule's today."""
+def daily(sim, day: date) -> str:
+    """``daily --env test --since-last-run`` with the simulated day as the schedule's today; its output."""
     sim.today = day
-    monkeypatch.setenv("TTB_PARTITION_END_DATE", day.isoformat())
-    code = cli.main(["daily", "--env", "test", "--since-last-run"])
-    out = capsys.readouterr()
-    assert code == 0, out.out + out.err[-3000:]
-    return out.out
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TTB_PARTITION_END_DATE", day.isoformat())
+        code, out, err = _capture(lambda: cli.main(["daily", "--env", "test", "--since-last-run"]))
+    assert code == 0, out + err[-3000:]
+    return out
 
 
 def data_changes(spark, root: str, since: dict[str, int | None]) -> dict[str, list]:
@@ -46,20 +57,38 @@ def data_changes(spark, root: str, since: dict[str, int | None]) -> dict[str, li
     return {name: commits for name, commits in changed.items() if commits}
 
 
-def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, tmp_path, monkeypatch, capsys):
-    raw, root = tmp_path / "raw", str(tmp_path / "lakehouse")
+@pytest.fixture(scope="module")
+def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
+    """The schedule's runs; a copy of the raw store and lakehouse after the first run, every table's
+    version after the second, and the writes the second made."""
+    base = tmp_path_factory.mktemp("daily")
+    raw, lake = base / "raw", base / "lakehouse"
+    root = str(lake)
     run_days = [START + timedelta(days=d) for d in RUN_DAYS]
-    with simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=START) as sim:
-        for name, value in {"TTB_USE_SIMULATOR": "false", "TTB_REGISTRY_BASE_URL": sim.base_url, "TTB_RAW_ROOT": str(raw),
-                            "TTB_LAKEHOUSE_ROOT": root, "TTB_PARTITION_START_DATE": START.isoformat()}.items():
-            monkeypatch.setenv(name, value)
-        summaries = [daily(monkeypatch, capsys, sim, day) for day in run_days]
-        faults = {h.answer for h in sim.hits} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
-        truth = {r.ttb_id: sim.registry.state(r.ttb_id, LAST).status for r in sim.search(search.Criteria(START, LAST))}
-        versions = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
-        again = daily(monkeypatch, capsys, sim, LAST)
-        registry = sim.registry
-    assert faults == {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
+    seen: dict[str, Any] = {"root": root, "run_days": run_days, "summaries": []}
+    with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=START) as sim:
+        for name, value in environment(sim, raw, lake, START).items():
+            mp.setenv(name, value)
+        for index, day in enumerate(run_days):
+            before = writes(raw, lake)
+            seen["summaries"].append(daily(sim, day))
+            if index == 0:
+                seen["after_first"] = base.parent / "daily-after-first-run"
+                shutil.copytree(base, seen["after_first"])
+            if index == 1:
+                seen["second_writes"] = writes(raw, lake) - before
+                seen["after_second"] = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
+        seen["faults"] = {h.answer for h in sim.hits} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
+        seen["truth"] = {r.ttb_id: sim.registry.state(r.ttb_id, LAST).status for r in sim.search(search.Criteria(START, LAST))}
+        seen["versions"] = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
+        seen["again"] = daily(sim, LAST)
+        seen["registry"] = sim.registry
+    return seen
+
+
+def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, sixty_days):
+    root, run_days, summaries, truth, registry = (sixty_days[k] for k in ("root", "run_days", "summaries", "truth", "registry"))
+    assert sixty_days["faults"] == {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
 
     gold = {r.ttb_id: r.status for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id", "status").collect()}
     late = [i for i in truth if (registry.record(i).approval_date - registry.record(i).receipt_date).days > 120]
@@ -67,8 +96,8 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, tmp_path, m
     assert gold == truth  # every public COLA completed in the window, with its current status; nothing withdrawn
 
     every = {r.ttb_id for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).select("ttb_id").collect()}
-    history = {(r.ttb_id, r.change_type, r.previous_status, r.status)
-               for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()}
+    rows = lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()
+    history = {(r.ttb_id, r.change_type, r.previous_status, r.status) for r in rows}
     expected = registry.observable_history(every | set(truth), START, run_days)
     assert history == expected
     withdrawn = sorted(i for i, kind, _, _ in expected if kind == "withdrawn")
@@ -78,6 +107,11 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, tmp_path, m
             if r.change_date and START <= r.change_date <= LAST}
     assert made and made <= {(i, s) for i, _, _, s in history}  # every status the simulator changed to in the window
     assert changes
+    # each status row carries the registry's completed date of that status: the approval, or the change's day
+    completed = {(r.ttb_id, r.status, r.completed_date) for r in rows if r.status is not None}
+    assert completed == {(r.ttb_id, r.status, registry.record(r.ttb_id).approval_date if r.status == "APPROVED"
+                          else registry.record(r.ttb_id).change_date) for r in rows if r.status is not None}
+    assert {r.completed_date for r in rows if r.status is None} == {None}
 
     runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).orderBy("started_at").collect()
     assert [r.status for r in runs] == ["succeeded"] * (len(run_days) + 1)
@@ -87,5 +121,19 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, tmp_path, m
     assert sum(r.counts["changes"].get("new", 0) for r in runs) == len({i for i, kind, _, _ in history if kind == "initial"})
     assert any(f"  withdrawn 1: {withdrawn[0]}" in s for s in summaries) and "  new " in summaries[0]
 
-    assert data_changes(spark, root, versions) == {}, again
+    assert data_changes(spark, root, sixty_days["versions"]) == {}, sixty_days["again"]
     assert runs[-1].counts["discover"]["fetched_ids"] == 0
+
+
+def test_a_run_killed_at_a_random_point_then_rerun_ends_with_the_same_tables(spark, sixty_days, tmp_path):
+    where = sixty_days["after_first"]
+    raw, lake = where / "raw", where / "lakehouse"
+    _, after = kill_point(KILL_SEED, [sixty_days["second_writes"]])
+    day = sixty_days["run_days"][1]
+    with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=day) as sim:
+        for name, value in environment(sim, raw, lake, START).items():
+            mp.setenv(name, value)
+        log = daily_killed(sim, day, after, raw, lake, tmp_path / "killed.log")
+        assert "ttb_spark daily:" not in log  # killed before its summary
+        daily(sim, day)
+    assert table_differences(spark, sixty_days["root"], str(lake), sixty_days["after_second"]) == {}

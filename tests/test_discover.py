@@ -53,6 +53,12 @@ def test_a_window_that_cannot_be_split_fails_naming_it(tmp_path):
     assert len(pair) == int(total) > 7
 
 
+def test_the_withdrawal_sweep_stops_at_the_history_start():
+    assert discover.sweep_start(date(2024, 12, 1), 180, date(2024, 1, 2)) == date(2024, 6, 4)
+    assert discover.sweep_start(date(2024, 3, 10), 180, date(2024, 3, 4)) == date(2024, 3, 4)
+    assert discover.sweep_start(date(2024, 3, 1), 180, date(2024, 3, 4)) == date(2024, 3, 1)  # a range before the history: no sweep
+
+
 def _daily(settings, sim, day: date, capsys) -> None:
     sim.today = day
     argv = ["daily", "--env", "test", "--date", day.isoformat(), "--registry-url", sim.base_url,
@@ -99,6 +105,10 @@ def test_daily_fetches_new_and_moved_ids_into_bronze_and_keeps_its_watermark(spa
     assert store.list("search/completed_date=")
     spans = [re.search(r"completed=([\d-]+)_([\d-]+)/", key).groups() for key in store.list("search/manifests/") if key.endswith("manifest.jsonl")]
     assert any(date.fromisoformat(first) <= revoked <= date.fromisoformat(last) for first, last in spans), spans
+    # the withdrawal sweep re-lists nothing before the history's first day (the first run's --date)
+    searched = {date.fromisoformat(re.search(r"completed_date=([\d-]+)/", k).group(1)) for k in store.list("search/completed_date=")}
+    assert min(searched) == approved
+    assert lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, root).where(F.col("completed_date") < approved).isEmpty()
 
     # the watermark is the run audit's: --since-last-run starts the overlap before the day after it
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-20",

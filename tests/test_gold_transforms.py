@@ -17,7 +17,7 @@ from ttb_spark import reference
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import consolidate
 from ttb_spark.gold.dimensions import dim_companies, dim_dates, dim_locations, dim_product_types, federal_holidays, permit_type, permit_state
-from ttb_spark.gold.facts import fact_certificates, fact_products, status_changes, with_flags
+from ttb_spark.gold.facts import fact_certificates, fact_products, reinstatements, status_changes, with_completed_dates, with_flags
 from ttb_spark.gold.keys import surrogate_key
 
 LAPHROAIG, MHW_2019, CREMANT, MHW_2025, CIDER = "24011001000462", "19337001000251", "25094001000051", "25100001000686", "25156001000225"
@@ -238,6 +238,69 @@ def test_status_changes(spark, consolidated):
         "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string, status_source string",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+
+
+def test_completed_dates_are_the_latest_listed_before_each_observation(spark):
+    """A COLA approved, then surrendered: each status row gets the completed date the search had listed by
+    its fetch (not a later one); a removal and a COLA never listed keep null."""
+    t = [datetime(2024, 3, d, 9, 0) for d in (5, 6, 20, 21, 25)]
+    events = spark.createDataFrame(
+        [
+            (MHW_2025, t[1], None, "APPROVED", "initial"),
+            (MHW_2025, t[3], "APPROVED", "SURRENDERED", "change"),
+            (MHW_2025, t[4], "SURRENDERED", None, "withdrawn"),
+            (CIDER, t[1], None, "APPROVED", "initial"),
+            (LAPHROAIG, t[0], None, "EXPIRED", "initial"),
+        ],
+        "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string",
+    ).withColumn("completed_date", F.lit(None).cast("date"))
+    listings = spark.createDataFrame(
+        [
+            (MHW_2025, date(2024, 3, 4), t[0]),
+            (MHW_2025, date(2024, 3, 19), t[2]),
+            (LAPHROAIG, date(2024, 3, 5), t[1]),  # listed only after the page was fetched
+            (CREMANT, date(2024, 3, 4), t[0]),
+        ],
+        "ttb_id string, completed_date date, searched_at timestamp",
+    )
+    expected = spark.createDataFrame(
+        [
+            (MHW_2025, t[1], None, "APPROVED", "initial", date(2024, 3, 4)),
+            (MHW_2025, t[3], "APPROVED", "SURRENDERED", "change", date(2024, 3, 19)),
+            (MHW_2025, t[4], "SURRENDERED", None, "withdrawn", None),
+            (CIDER, t[1], None, "APPROVED", "initial", None),
+            (LAPHROAIG, t[0], None, "EXPIRED", "initial", None),
+        ],
+        "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string, completed_date date",
+    )
+    assert_df_equality(with_completed_dates(events, listings), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+
+
+def test_a_cola_public_again_after_its_removal_is_reinstated_not_initial(spark):
+    t = [datetime(2024, 3, d, 9, 0) for d in (5, 10, 20, 30)]
+    schema = "ttb_id string, observed_at timestamp, previous_status string, status string, change_type string, reason string"
+    events = spark.createDataFrame(
+        [(MHW_2025, t[3], None, "APPROVED", "initial", None), (CIDER, t[3], None, "APPROVED", "initial", None),
+         (LAPHROAIG, t[3], None, "APPROVED", "initial", None), (CREMANT, t[3], "APPROVED", "REVOKED", "change", None)],
+        schema,
+    )
+    history = spark.createDataFrame(
+        [
+            (MHW_2025, "initial", t[0]), (MHW_2025, "withdrawn", t[1]),  # withdrawn, now public again ...
+            (MHW_2025, "reinstated", t[3]),  # ... (already recorded by a build killed before it finished: no matter)
+            (CIDER, "initial", t[0]), (CIDER, "rejected", t[1]),  # rejected, now valid again
+            (LAPHROAIG, "withdrawn", t[0]), (LAPHROAIG, "reinstated", t[1]), (LAPHROAIG, "change", t[2]),  # not removed last
+            (CREMANT, "initial", t[0]),
+        ],
+        "ttb_id string, change_type string, observed_at timestamp",
+    )
+    expected = spark.createDataFrame(
+        [(MHW_2025, t[3], None, "APPROVED", "reinstated", "public again after: withdrawn"),
+         (CIDER, t[3], None, "APPROVED", "reinstated", "public again after: rejected"),
+         (LAPHROAIG, t[3], None, "APPROVED", "initial", None), (CREMANT, t[3], "APPROVED", "REVOKED", "change", None)],
+        schema,
+    )
+    assert_df_equality(reinstatements(events, history), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
 def test_surrogate_keys_are_stable_and_tell_nulls_apart(spark):

@@ -68,14 +68,14 @@ def pages_of(*ttb_ids: str, at: datetime = T0, withdrawn: datetime | None = None
     return {(t, d): (real_page(t, d), at, withdrawn) for t in ttb_ids for d in TYPES}
 
 
-def since_last_run(spark, root: Path) -> tuple[int, dict[str, dict[str, int]]]:
-    """``analytics --since-last-run`` through the command line; (exit status, the run's per-stage counts)."""
+def since_last_run(spark, root: Path) -> tuple[int, dict[str, dict[str, int]], str]:
+    """``analytics --since-last-run`` through the command line; (exit status, the run's per-stage counts, its summary)."""
     argv = ["analytics", "--env", "test", "--since-last-run", "--raw-root", str(root / "raw"), "--lakehouse-root", str(root / "lakehouse")]
     code, out, err = _capture(lambda: cli.main(argv))
     assert code == 0, (out + err)[-3000:]
     run_id = out.split("(run ")[1].split(")")[0]
     [record] = [r for r in lakehouse.read_table(spark, audit.PIPELINE_RUNS, str(root / "lakehouse")).collect() if r["run_id"] == run_id]
-    return code, record["counts"]
+    return code, record["counts"], out
 
 
 def versions(spark, lake: str) -> dict[str, int]:
@@ -114,7 +114,7 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
     write_bronze(spark, lake, flip_back | withdrawn | rejected)
     seen["before_crash"] = root.parent / "before-crash"
     shutil.copytree(root, seen["before_crash"] / root.name)
-    seen["run3"] = since_last_run(spark, root)[1]
+    _, seen["run3"], seen["out3"] = since_last_run(spark, root)
 
     seen["versions3"] = versions(spark, lake)
     seen["run4"] = since_last_run(spark, root)[1]
@@ -163,6 +163,9 @@ def test_withdrawal_and_rejects_remove_the_cola_downstream_and_are_events(spark,
     checks = lakehouse.read_table(spark, QUALITY_CHECKS, lake_root).where("check_name = 'counts_reconcile_with_silver'").collect()
     assert len(checks) == 3 and all(c["passed"] for c in checks)
     assert lake["run3"]["silver"]["partitions_unbalanced"] == 0
+    # the summary counts the pages this change-driven run quarantined, not its nominal range (today)
+    assert lake["run3"]["silver"]["pages_rejected"] == 2
+    assert "  rejects   2 page(s) of this run's changed pages quarantined in silver.rejects" in lake["out3"]
 
 
 def test_running_again_changes_nothing(lake):

@@ -198,7 +198,7 @@ SEARCH_LISTINGS = lakehouse.TableSpec(
             column("source_key", StringType(), "Raw store key of the answer the row was read from (export.csv or a results page)."),
             column("manifest_key", StringType(), "Raw store key of the search manifest naming that answer."),
             column("search_run_id", StringType(), "Id of the discovery run that searched."),
-            column("searched_at", TimestampType(), "When the search was answered (UTC)."),
+            column("searched_at", TimestampType(), "When the first search that listed it was answered (UTC)."),
             column("ingest_run_id", StringType(), "Run id of the bronze run that inserted the row or last changed it."),
             column("row_hash", StringType(), "SHA-256 of the listed values; MERGE updates a row only when they change."),
         ]
@@ -430,11 +430,12 @@ def not_older(rows: DataFrame, stored: DataFrame) -> DataFrame:
 
 
 def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
-    """Listed search rows -> rows of bronze.search_listings, the latest search of each (ID, completed date)."""
+    """Listed search rows -> rows of bronze.search_listings, the first search of each (ID, completed date):
+    what a run stored is the same whether the manifests of a killed run and of its rerun are ingested together or not."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy("ttb_id", "completed_date").orderBy(F.col("searched_at").desc(), F.col("source_key").desc())
+    latest = Window.partitionBy("ttb_id", "completed_date").orderBy(F.col("searched_at"), F.col("source_key"))
     return lakehouse.conform(
         listed.withColumn("searched_at", F.to_timestamp("searched_at"))
         .withColumn("_latest", F.row_number().over(latest))

@@ -9,10 +9,12 @@ part is under the cap, and every split must account for its window's whole total
 cannot be split further fails the stage, naming it.
 
 Each listed ID is fetched (detail, then certificate, through the same polite client and into the
-same page keys as the walk) when it is new — no stored detail page — or its completed date moved
+same page keys as the walk) when it is new — no stored detail page that a complete manifest names
+(bronze.pages, or a discovery manifest not ingested yet) — or its completed date moved
 past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
 change. A withdrawn record is no longer listed: each run also re-lists the
-``TTB_DISCOVERY_SWEEP_DAYS`` before its range, and an ID whose latest listing so far falls in the
+``TTB_DISCOVERY_SWEEP_DAYS`` before its range (never before ``TTB_PARTITION_START_DATE``, where the
+history starts), and an ID whose latest listing so far falls in the
 re-listed days but that no search of the run lists (it vanished) is fetched again; a stored page
 now answering the error page is recorded ``withdrawn``.
 
@@ -309,8 +311,44 @@ def stored_details(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
     return stored
 
 
-def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None) -> dict[str, int]:
-    """Search ``first..last`` by completed date, store the answers, fetch what is new or moved."""
+def sweep_start(first: date, sweep_days: int, history_start: date) -> date:
+    """The first completed date the withdrawal sweep re-lists: ``sweep_days`` before ``first``, never
+    before the history's first date (nothing before it was ever listed or fetched)."""
+    return max(first - timedelta(days=sweep_days), min(history_start, first))
+
+
+def recorded_details(spark: SparkSession, settings: Settings, store: storage.RawStore, ids: set[str]) -> set[str]:
+    """Which of ``ids`` (IDs with a stored detail page) a complete manifest names as public: held in
+    bronze.pages and not withdrawn, or found in a complete discovery manifest bronze has not ingested
+    yet. A page stored by a run killed before it wrote its manifest is in neither, so it is fetched
+    again rather than never ingested; so is a withdrawn one listed again (public again: reinstated)."""
+    from pyspark.sql import functions as F
+
+    from ttb_spark import bronze, lakehouse
+
+    if not ids:
+        return set()
+    root = settings.pipeline.lakehouse_root
+    tids = [TTBId(i) for i in sorted(ids)]
+    pages = lakehouse.read_table(spark, bronze.PAGES, root).where(
+        F.col("receipt_date").isin(sorted({t.receipt_date for t in tids}))
+        & F.col("method_type").isin(sorted({f"{t.receipt_method}-cola-detail" for t in tids}))
+        & (F.col("data_type") == "cola-detail") & F.col("withdrawn_at").isNull()
+    )
+    wanted = spark.createDataFrame([(str(t),) for t in tids], "ttb_id string")
+    held = {r[0] for r in pages.join(wanted, "ttb_id", "left_semi").select("ttb_id").collect()}
+    for key in bronze.pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS):
+        for line in store.get(key).decode("utf-8").splitlines():
+            entry = json.loads(line)
+            if entry["data_type"] == "cola-detail" and entry["outcome"] == "found" and entry["ttb_id"] in ids:
+                held.add(entry["ttb_id"])
+    return held
+
+
+def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
+             history_start: date | None = None) -> dict[str, int]:
+    """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
+    reaches back no further than ``history_start`` (default: the settings' partition start date)."""
     store = storage.raw_store(settings)
     fetcher = Fetcher(settings, store, run_id)
     searcher = fetcher.clients[0]
@@ -318,7 +356,8 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         listed: dict[str, search.Listing] = {}
         answers: list[tuple[SearchAnswer, bool]] = []
         swept: set[str] = set()
-        sweep_first = first - timedelta(days=settings.extraction.discovery_sweep_days)
+        sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days,
+                                  history_start or settings.pipeline.partition_start_date)
         for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
             rows, got = list_completed(searcher.search, window)
             answers += got
@@ -334,6 +373,8 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
         stored = stored_details(store, (TTBId(i) for i in listed))
+        if spark is not None:
+            stored = recorded_details(spark, settings, store, stored)
         ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
         ids += gone
         lines = fetcher.fetch(ids, {r.ttb_id: r.completed_date for r in rows})
@@ -355,5 +396,5 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
 
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """The stage: discover over the scope's dates, read as completed dates."""
-    return discover(settings, scope.run_id, scope.start, scope.end, spark)
+    """The stage: discover over the scope's dates, read as completed dates, sweeping back to the history's start."""
+    return discover(settings, scope.run_id, scope.start, scope.end, spark, scope.history_start)

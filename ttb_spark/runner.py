@@ -62,6 +62,7 @@ class Scope:
     rescan_days: int = 0
     only: tuple[Partition, ...] = ()
     since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
+    history_start: date | None = None  # the settings' partition start date before --since-last-run or chunks narrowed the range
 
     @property
     def dates(self) -> list[date]:
@@ -80,7 +81,8 @@ class Scope:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Scope:
         p = settings.pipeline
-        return cls(p.partition_start_date, p.end_date, tuple(p.receipt_methods), tuple(p.data_types), **kwargs)
+        return cls(p.partition_start_date, p.end_date, tuple(p.receipt_methods), tuple(p.data_types),
+                   **{"history_start": p.partition_start_date, **kwargs})
 
 
 @dataclass
@@ -91,6 +93,7 @@ class RunResult:
     exit_code: int
     tables: list[str] = field(default_factory=list)
     rejected_pages: int | None = None  # pages of the range in silver.rejects (None: the job has no silver stage)
+    rejected_of: str = ""  # what rejected_pages counts: the range, or this run's changed pages
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -245,8 +248,12 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         traceback.print_exc(file=sys.stderr)
         code = 1
     audit.write(spark, record, root)
-    rejected = rejected_pages(spark, root, scope) if "silver" in JOBS[job] and not once else None
-    return RunResult(record, code, written_tables(spark, root), rejected)
+    rejected, of = None, ""
+    if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
+        rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
+    elif "silver" in JOBS[job]:
+        rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
+    return RunResult(record, code, written_tables(spark, root), rejected, of)
 
 
 def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any) -> Any:
@@ -352,7 +359,7 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
         more = f" (+{total - len(ids)} more)" if total > len(ids) else ""
         lines.append(f"  {kind:<9} {total}: {' '.join(ids)}{more}")
     if result.rejected_pages is not None:
-        lines.append(f"  rejects   {result.rejected_pages} page(s) of {r.range_start}..{r.range_end} quarantined in silver.rejects")
+        lines.append(f"  rejects   {result.rejected_pages} page(s) of {result.rejected_of} quarantined in silver.rejects")
     if r.error:
         lines.append(f"  error     {r.error.splitlines()[0][:200]}")
     root = settings.pipeline.lakehouse_root

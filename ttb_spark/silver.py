@@ -625,7 +625,9 @@ def process(spark: SparkSession, settings: Settings, pages: DataFrame) -> dict[s
         public = pages.where(F.col("withdrawn_at").isNull())
         clean = cleaned(extracted(public), reference_codes(spark, settings)).persist(StorageLevel.MEMORY_AND_DISK)
         outputs = [(spec, structured(clean, data_type), data_type) for data_type, spec in TABLES.items()]
-        outputs += [(REJECTS, rejects(clean), None), (WITHDRAWALS, withdrawals(pages), None)]
+        rejected = rejects(clean)
+        counts["pages_rejected"] = rejected.select("ttb_id", "data_type").distinct().count()
+        outputs += [(REJECTS, rejected, None), (WITHDRAWALS, withdrawals(pages), None)]
         for spec, rows, data_type in outputs:
             types = [m for m in method_types if data_type is None or m.endswith(data_type)]
             if not types:

@@ -51,7 +51,9 @@ from ttb_spark.gold.facts import (
     fact_certificates,
     fact_products,
     removals,
+    reinstatements,
     status_changes,
+    with_completed_dates,
     with_flags,
 )
 from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
@@ -114,7 +116,8 @@ def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dic
     return changed.distinct(), through
 
 
-CHANGE_KINDS = {"initial": "new", "change": "status_changed", "withdrawn": "withdrawn", "rejected": "removed", "removed": "removed"}
+CHANGE_KINDS = {"initial": "new", "change": "status_changed", "withdrawn": "withdrawn", "rejected": "removed", "removed": "removed",
+                "reinstated": "reinstated"}
 
 
 def history_version(spark: SparkSession, root: str) -> int | None:
@@ -216,7 +219,9 @@ def build(
             return counts
         counts["colas_removed"] = removed.count()
         prune = {"receipt_date": dates}
-        events = status_changes(stored, batch)
+        events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
+        events = reinstatements(events, _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+                                .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
         if gone_dates:
             events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
         changes = events.localCheckpoint()
@@ -235,6 +240,16 @@ def build(
     if failed and settings.analytics.blocking_quality_checks:
         raise QualityCheckError("blocking gold quality checks failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))
     return counts
+
+
+def _listings(spark: SparkSession, root: str, batch: DataFrame, dates: list[date]) -> DataFrame:
+    """The bronze.search_listings rows of the batch's COLAs, by pruned lookup: completed dates from the
+    batch's first receipt date on (partition filter), its receipt dates and TTB IDs."""
+    from ttb_spark import bronze
+
+    listings = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, root)
+    in_dates = (F.col("completed_date") >= F.lit(dates[0])) & F.col("receipt_date").isin(dates)
+    return listings.where(in_dates).join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi")
 
 
 def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: list[date]) -> tuple[DataFrame, DataFrame]:

@@ -103,8 +103,8 @@ FACT_STATUS_CHANGES = TableSpec(
     comment=(
         "Status history, one row per observed change: the first sighting, each later scrape showing another status "
         "(a flip and a flip back are two rows), and the COLA's removal (withdrawn from public view, or its pages now rejected). "
-        "The registry's 'Completed Date' (moved by status changes) is shown only in search results, not on the pages, so "
-        "rows carry the observation time and the approval date the page showed."
+        "The registry's 'Completed Date' (the approval, moved by each status change) is shown only in search results, "
+        "not on the pages: a status row carries the latest one the search had listed for the COLA when the page was fetched."
     ),
     keys=("ttb_id", "observed_at", "change_type"),
     partition_by=("receipt_date",),
@@ -115,14 +115,19 @@ FACT_STATUS_CHANGES = TableSpec(
         column("observed_date_key", IntegerType(), "-> dim_dates (date of observed_at, UTC)"),
         column("previous_status", StringType(), "status before (null when first seen)"),
         column("status", StringType(), "status seen (null for a removal)"),
-        column("change_type", StringType(), "initial | change | withdrawn (no longer public) | rejected (its pages no longer pass silver) | removed (no silver row, cause unknown)", False),
+        column("change_type", StringType(), "initial | change | withdrawn (no longer public) | rejected (its pages no longer pass silver) | removed (no silver row, cause unknown) | reinstated (public and valid again after one of those)", False),
         column("status_source", StringType(), "page the status came from: detail | certificate"),
         column("approval_date", DateType(), "approval date the page showed (the detail's, else the certificate's date issued); null for a removal"),
         column("reason", StringType(), "for a removal: the withdrawn or rejected pages and why"),
+        column(
+            "completed_date", DateType(),
+            "the registry's Completed Date for the status seen: the latest one bronze.search_listings holds for the COLA "
+            "from searches answered before the page was fetched; null for a removal or a page fetched before any search listed the COLA",
+        ),
         column("row_hash", StringType(), ROW_HASH_COMMENT),
     ]),
 )
-INITIAL, CHANGE, WITHDRAWN, REJECTED, REMOVED = "initial", "change", "withdrawn", "rejected", "removed"
+INITIAL, CHANGE, WITHDRAWN, REJECTED, REMOVED, REINSTATED = "initial", "change", "withdrawn", "rejected", "removed", "reinstated"
 
 
 def status_changes(previous: DataFrame, current: DataFrame) -> DataFrame:
@@ -145,6 +150,7 @@ def status_changes(previous: DataFrame, current: DataFrame) -> DataFrame:
         "status_source",
         "approval_date",
         F.lit(None).cast("string").alias("reason"),
+        F.lit(None).cast("date").alias("completed_date"),
     )
 
 
@@ -184,6 +190,41 @@ def removals(removed: DataFrame, withdrawn: DataFrame, rejected: DataFrame) -> D
         F.lit(None).cast("string").alias("status_source"),
         F.lit(None).cast("date").alias("approval_date"),
         reason.alias("reason"),
+        F.lit(None).cast("date").alias("completed_date"),
+    )
+
+
+def reinstatements(events: DataFrame, history: DataFrame) -> DataFrame:
+    """``events`` with each ``initial`` row of a COLA whose last stored event before it (``history``:
+    ttb_id, change_type, observed_at of its fact_status_changes rows) is a removal relabelled
+    ``reinstated``: seen before, removed, and public and valid again. Only earlier events count, so
+    the rerun of a build killed after writing the row relabels it the same way."""
+    initial = events.where(F.col("change_type") == INITIAL).select("ttb_id", "observed_at")
+    before = initial.join(history.select("ttb_id", F.col("observed_at").alias("_at"), F.col("change_type").alias("_kind")), "ttb_id")
+    before = before.where(F.col("_at") < F.col("observed_at"))
+    last = before.withColumn("_n", F.row_number().over(Window.partitionBy("ttb_id", "observed_at").orderBy(F.col("_at").desc())))
+    removed = last.where((F.col("_n") == 1) & F.col("_kind").isin(WITHDRAWN, REJECTED, REMOVED))
+    marked = events.join(removed.select("ttb_id", "observed_at", F.col("_kind").alias("_removal")), ["ttb_id", "observed_at"], "left")
+    again = (F.col("change_type") == INITIAL) & F.col("_removal").isNotNull()
+    return (
+        marked.withColumn("reason", F.when(again, F.concat(F.lit("public again after: "), F.col("_removal"))).otherwise(F.col("reason")))
+        .withColumn("change_type", F.when(again, REINSTATED).otherwise(F.col("change_type")))
+        .select(*events.columns)
+    )
+
+
+def with_completed_dates(events: DataFrame, listings: DataFrame) -> DataFrame:
+    """``events`` (fact_status_changes rows) with ``completed_date`` set on the status rows: the latest
+    completed date of the COLA's ``listings`` (ttb_id, completed_date, searched_at: bronze.search_listings)
+    from a search answered at or before the row's ``observed_at``. Removal rows keep null."""
+    keys = ["ttb_id", "observed_at", "change_type"]
+    listed = listings.select("ttb_id", F.col("completed_date").alias("_completed"), F.col("searched_at").alias("_searched_at"))
+    seen = events.where(F.col("status").isNotNull()).select(*keys).join(listed, "ttb_id")
+    latest = seen.where(F.col("_searched_at") <= F.col("observed_at")).groupBy(*keys).agg(F.max("_completed").alias("_completed"))
+    return (
+        events.join(latest, keys, "left")
+        .withColumn("completed_date", F.coalesce("_completed", "completed_date"))
+        .select(*events.columns)
     )
 
 
