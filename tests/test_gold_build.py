@@ -1,6 +1,7 @@
 """The gold stage end to end on the 18 saved records: one lakehouse, four builds, many assertions.
 
-1. every record but MHW's 2019 COLA (all days), read from silver tables on disk by ``gold.run``;
+1. every record but MHW's 2019 COLA (all days), read from silver tables on disk by ``gold.run``, over a
+   dim_companies of the old shape (versions numbered per permit), which it replaces;
 2. the earlier day arrives late and out of order: MHW's 2019 detail page only (no certificate
    yet), and a re-scrape shows MHW's 2025 COLA SURRENDERED;
 3. the 2019 certificate arrives a day after its detail page;
@@ -19,7 +20,7 @@ from gold_inputs import ALL_IDS, FETCHED, certificate_row, certificates_df, deta
 from ttb_spark import gold, lakehouse
 from ttb_spark.gold import queries
 from ttb_spark.gold.consolidated import CONSOLIDATED
-from ttb_spark.gold.dimensions import DIM_COMPANIES
+from ttb_spark.gold.dimensions import COMPANY_STATS, DIM_COMPANIES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.quality import QUALITY_CHECKS
 from ttb_spark.runner import Scope
@@ -57,11 +58,17 @@ def lake(spark, tmp_path_factory):
     root = settings.pipeline.lakehouse_root
     seen: dict[str, object] = {}
 
+    numbered = "company_key bigint, permit_number string, version int, company_name string, first_seen date"
+    old_dim = spark.createDataFrame([(1, MHW, 1, "MHW, LTD.", date(2019, 1, 2))], numbered)
+    spark.sql(f"CREATE TABLE {lakehouse.table_ref(DIM_COMPANIES, root)} USING delta AS SELECT * FROM {{rows}}", rows=old_dim)
+    seen["numbered_dim"] = lakehouse.current_version(spark, DIM_COMPANIES, root)
+
     details = [detail_row(i) for i in ALL_IDS if i != MHW_2019]
     certificates = [certificate_row(i) for i in ALL_IDS if i != MHW_2019]
     write_silver(spark, root, details, certificates)  # the first build goes through the stage entry point
     seen["counts1"] = gold.run(spark, settings, ALL_DAYS)
     seen["company1"] = _rows(spark, root, DIM_COMPANIES, f"permit_number = '{MHW}'")
+    seen["stats1"] = _rows(spark, root, COMPANY_STATS, f"permit_number = '{MHW}'")
     seen["flags1"] = _rows(spark, root, FACT_PRODUCTS, f"ttb_id = '{MHW_2025}'")
 
     surrendered_at = FETCHED + timedelta(days=2)
@@ -106,6 +113,15 @@ def test_consolidated_rows_match_the_reference_values(spark, lake):
         assert row["status"] == expected_status and row["status_source"] == "detail"
 
 
+def test_a_dim_companies_of_the_old_shape_is_replaced_and_stays_readable_by_time_travel(spark, lake):
+    settings, seen = lake
+    root = settings.pipeline.lakehouse_root
+    got = lakehouse.read_table(spark, DIM_COMPANIES, root)
+    assert got.schema.fieldNames() == DIM_COMPANIES.schema.fieldNames() and got.where(f"permit_number = '{MHW}'").count() == 1
+    old = spark.read.format("delta").option("versionAsOf", seen["numbered_dim"]).load(DIM_COMPANIES.path(root))
+    assert [(r["version"], r["first_seen"]) for r in old.collect()] == [(1, date(2019, 1, 2))]
+
+
 def test_detail_without_certificate_is_kept_flagged_and_its_codes_resolved(lake):
     _, seen = lake
     [row] = seen["consolidated2"]
@@ -144,14 +160,18 @@ def test_status_change_updates_facts_and_appends_history(spark, lake):
     assert (real["previous_status"], real["status"], real["change_type"]) == (None, "SURRENDERED", "initial")
 
 
-def test_company_first_seen_moves_back_for_an_earlier_day_and_survives_a_rerun_of_a_later_day(spark, lake):
+def test_company_version_and_stats_move_back_for_an_earlier_day_and_survive_a_rerun_of_a_later_day(spark, lake):
     settings, seen = lake
-    [before] = seen["company1"]
-    assert (before["first_seen"], before["last_seen"], before["cola_count"]) == (LATER_DAY, LATER_DAY, 1)
-    [after] = _rows(spark, settings.pipeline.lakehouse_root, DIM_COMPANIES, f"permit_number = '{MHW}'")
-    assert (after["first_seen"], after["last_seen"], after["cola_count"]) == (EARLY_DAY, LATER_DAY, 2)
-    assert after["company_key"] == before["company_key"] and after["version"] == 1 and after["is_current"]
-    assert (after["permit_type"], after["permit_state"], after["company_name"]) == ("IMPORTER", "NY", "MHW, LTD.")
+    root = settings.pipeline.lakehouse_root
+    [before] = seen["stats1"]
+    assert (before["first_seen"], before["first_ttb_id"], before["last_seen"], before["cola_count"]) == (LATER_DAY, MHW_2025, LATER_DAY, 1)
+    [stats] = _rows(spark, root, COMPANY_STATS, f"permit_number = '{MHW}'")
+    assert (stats["first_seen"], stats["first_ttb_id"], stats["last_seen"], stats["cola_count"]) == (EARLY_DAY, MHW_2019, LATER_DAY, 2)
+    assert (stats["filing_days"], stats["version_count"], stats["dba_names"]) == (2, 1, ["LA MAISON & VELIER"])
+    [was], [version] = seen["company1"], _rows(spark, root, DIM_COMPANIES, f"permit_number = '{MHW}'")
+    assert (was["valid_from"], version["valid_from"]) == (LATER_DAY, EARLY_DAY)  # the same address: the version starts earlier
+    assert version["company_key"] == was["company_key"] == stats["company_key"] and version["is_current"] and version["valid_until"] is None
+    assert (version["permit_type"], version["permit_state"], version["company_name"]) == ("IMPORTER", "NY", "MHW, LTD.")
 
 
 def test_first_cola_flag_moves_to_the_earlier_cola_in_another_partition(spark, lake):
@@ -178,7 +198,8 @@ def test_every_build_recorded_passing_checks(spark, lake):
     assert all(r["passed"] for r in checks), [r["detail"] for r in checks if not r["passed"]]
     names = {r["check_name"] for r in checks}
     assert {"unique_ttb_id:gold.fact_products", "fk:gold.fact_products.company_key", "counts_reconcile_with_silver",
-            "approval_after_receipt:gold.fact_products", "surrogate_keys_unique:gold.dim_locations.location_key"} <= names
+            "approval_after_receipt:gold.fact_products", "surrogate_keys_unique:gold.dim_locations.location_key",
+            "scd2_one_current:gold.dim_companies", "scd2_non_overlapping:gold.dim_companies", "natural_keys_unique:gold.dim_companies"} <= names
 
 
 def test_example_queries(spark, lake):

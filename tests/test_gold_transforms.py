@@ -16,8 +16,12 @@ from gold_inputs import FETCHED, certificate_row, certificates_df, detail_row, d
 from ttb_spark import reference
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import consolidate
-from ttb_spark.gold.dimensions import dim_companies, dim_dates, dim_locations, dim_product_types, federal_holidays, permit_type, permit_state
-from ttb_spark.gold.facts import fact_certificates, fact_products, reinstatements, status_changes, with_completed_dates, with_flags
+from ttb_spark.gold.dimensions import (
+    company_days, company_stats, dim_companies, dim_dates, dim_locations, dim_product_types, federal_holidays, permit_state, permit_type,
+)  # fmt: skip
+from ttb_spark.gold.facts import (
+    fact_certificates, fact_products, first_colas, label_days, reinstatements, status_changes, with_completed_dates, with_flags,
+)  # fmt: skip
 from ttb_spark.gold.keys import surrogate_key
 
 LAPHROAIG, MHW_2019, CREMANT, MHW_2025, CIDER = "24011001000462", "19337001000251", "25094001000051", "25100001000686", "25156001000225"
@@ -102,31 +106,74 @@ def _history(spark, rows):
     )
 
 
-def test_dim_companies_scd2_versions_and_seen_dates(spark):
-    home = ("MHW, LTD.", "1129 NORTHERN BLVD STE 312", "MANHASSET", "NY", "11030")
-    moved = ("MHW, LTD.", "55 WATER ST", "NEW YORK", "NY", "10041")
-    cola = [  # (receipt date, TTB ID, address, DBA names); given out of order on purpose
-        (date(2025, 4, 10), "25100001000686", home, []),
-        (date(2019, 12, 3), "19337001000251", home, ["LA MAISON & VELIER"]),
-        (date(2022, 3, 1), "22060001000010", moved, []),
-        (date(2021, 6, 1), "21152001000020", home, []),
-    ]
-    history = _history(spark, [("NY-I-1727", d, t, *a, dba) for d, t, a, dba in cola])
-    existing = spark.createDataFrame([("NY-I-1727", date(2019, 1, 2), date(2019, 1, 2))], "permit_number string, first_seen date, last_seen date")
-    got = dim_companies(history, existing)
+HOME = ("MHW, LTD.", "1129 NORTHERN BLVD STE 312", "MANHASSET", "NY", "11030")
+MOVED = ("MHW, LTD.", "55 WATER ST", "NEW YORK", "NY", "10041")
+PARK = ("MHW, LTD.", "1 PARK AVE", "NEW YORK", "NY", "10016")
+MHW_COLAS = [  # (receipt date, TTB ID, address, DBA names); out of order on purpose
+    (date(2025, 4, 10), "25100001000686", HOME, []),  # back home: a flip-flop
+    (date(2019, 12, 3), "19337001000251", HOME, ["LA MAISON & VELIER"]),
+    (date(2022, 3, 1), "22060001000010", MOVED, []),
+    (date(2023, 5, 2), "23122001000002", PARK, []),  # same day as the next: the higher TTB ID's address is the day's
+    (date(2023, 5, 2), "23122001000001", MOVED, []),
+    (date(2021, 6, 1), "21152001000020", HOME, []),
+]
+
+
+def _mhw(spark, colas):
+    rows = [("NY-I-1727", d, t, *a, dba) for d, t, a, dba in colas]
+    rows += [("BW-CA-5638", date(2024, 1, 2), "24002001000001", "CA WINERY", None, "NAPA", "CA", "94558", None)]
+    rows += [(None, date(2024, 1, 2), "24002001000002", "NO PERMIT", None, None, None, None, None)]
+    return company_days(_history(spark, rows))
+
+
+def _versions(df):
+    return {r["valid_from"]: r for r in df.where(F.col("permit_number") == "NY-I-1727").collect()}
+
+
+def test_dim_companies_versions_at_daily_grain(spark):
+    days = _mhw(spark, MHW_COLAS)
+    got = dim_companies(days)
     expected = spark.createDataFrame(
         [
-            ("NY-I-1727", 1, "MANHASSET", date(2019, 12, 3), date(2022, 3, 1), False, 2),
-            ("NY-I-1727", 2, "NEW YORK", date(2022, 3, 1), date(2025, 4, 10), False, 1),
-            ("NY-I-1727", 3, "MANHASSET", date(2025, 4, 10), None, True, 1),
+            ("NY-I-1727", date(2019, 12, 3), date(2022, 3, 1), False, "MANHASSET", "11030"),
+            ("NY-I-1727", date(2022, 3, 1), date(2023, 5, 2), False, "NEW YORK", "10041"),
+            ("NY-I-1727", date(2023, 5, 2), date(2025, 4, 10), False, "NEW YORK", "10016"),
+            ("NY-I-1727", date(2025, 4, 10), None, True, "MANHASSET", "11030"),
+            ("BW-CA-5638", date(2024, 1, 2), None, True, "NAPA", "94558"),
         ],
-        "permit_number string, version int, city string, valid_from date, valid_until date, is_current boolean, version_cola_count int",
+        "permit_number string, valid_from date, valid_until date, is_current boolean, city string, zip string",
     )
     assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
-    seen = {(r["first_seen"], r["last_seen"], r["cola_count"], tuple(r["dba_names"]), r["permit_type"]) for r in got.collect()}
-    # a stored first_seen earlier than any COLA here is kept; the COLAs give last_seen
-    assert seen == {(date(2019, 1, 2), date(2025, 4, 10), 4, ("LA MAISON & VELIER",), "IMPORTER")}
-    assert len({r["company_key"] for r in got.collect()}) == 1 and len({r["company_version_key"] for r in got.collect()}) == 3
+    rows = got.collect()
+    assert len({r["company_key"] for r in rows if r["permit_number"] == "NY-I-1727"}) == 1
+    assert len({r["company_version_key"] for r in rows}) == 5 and {r["permit_type"] for r in rows} == {"IMPORTER", "BONDED WINERY"}
+    v = _versions(got)
+    assert v[date(2019, 12, 3)]["attributes_hash"] == v[date(2025, 4, 10)]["attributes_hash"] != v[date(2022, 3, 1)]["attributes_hash"]
+
+    stats = {r["permit_number"]: r for r in company_stats(days, got).collect()}
+    mhw = stats["NY-I-1727"]
+    assert (mhw["first_seen"], mhw["first_ttb_id"], mhw["last_seen"], mhw["last_ttb_id"]) == (
+        date(2019, 12, 3), "19337001000251", date(2025, 4, 10), "25100001000686")
+    assert (mhw["cola_count"], mhw["filing_days"], mhw["version_count"], mhw["dba_names"]) == (6, 5, 4, ["LA MAISON & VELIER"])
+    assert mhw["company_key"] == v[date(2019, 12, 3)]["company_key"] and set(stats) == {"NY-I-1727", "BW-CA-5638"}
+
+
+def test_a_late_earlier_cola_splits_and_extends_versions_without_rekeying_the_others(spark):
+    before = _versions(dim_companies(_mhw(spark, MHW_COLAS)))
+    late = [(date(2022, 9, 1), "22244001000005", HOME, []), (date(2018, 1, 2), "18002001000009", HOME, [])]
+    after = _versions(dim_companies(_mhw(spark, MHW_COLAS + late)))
+    got = {d: (r["valid_until"], r["city"], r["is_current"]) for d, r in after.items()}
+    assert got == {
+        date(2018, 1, 2): (date(2022, 3, 1), "MANHASSET", False),  # the first version starts earlier
+        date(2022, 3, 1): (date(2022, 9, 1), "NEW YORK", False),  # split by the late COLA ...
+        date(2022, 9, 1): (date(2023, 5, 2), "MANHASSET", False),  # ... which opens a version of its own
+        date(2023, 5, 2): (date(2025, 4, 10), "NEW YORK", False),
+        date(2025, 4, 10): (None, "MANHASSET", True),
+    }
+    for start in (date(2022, 3, 1), date(2023, 5, 2), date(2025, 4, 10)):  # same key, same meaning
+        assert after[start]["company_version_key"] == before[start]["company_version_key"]
+        assert after[start]["attributes_hash"] == before[start]["attributes_hash"]
+    assert after[date(2018, 1, 2)]["company_version_key"] not in {r["company_version_key"] for r in before.values()}
 
 
 def test_permit_type_and_state_from_the_permit_format(spark):
@@ -183,11 +230,17 @@ def test_dim_product_types(spark, consolidated, ref):
     assert_df_equality(got.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
 
 
+def _flagged(rows, days_from=None):
+    """``rows`` with their flags, the day rows built from ``days_from`` (default: ``rows``)."""
+    source = rows if days_from is None else days_from
+    return with_flags(rows, first_colas(company_days(source), label_days(source)))
+
+
 def test_fact_products_flags_and_days_to_approval(spark, consolidated):
     refiled = consolidated.where(F.col("ttb_id") == MHW_2019).withColumn("ttb_id", F.lit("20050001000100")).withColumn(
         "receipt_date", F.lit(date(2020, 2, 19))
     )  # the same brand and fanciful name filed again by MHW two months later
-    got = fact_products(with_flags(consolidated.unionByName(refiled)))
+    got = fact_products(_flagged(consolidated.unionByName(refiled)))
     expected = spark.createDataFrame(
         [
             (MHW_2019, 63, True, True, False),
@@ -341,5 +394,48 @@ def test_refiling_window_is_by_receipt_date_then_ttb_id(spark, consolidated):
     """Two COLAs of one permit on the same day: the lower TTB ID is the first."""
     a = consolidated.where(F.col("ttb_id") == MHW_2025)
     b = a.withColumn("ttb_id", F.lit("25100001000999"))
-    got = {r["ttb_id"]: r["is_first_company_cola"] for r in fact_products(with_flags(b.unionByName(a))).collect()}
+    got = {r["ttb_id"]: r["is_first_company_cola"] for r in fact_products(_flagged(b.unionByName(a))).collect()}
     assert got == {MHW_2025: True, "25100001000999": False}
+
+
+def test_flags_of_a_stored_first_move_to_a_late_earlier_cola(spark, consolidated):
+    """Day rows as a run sees them (stored days + the late day): the stored first loses its flags."""
+    later = consolidated.where(F.col("ttb_id") == MHW_2025)
+    earlier = later.withColumn("ttb_id", F.lit("24011001000999")).withColumn("receipt_date", F.lit(date(2024, 1, 11)))
+    before = {r["ttb_id"]: r for r in _flagged(later).collect()}
+    after = {r["ttb_id"]: r for r in _flagged(later.unionByName(earlier)).collect()}
+    flags = ("is_first_company_cola", "is_first_brand_cola", "is_brand_refiling")
+    assert tuple(before[MHW_2025][f] for f in flags) == (True, True, False)
+    assert tuple(after[MHW_2025][f] for f in flags) == (False, False, True)
+    assert tuple(after["24011001000999"][f] for f in flags) == (True, True, False)
+
+
+def test_flags_are_null_without_permit_or_brand(spark, consolidated):
+    rows = consolidated.where(F.col("ttb_id") == CIDER)
+    nameless = rows.withColumn("ttb_id", F.lit("25156001000999")).withColumn("brand_name", F.lit(None).cast("string"))
+    orphan = rows.withColumn("ttb_id", F.lit("25156001000998")).withColumn("permit_number", F.lit(None).cast("string"))
+    got = {r["ttb_id"]: (r["is_first_company_cola"], r["is_first_brand_cola"], r["is_brand_refiling"])
+           for r in _flagged(rows.unionByName(nameless).unionByName(orphan)).collect()}  # fmt: skip
+    assert got == {CIDER: (True, True, False), "25156001000999": (False, None, None), "25156001000998": (None, None, None)}
+
+
+def test_scd2_checks_fail_on_broken_versions(spark):
+    d1, d2, d3 = date(2020, 1, 1), date(2021, 1, 1), date(2021, 6, 1)
+    rows = [
+        ("OK", d1, d2, False), ("OK", d2, None, True),
+        ("TWO_CURRENT", d1, None, True), ("TWO_CURRENT", d2, None, True),
+        ("NONE_CURRENT", d1, d2, False),
+        ("OVERLAP", d1, d3, False), ("OVERLAP", d2, None, True),
+        ("GAP", d1, date(2020, 6, 1), False), ("GAP", d2, None, True),
+        ("SAME_KEY", d1, d2, False), ("SAME_KEY", d2, None, True), ("SAME_KEY", d2, None, True),
+    ]  # fmt: skip
+    dim = spark.createDataFrame(rows, "permit_number string, valid_from date, valid_until date, is_current boolean")
+    current = quality.scd2_one_current("d", dim, "permit_number")
+    tiled = quality.scd2_non_overlapping("d", dim, "permit_number")
+    keys = quality.natural_keys_unique("d", dim, ["permit_number", "valid_from"])
+    assert (current.failing_rows, tiled.failing_rows, keys.failing_rows) == (3, 5, 1)
+    assert all(p in current.detail for p in ("TWO_CURRENT", "NONE_CURRENT", "SAME_KEY")) and "OK" not in current.detail.split("(e.g.")[1]
+    assert all(p in tiled.detail for p in ("TWO_CURRENT", "NONE_CURRENT", "OVERLAP", "GAP", "SAME_KEY"))
+    valid = dim.where("permit_number = 'OK'")
+    checks = (quality.scd2_one_current, quality.scd2_non_overlapping)
+    assert all(check("d", valid, "permit_number").passed for check in checks) and all(r.blocking for r in (current, tiled, keys))

@@ -32,10 +32,14 @@ from ttb_spark.settings import RECEIPT_METHODS
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import CONSOLIDATED, consolidate
 from ttb_spark.gold.dimensions import (
+    COMPANY_DAYS,
+    COMPANY_STATS,
     DIM_COMPANIES,
     DIM_DATES,
     DIM_LOCATIONS,
     DIM_PRODUCT_TYPES,
+    company_days,
+    company_stats,
     dates_of,
     dim_companies,
     dim_dates,
@@ -47,9 +51,12 @@ from ttb_spark.gold.facts import (
     FACT_CERTIFICATES,
     FACT_PRODUCTS,
     FACT_STATUS_CHANGES,
+    LABEL_DAYS,
     changed_or_in_batch,
     fact_certificates,
     fact_products,
+    first_colas,
+    label_days,
     removals,
     reinstatements,
     status_changes,
@@ -65,8 +72,8 @@ if TYPE_CHECKING:
     from ttb_spark.settings import Settings
 
 TABLES = (
-    CONSOLIDATED, DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
-    FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, QUALITY_CHECKS,
+    CONSOLIDATED, DIM_DATES, DIM_COMPANIES, COMPANY_STATS, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
+    FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, COMPANY_DAYS, LABEL_DAYS, QUALITY_CHECKS,
 )  # fmt: skip
 STAGE = "gold"
 HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
@@ -268,44 +275,99 @@ def _build_dimensions_and_facts(
     spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, ref: DataFrame,
     changes: DataFrame, dates: list[date], counts: dict[str, int],
 ) -> None:  # fmt: skip
+    """Dimensions and facts of the batch, from the day rows of its permits and brands (gold.company_days,
+    gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
+    COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
+    the facts' old flags were computed from. Without them (a new lakehouse, or one from before them) they
+    are first built from the whole of ttb_consolidated."""
     root = settings.pipeline.lakehouse_root
-    permits = (
-        batch.select("permit_number").unionByName(removed.select("permit_number"))
-        .where(F.col("permit_number").isNotNull()).distinct().persist()
-    )  # fmt: skip
-    permit_list = [r[0] for r in permits.collect()]
-    history = (
-        lakehouse.read_table(spark, CONSOLIDATED, root)
-        .select(*batch.columns)
-        .join(F.broadcast(permits), "permit_number", "left_semi")
-        .unionByName(batch.where(F.col("permit_number").isNull()))
-        .persist()
-    )
-    by_permit = {"permit_number": permit_list}
-    stored_companies = lakehouse.read_table(spark, DIM_COMPANIES, root).join(F.broadcast(permits), "permit_number", "left_semi")
-    companies = dim_companies(history, stored_companies).localCheckpoint()
-    _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, prune=by_permit, deletes=stored_companies)
+    consolidated = lakehouse.read_table(spark, CONSOLIDATED, root)
+    seeding = not all(lakehouse.table_exists(spark, spec, root) for spec in (COMPANY_DAYS, LABEL_DAYS))
+    if seeding:
+        _replace_numbered_dim_companies(spark, root)
+        permit_list = None
+        day_rows = consolidated
+    else:
+        permits = batch.select("permit_number").unionByName(removed.select("permit_number")).where(F.col("permit_number").isNotNull())
+        permit_list = sorted(r[0] for r in permits.distinct().collect())
+        day_rows = _in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
+    day_rows = day_rows.where(F.col("permit_number").isNotNull()).localCheckpoint()
+
+    def of_permits(spec: lakehouse.TableSpec) -> DataFrame:
+        df = lakehouse.read_table(spark, spec, root)
+        return df if permit_list is None else df.where(F.col("permit_number").isin(permit_list))
+
+    def on_dates(df: DataFrame) -> DataFrame:
+        return df if seeding else _in_dates(df, dates)
+
+    def merged(stored: DataFrame, new: DataFrame) -> DataFrame:
+        """Every day row of the groups in ``stored``/``new``: the batch's days as they are now, the others as stored."""
+        kept = stored.limit(0) if seeding else stored.where(~F.col("receipt_date").isin(dates))
+        return kept.select(*new.columns).unionByName(new).localCheckpoint()
+
+    new_cdays, new_ldays = company_days(day_rows).localCheckpoint(), label_days(day_rows).localCheckpoint()
+    stored_cdays = of_permits(COMPANY_DAYS).localCheckpoint()
+    ldays = of_permits(LABEL_DAYS)
+    brands = new_ldays.select("permit_number", "brand_name").unionByName(on_dates(ldays).select("permit_number", "brand_name"))
+    brands = brands.distinct().localCheckpoint()
+    stored_ldays = ldays.join(brands, ["permit_number", "brand_name"], "left_semi").localCheckpoint()
+    all_cdays, all_ldays = merged(stored_cdays, new_cdays), merged(stored_ldays, new_ldays)
+
+    by_permit = None if permit_list is None else {"permit_number": permit_list}
+    companies = dim_companies(all_cdays).localCheckpoint()
+    _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, prune=by_permit, deletes=of_permits(DIM_COMPANIES))
+    stats = company_stats(all_cdays, companies)
+    _merge(counts, "company_stats", spark, stats, COMPANY_STATS, root, prune=by_permit, deletes=of_permits(COMPANY_STATS))
     _merge(counts, "dim_locations", spark, dim_locations(batch, ref), DIM_LOCATIONS, root)
     _merge(counts, "dim_product_types", spark, dim_product_types(batch, ref), DIM_PRODUCT_TYPES, root)
 
-    stored_facts = lakehouse.read_table(spark, FACT_PRODUCTS, root).join(F.broadcast(permits), "permit_number", "left_semi")
-    products = changed_or_in_batch(fact_products(with_flags(history)), batch, stored_facts).localCheckpoint()
-    fact_dates = sorted({r[0] for r in products.select("receipt_date").distinct().collect()} | set(dates))
+    # facts to rebuild: the batch's, and the COLAs that were or now are a first (their flags may flip)
+    firsts = first_colas(all_cdays, all_ldays).localCheckpoint()
+    were_firsts = first_colas(stored_cdays, stored_ldays).select("ttb_id", "receipt_date")
+    rebuilt = (
+        batch.select("ttb_id", "receipt_date").unionByName(firsts.select("ttb_id", "receipt_date")).unionByName(were_firsts)
+        .distinct().join(removed.select("ttb_id"), "ttb_id", "left_anti").localCheckpoint()
+    )  # fmt: skip
+    fact_dates = sorted({r[0] for r in rebuilt.select("receipt_date").distinct().collect()} | set(dates))
+    ids = rebuilt.select("ttb_id")
+    rows = _in_dates(consolidated, fact_dates).join(ids, "ttb_id", "left_semi").localCheckpoint()
+    # a permit's first COLA may carry a brand the batch does not touch: its flags need that brand's days too
+    other_brands = rows.select("permit_number", "brand_name").distinct().join(brands, ["permit_number", "brand_name"], "left_anti")
+    every_brand = all_ldays.unionByName(ldays.join(other_brands, ["permit_number", "brand_name"], "left_semi").select(*all_ldays.columns))
+    stored_facts = _in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
+    flagged = with_flags(rows, first_colas(all_cdays, every_brand))
+    products = changed_or_in_batch(fact_products(flagged), batch, stored_facts).localCheckpoint()
     _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune={"receipt_date": fact_dates}, deletes=removed)
     certs = fact_certificates(batch)
-    rebuilt = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
-    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune={"receipt_date": dates}, deletes=rebuilt)
+    replaced = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
+    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune={"receipt_date": dates}, deletes=replaced)
 
     calendar = dates_of([
         (products, ("receipt_date", "application_date", "approval_date")),
         (certs, ("application_date", "issued_date", "expiration_date")),
-        (companies, ("valid_from", "valid_until", "first_seen", "last_seen")),
+        (companies, ("valid_from", "valid_until")),
         (changes, ("observed_at",)),
     ])
     years = range(settings.analytics.min_valid_date.year, date.today().year + HOLIDAY_YEARS_AHEAD + 1)
     _merge(counts, "dim_dates", spark, dim_dates(calendar, federal_holidays(spark, years)), DIM_DATES, root)
-    for df in (history, permits):
-        df.unpersist()
+
+    day_prune = None if seeding else {"receipt_date": dates, "permit_number": permit_list}
+    _merge(counts, "company_days", spark, new_cdays, COMPANY_DAYS, root, prune=day_prune, deletes=on_dates(stored_cdays))
+    _merge(counts, "label_days", spark, new_ldays, LABEL_DAYS, root, prune=day_prune, deletes=on_dates(stored_ldays))
+
+
+def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
+    """One-off upgrade: a gold.dim_companies from before versions were keyed by (permit_number, valid_from)
+    (it has the old ``version`` column, which :func:`lakehouse.migrate` will not drop) is replaced by an empty
+    table of the new shape, which the seeding run then fills from ttb_consolidated; the old rows stay
+    readable by time travel (``VERSION AS OF``) until VACUUM."""
+    if not lakehouse.table_exists(spark, DIM_COMPANIES, root) or "version" not in lakehouse.read_table(spark, DIM_COMPANIES, root).columns:
+        return
+    columns = ", ".join(lakehouse._column_ddl(f) for f in DIM_COMPANIES.schema.fields)
+    spark.sql(
+        f"REPLACE TABLE {lakehouse.table_ref(DIM_COMPANIES, root)} ({columns}) USING delta "
+        f"COMMENT {lakehouse.sql_string(DIM_COMPANIES.comment)}"
+    )
 
 
 def check(
@@ -353,8 +415,11 @@ def check(
     silver_ids, silver_certs = quality.silver_counts(_in_dates(details, dates), _in_dates(certificates, dates))
     results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
     results += [
+        quality.scd2_one_current(DIM_COMPANIES.name, companies, "permit_number"),
+        quality.scd2_non_overlapping(DIM_COMPANIES.name, companies, "permit_number"),
+        quality.natural_keys_unique(DIM_COMPANIES.name, companies, DIM_COMPANIES.keys),
         quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_key", ["permit_number"]),
-        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_version_key", ["permit_number", "version"]),
+        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_version_key", ["permit_number", "valid_from"]),
         quality.surrogate_keys_unique(DIM_LOCATIONS.name, locations, "location_key", ["location_id"]),
         quality.surrogate_keys_unique(DIM_PRODUCT_TYPES.name, types, "product_type_key", ["class_type_code"]),
     ]

@@ -2,7 +2,8 @@
 
 Keys: see :mod:`ttb_spark.gold.keys` (deterministic 64-bit keys from natural keys; dates as
 ``yyyymmdd``). ``dim_companies`` keeps a durable ``company_key`` per permit number (what facts
-reference) and one row per version of the company's name and address.
+reference) and one row per version of the company's name and address, computed with
+``company_stats`` from ``company_days`` (one row per permit and filing day).
 """
 
 from __future__ import annotations
@@ -61,30 +62,75 @@ DIM_DATES = TableSpec(
 DIM_COMPANIES = TableSpec(
     name="gold.dim_companies",
     comment=(
-        "Permit holders, SCD type 2 on name and address: one row per version. company_key is durable per permit "
-        "number (facts reference it); first_seen/last_seen come from every COLA of the permit and never move back."
+        "Permit holders, SCD type 2 on name and address at daily grain: one row per version, keyed by (permit_number, "
+        "valid_from). A version is a run of filing days whose end-of-day name and address are the same; a late COLA "
+        "splits or extends the versions around it and leaves the others' keys alone. company_key is durable per permit "
+        "number (facts reference it); per-permit counts and first/last seen are in gold.company_stats."
     ),
-    keys=("permit_number", "version"),
+    keys=("permit_number", "valid_from"),
     schema=StructType([
         column("company_key", LongType(), "durable key of the permit holder (same on every version); facts reference it", False),
-        column("company_version_key", LongType(), "key of this version (permit number, version)"),
+        column("company_version_key", LongType(), "key of this version: a hash of (permit number, valid_from), never of its position in history"),
         column("permit_number", StringType(), "plant registry / basic permit / brewer's number; natural key", False),
-        column("version", IntegerType(), "1 for the first name/address seen, +1 at each change (by receipt date, then TTB ID)", False),
+        column("valid_from", DateType(), "first receipt date showing this version (the day's last COLA by TTB ID decides a day's version)", False),
+        column("valid_until", DateType(), "valid_from of the next version (exclusive); null for the current version"),
+        column("is_current", BooleanType(), "the latest version (valid_until is null); exactly one per permit"),
         column("company_name", StringType(), "applicant name in this version"),
         column("street", StringType(), "street in this version"),
         column("city", StringType(), "city in this version"),
         column("state", StringType(), "state (USPS code) in this version"),
         column("zip", StringType(), "ZIP code in this version"),
-        column("dba_names", ArrayType(StringType()), "every DBA / trade name the permit used on labels (sorted)"),
+        column("attributes_hash", StringType(), "SHA-256 of (company_name, street, city, state, zip): adjacent versions differ in it"),
         column("permit_type", StringType(), "from the permit format: DISTILLED SPIRITS PLANT, BONDED WINERY, BREWERY, IMPORTER ..."),
         column("permit_state", StringType(), "state code inside the permit number"),
-        column("valid_from", DateType(), "receipt date of the first COLA showing this version"),
-        column("valid_until", DateType(), "valid_from of the next version (exclusive); null for the current version"),
-        column("is_current", BooleanType(), "the latest version"),
-        column("version_cola_count", IntegerType(), "COLAs showing this version"),
-        column("first_seen", DateType(), "receipt date of the permit's first COLA (never moves later)"),
-        column("last_seen", DateType(), "receipt date of the permit's latest COLA (never moves earlier)"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+COMPANY_DAYS = TableSpec(
+    name="gold.company_days",
+    comment=(
+        "One row per permit and receipt date with COLAs: the day's count, first TTB ID and end-of-day name and address. "
+        "The state gold keeps per permit so a run reads a permit's filing days, not its COLAs; dim_companies and "
+        "company_stats are computed from it. Written last in a gold run."
+    ),
+    keys=("permit_number", "receipt_date"),
+    schema=StructType([
+        column("permit_number", StringType(), "principal permit number", False),
+        column("receipt_date", DateType(), "receipt date", False),
+        column("cola_count", IntegerType(), "COLAs of the permit received that day"),
+        column("first_ttb_id", StringType(), "lowest TTB ID of the day"),
+        column("last_ttb_id", StringType(), "highest TTB ID of the day (its name and address are the day's)"),
+        column("company_name", StringType(), "applicant name on the day's last COLA"),
+        column("street", StringType(), "street on the day's last COLA"),
+        column("city", StringType(), "city on the day's last COLA"),
+        column("state", StringType(), "state on the day's last COLA"),
+        column("zip", StringType(), "ZIP code on the day's last COLA"),
+        column("attributes_hash", StringType(), "SHA-256 of (company_name, street, city, state, zip)"),
+        column("dba_names", ArrayType(StringType()), "DBA / trade names on the day's COLAs (sorted)"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+COMPANY_STATS = TableSpec(
+    name="gold.company_stats",
+    comment=(
+        "One row per permit: first and last COLA, COLA and filing-day counts, number of name/address versions and DBA "
+        "names, over every COLA of the permit in the lakehouse (exact: a withdrawn first COLA moves first_seen later). "
+        "Join to dim_companies on company_key or permit_number."
+    ),
+    keys=("permit_number",),
+    schema=StructType([
+        column("company_key", LongType(), "-> dim_companies.company_key", False),
+        column("permit_number", StringType(), "permit number; natural key", False),
+        column("first_seen", DateType(), "receipt date of the permit's first COLA"),
+        column("first_ttb_id", StringType(), "the permit's first COLA (by receipt date, then TTB ID)"),
+        column("last_seen", DateType(), "receipt date of the permit's latest COLA"),
+        column("last_ttb_id", StringType(), "the permit's latest COLA (by receipt date, then TTB ID)"),
         column("cola_count", IntegerType(), "COLAs of the permit in the lakehouse"),
+        column("filing_days", IntegerType(), "receipt dates with at least one COLA of the permit"),
+        column("version_count", IntegerType(), "name/address versions in dim_companies"),
+        column("dba_names", ArrayType(StringType()), "every DBA / trade name the permit used on labels (sorted)"),
         column("row_hash", StringType(), ROW_HASH_COMMENT),
     ]),
 )
@@ -199,62 +245,94 @@ def permit_state(permit: Column) -> Column:
 _ADDRESS = ("company_name", "street", "city", "state", "zip")
 
 
-def dim_companies(history: DataFrame, existing: DataFrame) -> DataFrame:
-    """Versions of every permit in ``history`` (all gold.ttb_consolidated rows of those permits).
+def attributes_hash(*columns: str) -> Column:
+    """SHA-256 of the columns' JSON form (nulls included): equal exactly when the values are."""
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)
 
-    A new version starts where name or address differs from the previous COLA's (ordered by
-    receipt date, then TTB ID), so the result depends only on the COLAs, not on the order days
-    were processed in. ``existing`` (the stored rows of those permits) can only widen
-    first_seen/last_seen, never narrow them.
+
+def company_days(consolidated: DataFrame) -> DataFrame:
+    """gold.company_days rows of consolidated rows: every COLA of each (permit, receipt date) in them.
+
+    A day's name and address are those of its last COLA by TTB ID, so two changes on one day leave
+    one version, the later one. Rows without a permit number are left out.
     """
-    obs = history.where(F.col("permit_number").isNotNull()).select(
+    rows = consolidated.where(F.col("permit_number").isNotNull()).select(
         "permit_number",
         "receipt_date",
         "ttb_id",
-        F.col("applicant_name").alias("company_name"),
-        F.col("applicant_street").alias("street"),
-        F.col("applicant_city").alias("city"),
-        F.col("applicant_state").alias("state"),
-        F.col("applicant_zip").alias("zip"),
-        "dba_names",
+        F.struct(
+            F.col("applicant_name").alias("company_name"),
+            F.col("applicant_street").alias("street"),
+            F.col("applicant_city").alias("city"),
+            F.col("applicant_state").alias("state"),
+            F.col("applicant_zip").alias("zip"),
+        ).alias("_attrs"),
+        F.coalesce("dba_names", F.array().cast("array<string>")).alias("_dba"),
     )
-    order = Window.partitionBy("permit_number").orderBy("receipt_date", "ttb_id")
-    attrs = F.to_json(F.struct(*_ADDRESS))
-    obs = obs.withColumn("_attrs", attrs).withColumn("_prev", F.lag("_attrs").over(order))
-    obs = obs.withColumn("_new", (F.col("_prev").isNull() | (F.col("_prev") != F.col("_attrs"))).cast("int"))
-    obs = obs.withColumn("version", F.sum("_new").over(order.rowsBetween(Window.unboundedPreceding, 0)).cast("int"))
-    per_permit = obs.groupBy("permit_number").agg(
-        F.min("receipt_date").alias("_first"),
-        F.max("receipt_date").alias("_last"),
+    days = rows.groupBy("permit_number", "receipt_date").agg(
         F.count("*").cast("int").alias("cola_count"),
-        F.array_sort(F.array_distinct(F.flatten(F.collect_list(F.coalesce("dba_names", F.array().cast("array<string>")))))).alias("dba_names"),
+        F.min("ttb_id").alias("first_ttb_id"),
+        F.max("ttb_id").alias("last_ttb_id"),
+        F.max_by("_attrs", "ttb_id").alias("_attrs"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("_dba")))).alias("dba_names"),
     )
-    stored = existing.groupBy("permit_number").agg(F.min("first_seen").alias("_old_first"), F.max("last_seen").alias("_old_last"))
-    versions = obs.groupBy("permit_number", "version").agg(
-        F.min("receipt_date").alias("valid_from"),
-        F.count("*").cast("int").alias("version_cola_count"),
-        *[F.min(c).alias(c) for c in _ADDRESS],
-    )
-    by_version = Window.partitionBy("permit_number").orderBy("version")
-    versions = versions.withColumn("valid_until", F.lead("valid_from").over(by_version))
-    out = versions.join(per_permit, "permit_number").join(stored, "permit_number", "left")
+    return days.select(
+        "permit_number", "receipt_date", "cola_count", "first_ttb_id", "last_ttb_id",
+        *[F.col("_attrs")[c].alias(c) for c in _ADDRESS], "dba_names",
+    ).withColumn("attributes_hash", attributes_hash(*_ADDRESS))  # fmt: skip
+
+
+def dim_companies(days: DataFrame) -> DataFrame:
+    """Versions of every permit in ``days`` (all its gold.company_days rows): a new version starts on
+    each filing day whose end-of-day name and address differ from the previous filing day's.
+
+    The result depends only on the days, not on the order they were processed in, and a version is
+    keyed by (permit number, valid_from): a late day changes the keys of the versions it splits or
+    extends, never of the others.
+    """
+    order = Window.partitionBy("permit_number").orderBy("receipt_date")
+    prev = F.lag("attributes_hash").over(order)
+    starts = days.withColumn("_starts", prev.isNull() | (prev != F.col("attributes_hash"))).where("_starts")
+    versions = starts.withColumn("valid_until", F.lead("receipt_date").over(order))
     permit = F.col("permit_number")
-    return out.select(
+    return versions.select(
         surrogate_key("company", permit).alias("company_key"),
-        surrogate_key("company_version", permit, F.col("version")).alias("company_version_key"),
+        surrogate_key("company_version", permit, F.col("receipt_date")).alias("company_version_key"),
         permit,
-        "version",
-        *_ADDRESS,
-        "dba_names",
-        permit_type(permit).alias("permit_type"),
-        permit_state(permit).alias("permit_state"),
-        "valid_from",
+        F.col("receipt_date").alias("valid_from"),
         "valid_until",
         F.col("valid_until").isNull().alias("is_current"),
-        "version_cola_count",
-        F.least("_first", "_old_first").alias("first_seen"),
-        F.greatest("_last", "_old_last").alias("last_seen"),
+        *_ADDRESS,
+        "attributes_hash",
+        permit_type(permit).alias("permit_type"),
+        permit_state(permit).alias("permit_state"),
+    )
+
+
+def company_stats(days: DataFrame, versions: DataFrame) -> DataFrame:
+    """gold.company_stats rows of every permit in ``days`` (all its gold.company_days rows) and
+    ``versions`` (its dim_companies rows)."""
+    first = F.min(F.struct("receipt_date", "first_ttb_id"))
+    last = F.max(F.struct("receipt_date", "last_ttb_id"))
+    stats = days.groupBy("permit_number").agg(
+        first.alias("_first"),
+        last.alias("_last"),
+        F.sum("cola_count").cast("int").alias("cola_count"),
+        F.count("*").cast("int").alias("filing_days"),
+        F.array_sort(F.array_distinct(F.flatten(F.collect_list("dba_names")))).alias("dba_names"),
+    )
+    counted = versions.groupBy("permit_number").agg(F.count("*").cast("int").alias("version_count"))
+    return stats.join(counted, "permit_number", "left").select(
+        surrogate_key("company", F.col("permit_number")).alias("company_key"),
+        "permit_number",
+        F.col("_first.receipt_date").alias("first_seen"),
+        F.col("_first.first_ttb_id").alias("first_ttb_id"),
+        F.col("_last.receipt_date").alias("last_seen"),
+        F.col("_last.last_ttb_id").alias("last_ttb_id"),
         "cola_count",
+        "filing_days",
+        "version_count",
+        "dba_names",
     )
 
 

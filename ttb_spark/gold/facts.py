@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, LongType, StringType, StructType, TimestampType
 
@@ -127,6 +126,24 @@ FACT_STATUS_CHANGES = TableSpec(
         column("row_hash", StringType(), ROW_HASH_COMMENT),
     ]),
 )
+LABEL_DAYS = TableSpec(
+    name="gold.label_days",
+    comment=(
+        "One row per permit, brand name, fanciful name and receipt date with COLAs: the day's count and first TTB ID. "
+        "The state behind fact_products' first-brand and re-filing flags, so a run reads the filing days of the "
+        "batch's brands, not their COLAs. Written last in a gold run."
+    ),
+    keys=("permit_number", "brand_name", "fanciful_name", "receipt_date"),
+    schema=StructType([
+        column("permit_number", StringType(), "principal permit number", False),
+        column("brand_name", StringType(), "brand name", False),
+        column("fanciful_name", StringType(), "fanciful name ('' when none: no fanciful name is one label)", False),
+        column("receipt_date", DateType(), "receipt date", False),
+        column("cola_count", IntegerType(), "COLAs of the label received that day"),
+        column("first_ttb_id", StringType(), "lowest TTB ID of the day"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
 INITIAL, CHANGE, WITHDRAWN, REJECTED, REMOVED, REINSTATED = "initial", "change", "withdrawn", "rejected", "removed", "reinstated"
 
 
@@ -228,18 +245,45 @@ def with_completed_dates(events: DataFrame, listings: DataFrame) -> DataFrame:
     )
 
 
-def with_flags(history: DataFrame) -> DataFrame:
-    """First-COLA and re-filing flags over every COLA of the permits in ``history`` (consolidated rows)."""
-    order = ("receipt_date", "ttb_id")
-    fanciful = F.coalesce(F.col("fanciful_name"), F.lit(""))
-    company = Window.partitionBy("permit_number").orderBy(*order)
-    brand = Window.partitionBy("permit_number", "brand_name").orderBy(*order)
-    label = Window.partitionBy("permit_number", "brand_name", fanciful).orderBy(*order)
+def label_days(consolidated: DataFrame) -> DataFrame:
+    """gold.label_days rows of consolidated rows (those with a permit number and a brand name)."""
+    rows = consolidated.where(F.col("permit_number").isNotNull() & F.col("brand_name").isNotNull())
+    return rows.groupBy(
+        "permit_number", "brand_name", F.coalesce(F.col("fanciful_name"), F.lit("")).alias("fanciful_name"), "receipt_date"
+    ).agg(F.count("*").cast("int").alias("cola_count"), F.min("ttb_id").alias("first_ttb_id"))
+
+
+def _firsts(days: DataFrame, keys: list[str], flag: str) -> DataFrame:
+    """(ttb_id, receipt_date, ``flag``) of the first COLA of each ``keys`` group of day rows (by receipt date, then TTB ID)."""
+    first = days.groupBy(*keys).agg(F.min(F.struct("receipt_date", "first_ttb_id")).alias("_first"))
+    return first.select(F.col("_first.first_ttb_id").alias("ttb_id"), F.col("_first.receipt_date").alias("receipt_date"), F.lit(True).alias(flag))
+
+
+def first_colas(company_days: DataFrame, label_days: DataFrame) -> DataFrame:
+    """(ttb_id, receipt_date, _company, _brand, _label): the COLAs that are the first of their permit, of their
+    permit's brand, of their permit's brand + fanciful name, given every day row of those groups
+    (gold.company_days and gold.label_days rows)."""
+    out = _firsts(company_days, ["permit_number"], "_company")
+    for keys, flag in ((["permit_number", "brand_name"], "_brand"), (["permit_number", "brand_name", "fanciful_name"], "_label")):
+        out = out.join(_firsts(label_days, keys, flag), ["ttb_id", "receipt_date"], "full")
+    return out
+
+
+def with_flags(rows: DataFrame, firsts: DataFrame) -> DataFrame:
+    """First-COLA and re-filing flags of consolidated ``rows`` given :func:`first_colas` of every day of their
+    permits and brands: a COLA is its permit's / brand's first when it is the first named there, a re-filing
+    of its brand + fanciful name when it is not that label's first."""
+    marked = rows.join(firsts.drop("receipt_date"), "ttb_id", "left")
     has_permit, has_brand = F.col("permit_number").isNotNull(), F.col("brand_name").isNotNull()
+
+    def named(flag: str) -> Column:
+        return F.coalesce(F.col(flag), F.lit(False))
+
     return (
-        history.withColumn("is_first_company_cola", F.when(has_permit, F.row_number().over(company) == 1))
-        .withColumn("is_first_brand_cola", F.when(has_permit & has_brand, F.row_number().over(brand) == 1))
-        .withColumn("is_brand_refiling", F.when(has_permit & has_brand, F.row_number().over(label) > 1))
+        marked.withColumn("is_first_company_cola", F.when(has_permit, named("_company")))
+        .withColumn("is_first_brand_cola", F.when(has_permit & has_brand, named("_brand")))
+        .withColumn("is_brand_refiling", F.when(has_permit & has_brand, ~named("_label")))
+        .drop("_company", "_brand", "_label")
     )
 
 

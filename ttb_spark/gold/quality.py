@@ -1,8 +1,9 @@
 """Gold quality checks (the original pipeline's asset checks), run after every gold build.
 
 Checks: unique TTB IDs in the consolidated table and the facts, every foreign key resolves,
-dates within a sane range, approval on or after receipt, counts reconcile with silver, and no
-surrogate-key collisions. Each table's checks are computed in one aggregation (one Spark job),
+dates within a sane range, approval on or after receipt, counts reconcile with silver, no
+surrogate-key collisions, and the SCD type 2 invariants of ``dim_companies`` (unique natural
+keys, exactly one current version per permit, versions that tile time without overlap). Each table's checks are computed in one aggregation (one Spark job),
 then turned into :class:`CheckResult` rows; failing checks fetch a few example TTB IDs.
 The gold stage MERGEs the results into ``gold.quality_checks`` (one row per run and check)
 and fails the job when a blocking check failed (unless ``TTB_BLOCKING_QUALITY_CHECKS`` is false).
@@ -149,6 +150,43 @@ def surrogate_keys_unique(table: str, dim: DataFrame, key: str, natural_key: Seq
     n = (row["pairs"] - row["keys"]) + (row["pairs"] - row["naturals"])
     detail = f"{key} <-> ({', '.join(natural_key)}): {row['keys']} keys, {row['naturals']} natural keys, {row['pairs']} pairs"
     return CheckResult(f"surrogate_keys_unique:{table}.{key}", table, True, int(n), detail)
+
+
+def natural_keys_unique(table: str, df: DataFrame, keys: Sequence[str]) -> CheckResult:
+    """At most one row per natural key (e.g. dim_companies' (permit_number, valid_from))."""
+    row = df.agg(F.count("*").alias("rows"), F.countDistinct(F.to_json(F.struct(*keys))).alias("keys")).collect()[0]
+    detail = f"({', '.join(keys)}): {row['rows']} rows, {row['keys']} distinct"
+    return CheckResult(f"natural_keys_unique:{table}", table, True, int(row["rows"] - row["keys"]), detail)
+
+
+def scd2_one_current(table: str, dim: DataFrame, entity: str) -> CheckResult:
+    """Exactly one ``is_current`` row per ``entity`` of an SCD type 2 dimension; failing rows: entities with none or several."""
+    per = dim.groupBy(entity).agg(F.sum(F.when(F.col("is_current"), 1).otherwise(0)).alias("_current"))
+    bad = per.where(F.col("_current") != 1)
+    n = bad.count()
+    examples = [str(r[0]) for r in bad.select(entity).limit(5).collect()]
+    detail = f"{entity} without exactly one current version: {n}" + (f" (e.g. {', '.join(examples)})" if examples else "")
+    return CheckResult(f"scd2_one_current:{table}", table, True, n, detail)
+
+
+def scd2_non_overlapping(table: str, dim: DataFrame, entity: str) -> CheckResult:
+    """Versions of each ``entity`` tile time: valid_from < valid_until, each version's valid_until is the next one's
+    valid_from (no overlap, no gap), only the last is open (null valid_until) and it alone is current."""
+    from pyspark.sql import Window
+
+    order = Window.partitionBy(entity).orderBy("valid_from")
+    nxt = F.lead("valid_from").over(order)
+    broken = (
+        ~F.col("valid_until").eqNullSafe(nxt)
+        | (F.col("valid_until") <= F.col("valid_from"))
+        | F.col("valid_from").isNull()
+        | ~F.col("is_current").eqNullSafe(F.col("valid_until").isNull())
+    )
+    bad = dim.withColumn("_broken", broken).where("_broken")
+    n = bad.count()
+    examples = [f"{r[0]}@{r[1]}" for r in bad.select(entity, "valid_from").limit(5).collect()]
+    detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}" + (f" (e.g. {', '.join(examples)})" if examples else "")
+    return CheckResult(f"scd2_non_overlapping:{table}", table, True, n, detail)
 
 
 def to_frame(spark: SparkSession, run_id: str, results: Iterable[CheckResult], scope: str) -> DataFrame:

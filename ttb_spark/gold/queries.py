@@ -27,11 +27,11 @@ EXAMPLES: dict[str, str] = {
     """,
     # "Last week" = the 7 days up to the latest receipt date in the lakehouse.
     "new_companies_last_week": """
-        SELECT c.permit_number, c.company_name, c.permit_type, c.state, c.first_seen
-        FROM dim_companies c
-        WHERE c.is_current
-          AND c.first_seen > (SELECT date_sub(max(receipt_date), 7) FROM fact_products)
-        ORDER BY c.first_seen, c.permit_number
+        SELECT c.permit_number, c.company_name, c.permit_type, c.state, s.first_seen
+        FROM company_stats s
+        JOIN dim_companies c ON c.company_key = s.company_key AND c.is_current
+        WHERE s.first_seen > (SELECT date_sub(max(receipt_date), 7) FROM fact_products)
+        ORDER BY s.first_seen, c.permit_number
     """,
     "median_days_to_approval_by_product_type": """
         SELECT p.product_type, count(*) AS colas, median(f.days_to_approval) AS median_days_to_approval
