@@ -28,6 +28,8 @@ from ttb_spark.spark import get_spark
         ("TTB_CATALOG", "main; DROP TABLE x", "TTB_CATALOG"),
         ("TTB_SCHEMA_PREFIX", "ttb-", "TTB_SCHEMA_PREFIX"),
         ("TTB_SPARK_REMOTE", "http://127.0.0.1:15002", "TTB_SPARK_REMOTE"),
+        ("TTB_FRESHNESS_BLOCK_DAYS", "2", "TTB_FRESHNESS_BLOCK_DAYS"),  # below the warn threshold (4)
+        ("TTB_DRIFT_RATIO", "0.5", "TTB_DRIFT_RATIO"),
     ],
 )
 def test_invalid_setting_names_the_setting(monkeypatch, env, value, named):

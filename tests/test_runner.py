@@ -124,3 +124,24 @@ def test_rescan_reaches_back_from_the_range_end_and_only_in_the_last_chunks():
     backfill = runner.Scope(date(2024, 1, 1), date(2024, 1, 31), ("001",), ("cola-detail",), rescan_days=14)
     per_chunk = [runner.chunk_rescan_days(backfill, a, b) for a, b in runner.plan("raw", backfill, 7)]
     assert per_chunk == [0, 0, 4, 7, 3]  # Jan 18..31: 4 days of chunk 15-21, all of 22-28, 29-31
+
+
+def test_audit_failure_is_reported_beside_the_jobs_own_result(spark, tmp_path, capsys):
+    """ops.pipeline_runs cannot be written (a file sits where the table goes): a job that succeeds says so and
+    exits 1 naming the audit; a job that fails keeps its own error in the summary, the audit's beside it."""
+    root = tmp_path / "lakehouse"
+    for blocked in ("ops/pipeline_runs", "gold/ttb_reference_data"):
+        (root / blocked).parent.mkdir(parents=True, exist_ok=True)
+        (root / blocked).write_text("not a table")
+    common = ["--env", "test", "--lakehouse-root", str(root), "--raw-root", str(tmp_path / "raw")]
+
+    assert cli.main(["gold", "--since-last-run", *common]) == 1  # nothing changed in silver: the stage itself succeeds
+    out = capsys.readouterr()
+    assert "ttb_spark gold: SUCCEEDED" in out.out and "  gold      colas=0" in out.out
+    assert "audit     NOT RECORDED: could not write the run's row to ops.pipeline_runs" in out.out
+    assert "audit: could not write the run's row to ops.pipeline_runs" in out.err
+
+    assert cli.main(["gold", "--date", "2024-01-02", *common]) == 1  # the reference table cannot be seeded
+    summary = capsys.readouterr().out
+    assert "ttb_spark gold: FAILED" in summary and "ttb_reference_data" in summary.split("  error     ")[1].splitlines()[0]
+    assert "audit     NOT RECORDED" in summary

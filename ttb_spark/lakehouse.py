@@ -330,6 +330,13 @@ def read_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str, vers
     return _reader(spark, spec, lakehouse_root, {"versionAsOf": version})
 
 
+def restore_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str, version: int | None) -> None:
+    """Make commit ``version`` the table's current state again (``RESTORE TABLE ... TO VERSION AS OF``, a new
+    commit); ``None`` (the table did not exist then): delete every row."""
+    ref = table_ref(spec, lakehouse_root)
+    spark.sql(f"RESTORE TABLE {ref} TO VERSION AS OF {int(version)}" if version is not None else f"DELETE FROM {ref}")
+
+
 def read_changes(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int, through_version: int) -> DataFrame:
     """Rows whose key was inserted, updated or deleted in commits ``after_version`` < v <= ``through_version``
     (Delta change data feed): per key, its last change, as the row after it (``_change_type`` ``delete``:

@@ -94,6 +94,7 @@ class RunResult:
     tables: list[str] = field(default_factory=list)
     rejected_pages: int | None = None  # pages of the range in silver.rejects (None: the job has no silver stage)
     rejected_of: str = ""  # what rejected_pages counts: the range, or this run's changed pages
+    audit_error: str | None = None  # the first failure to read or write the run's ops.pipeline_runs row
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -208,19 +209,54 @@ def after_chunks(job: str) -> tuple[str, ...]:
     return tuple(s for s in JOBS[job] if s in CHANGE_DRIVEN) if job in DISCOVERY_JOBS else ()
 
 
+class RunAudit:
+    """The run's ``ops.pipeline_runs`` row, read and written so that a failure to do so is reported (once per
+    kind, on stderr and in the summary) and never stops, or stands in for the result of, the job's own work."""
+
+    def __init__(self, spark: Any, root: str) -> None:
+        self.spark, self.root = spark, root
+        self.error: str | None = None
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        message = f"could not {what} ops.pipeline_runs: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        progress(f"audit: {message}")
+        self.error = self.error or message
+
+    def finished_chunks(self, job: str, settings: Settings) -> set[tuple[date, date]]:
+        """Chunks an interrupted earlier run finished (none when the audit cannot be read: every chunk is redone)."""
+        from ttb_spark import audit
+
+        try:
+            return audit.finished_chunks(audit.read_runs(self.spark, self.root, job), settings.fingerprint())
+        except Exception as exc:
+            self._failed("read (resume skipped)", exc)
+            return set()
+
+    def write(self, record: Any) -> None:
+        from ttb_spark import audit
+
+        try:
+            audit.write(self.spark, record, self.root)
+        except Exception as exc:
+            self._failed("write the run's row to", exc)
+
+
 def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None) -> RunResult:
-    """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage failure."""
+    """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage or
+    audit failure. Exit status 1 when a stage failed, or when the stages succeeded but the run could not be
+    recorded (the summary says which)."""
     from ttb_spark import audit
 
     root = settings.pipeline.lakehouse_root
     chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
-    done = set() if scope.force else audit.finished_chunks(audit.read_runs(spark, root, job), settings.fingerprint())
+    run_audit = RunAudit(spark, root)
+    done = set() if scope.force else run_audit.finished_chunks(job, settings)
     record = audit.RunRecord.start(
         scope.run_id, job, arguments or {}, settings,
         range_start=scope.start, range_end=scope.end, partitions=tuple(p.key for p in scope.only),
         chunks_total=len(chunk_list), chunks_skipped=sum(c in done for c in chunk_list),
     )
-    audit.write(spark, record, root)
+    run_audit.write(record)
     once = after_chunks(job)
     per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
@@ -237,7 +273,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                 counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
                 if number < len(chunk_list) or once:
-                    audit.write(spark, record, root)
+                    run_audit.write(record)
             if once:
                 record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record)
         record = record.finish(audit.SUCCEEDED)
@@ -247,13 +283,13 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         progress(f"{job}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         traceback.print_exc(file=sys.stderr)
         code = 1
-    audit.write(spark, record, root)
+    run_audit.write(record)
     rejected, of = None, ""
     if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
         rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
     elif "silver" in JOBS[job]:
         rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
-    return RunResult(record, code, written_tables(spark, root), rejected, of)
+    return RunResult(record, code or int(run_audit.error is not None), written_tables(spark, root), rejected, of, run_audit.error)
 
 
 def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any) -> Any:
@@ -362,6 +398,8 @@ def summary(job: str, result: RunResult, settings: Settings) -> str:
         lines.append(f"  rejects   {result.rejected_pages} page(s) of {result.rejected_of} quarantined in silver.rejects")
     if r.error:
         lines.append(f"  error     {r.error.splitlines()[0][:200]}")
+    if result.audit_error:
+        lines.append(f"  audit     NOT RECORDED: {result.audit_error[:300]}")
     root = settings.pipeline.lakehouse_root
     where = f"{root.removeprefix(lakehouse.CATALOG_SCHEME)}<layer>.<table>" if lakehouse.is_catalog(root) else f"{root}/<layer>/<table>"
     lines.append(f"  raw       {settings.pipeline.raw_root}")

@@ -248,6 +248,23 @@ class AnalyticsSettings(_Section):
     section_name: ClassVar[str] = "analytics"
     min_valid_date: date = date(1990, 1, 1)
     blocking_quality_checks: bool = True
+    # Change-driven runs: days between the run's date and gold's newest approval (or ingest) that warn,
+    # and that block publishing (none: freshness never blocks).
+    freshness_warn_days: int = Field(4, ge=0)
+    freshness_block_days: int | None = Field(None, ge=0)
+    # Change-driven runs: the newest approval day's count against the mean of the approval days in the
+    # previous drift_baseline_days days; outside [mean / drift_ratio, mean * drift_ratio] it fails.
+    drift_baseline_days: int = Field(28, ge=1)
+    drift_ratio: float = Field(3.0, gt=1.0)
+    drift_blocking: bool = False
+
+    @model_validator(mode="after")
+    def _freshness(self) -> AnalyticsSettings:
+        if self.freshness_block_days is not None and self.freshness_block_days < self.freshness_warn_days:
+            raise ValueError(
+                f"TTB_FRESHNESS_BLOCK_DAYS ({self.freshness_block_days}) must be >= TTB_FRESHNESS_WARN_DAYS ({self.freshness_warn_days})"
+            )
+        return self
 
 
 class SparkSettings(_Section):

@@ -17,6 +17,12 @@ consolidated table and facts and recorded as events in ``fact_status_changes``. 
 :func:`ttb_spark.lakehouse.merge_changes` with the batch's receipt dates as literal partition
 predicates, skipped when it would change nothing: a rerun over the same silver rows writes
 nothing, except that ``gold.quality_checks`` logs the run's checks.
+
+Write-audit-publish: a build records each gold table's version first, writes, then runs the
+quality checks on what it wrote. When a blocking check fails (or a write raises), every gold table
+the build changed is restored to its recorded version (Delta ``RESTORE``) before the error is
+raised, so readers never keep unvalidated rows; the check results stay in ``gold.quality_checks``
+and, the watermarks not having moved, the next run retries the same changes.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ TABLES = (
     CONSOLIDATED, DIM_DATES, DIM_COMPANIES, COMPANY_STATS, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
     FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, COMPANY_DAYS, LABEL_DAYS, QUALITY_CHECKS,
 )  # fmt: skip
+PUBLISHED = tuple(spec for spec in TABLES if spec is not QUALITY_CHECKS)  # validated before they count as published
 STAGE = "gold"
 HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
 __all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
@@ -161,6 +168,22 @@ def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
     return df.where(F.col("receipt_date").isin(dates))
 
 
+def published_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+    """Each published gold table's current version (None: not created yet): the state a failed build restores."""
+    return {spec.name: lakehouse.current_version(spark, spec, root) for spec in PUBLISHED}
+
+
+def unpublish(spark: SparkSession, root: str, versions: dict[str, int | None]) -> list[str]:
+    """Restore every published gold table whose version moved since ``versions``; the names restored."""
+    restored = []
+    for spec in PUBLISHED:
+        before = versions.get(spec.name)
+        if lakehouse.current_version(spark, spec, root) not in (None, before):
+            lakehouse.restore_version(spark, spec, root, before)
+            restored.append(spec.name)
+    return restored
+
+
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
     """The ``gold`` stage. With ``scope.since_last_run``: the COLAs whose silver rows changed since the
     silver versions the last change-driven run processed (every receipt method), their silver rows
@@ -192,13 +215,47 @@ def build(
     ``affected`` (ttb_id, receipt_date) limits the COLAs rebuilt to those; without it, every COLA
     of the scope (receipt-date range x receipt methods). A COLA rebuilt that no longer has a silver
     row (withdrawn, or its pages now rejected) is deleted from the consolidated table and the facts,
-    and the removal is an event in fact_status_changes. Raises :class:`QualityCheckError` after
-    recording the checks when a blocking one failed.
+    and the removal is an event in fact_status_changes. When a blocking check fails, records the
+    checks, restores the gold tables to their versions before the build (:func:`unpublish`) and
+    raises :class:`QualityCheckError`; a write that raises is undone the same way.
     """
     root = settings.pipeline.lakehouse_root
     counts: dict[str, int] = {}
     for k, v in reference.ensure_seeded(spark, settings).items():
         counts[f"reference_{k}"] = v
+    published = published_versions(spark, root)
+    try:
+        results = _write_and_check(spark, settings, scope, details, certificates, affected, published, counts)
+    except Exception as exc:
+        exc.add_note(_undo(spark, root, published))
+        raise
+    if results is None:
+        return counts
+    failed = quality.failures(results)
+    if failed and settings.analytics.blocking_quality_checks:
+        undone = _undo(spark, root, published)
+        raise QualityCheckError(
+            f"blocking gold quality checks failed: {', '.join(r.name for r in failed)} ({undone}); "
+            + "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        )
+    return counts
+
+
+def _undo(spark: SparkSession, root: str, published: dict[str, int | None]) -> str:
+    """Restore gold to ``published`` after a failed build; says what was restored, or why it could not be."""
+    try:
+        restored = unpublish(spark, root, published)
+    except Exception as failed:  # reported with, never instead of, the build's own error
+        return f"gold NOT restored to its published state ({type(failed).__name__}: {str(failed)[:300]}); rerun the gold stage"
+    return "nothing published: " + (f"{', '.join(restored)} restored to their versions before the run" if restored else "no gold table had changed")
+
+
+def _write_and_check(
+    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    affected: DataFrame | None, published: dict[str, int | None], counts: dict[str, int],
+) -> list[quality.CheckResult] | None:  # fmt: skip
+    """The build's writes, then its checks (recorded in gold.quality_checks); None when the batch is empty."""
+    root = settings.pipeline.lakehouse_root
     ref = reference.read(spark, settings).persist()
     stored = lakehouse.read_table(spark, CONSOLIDATED, root)
     if affected is None:
@@ -223,7 +280,7 @@ def build(
         gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
         dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates))
         if not dates:
-            return counts
+            return None
         counts["colas_removed"] = removed.count()
         prune = {"receipt_date": dates}
         events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
@@ -239,14 +296,11 @@ def build(
     finally:
         batch.unpersist()
         ref.unpersist()
-    results = check(spark, settings, scope, dates, details, certificates)
+    results = check(spark, settings, scope, dates, details, certificates, published)
     lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, _scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
     counts["checks_failed"] = sum(not r.passed for r in results)
-    failed = quality.failures(results)
-    if failed and settings.analytics.blocking_quality_checks:
-        raise QualityCheckError("blocking gold quality checks failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))
-    return counts
+    return results
 
 
 def _listings(spark: SparkSession, root: str, batch: DataFrame, dates: list[date]) -> DataFrame:
@@ -371,9 +425,11 @@ def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
 
 
 def check(
-    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], details: DataFrame, certificates: DataFrame
+    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], details: DataFrame, certificates: DataFrame,
+    published: dict[str, int | None] | None = None,
 ) -> list[quality.CheckResult]:
-    """The quality checks over the batch's receipt dates (and the whole of each dimension)."""
+    """The quality checks over the batch's receipt dates (and the whole of each dimension); ``published``:
+    the gold tables' versions before the build (:func:`published_versions`), for the checks against them."""
     root = settings.pipeline.lakehouse_root
 
     def read(spec: lakehouse.TableSpec) -> DataFrame:
@@ -423,7 +479,68 @@ def check(
         quality.surrogate_keys_unique(DIM_LOCATIONS.name, locations, "location_key", ["location_id"]),
         quality.surrogate_keys_unique(DIM_PRODUCT_TYPES.name, types, "product_type_key", ["class_type_code"]),
     ]
+    results += _independent_checks(spark, settings, scope, dates, cons, published or {})
     return results
+
+
+def _independent_checks(
+    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], cons: DataFrame, published: dict[str, int | None]
+) -> list[quality.CheckResult]:
+    """Checks against sources the batch was not built from: bronze pages found per receipt day, the dimension
+    keys published before the run, and (change-driven runs, whose date is the schedule's) freshness and drift."""
+    from ttb_spark import bronze, silver
+
+    root = settings.pipeline.lakehouse_root
+    results = []
+    if lakehouse.table_exists(spark, bronze.PAGES, root):  # gold built from silver rows alone (tests) has no bronze
+        def pages(spec: lakehouse.TableSpec) -> DataFrame:
+            return _in_dates(lakehouse.read_table(spark, spec, root), dates)
+
+        found = pages(bronze.PAGES).where(F.col("receipt_method").isin(list(scope.receipt_methods)))
+        results.append(quality.found_vs_gold(found, pages(silver.REJECTS), pages(silver.WITHDRAWALS), cons))
+    results += quality.published_keys_kept([
+        _dimension(spark, root, published, DIM_COMPANIES, "company_key",
+                   [(FACT_PRODUCTS, "company_key"), (FACT_CERTIFICATES, "company_key")]),
+        _dimension(spark, root, published, DIM_LOCATIONS, "location_key",
+                   [(FACT_PRODUCTS, "origin_location_key"), (FACT_PRODUCTS, "applicant_location_key"), (FACT_CERTIFICATES, "origin_location_key")]),
+        _dimension(spark, root, published, DIM_PRODUCT_TYPES, "product_type_key",
+                   [(FACT_PRODUCTS, "product_type_key"), (FACT_CERTIFICATES, "product_type_key")]),
+        _dimension(spark, root, published, DIM_DATES, "date_key",
+                   [(FACT_PRODUCTS, c) for c in ("receipt_date_key", "application_date_key", "approval_date_key")]
+                   + [(FACT_CERTIFICATES, c) for c in ("application_date_key", "issued_date_key", "expiration_date_key")]
+                   + [(FACT_STATUS_CHANGES, "observed_date_key")]),
+    ])  # fmt: skip
+    if scope.since_last_run:
+        results += _recency_checks(spark, settings, scope.end)
+    return results
+
+
+def _dimension(
+    spark: SparkSession, root: str, published: dict[str, int | None], dim: lakehouse.TableSpec, key: str,
+    references: list[tuple[lakehouse.TableSpec, str]],
+) -> quality.DimensionKeys:  # fmt: skip
+    version = published.get(dim.name)
+    before = lakehouse.read_version(spark, dim, root, version) if version is not None else None
+    refs = [(spec.name, lakehouse.read_table(spark, spec, root), column) for spec, column in references]
+    return quality.DimensionKeys(dim.name, key, before, lakehouse.read_table(spark, dim, root), refs)
+
+
+def _recency_checks(spark: SparkSession, settings: Settings, run_date: date) -> list[quality.CheckResult]:
+    """Freshness and approval drift as of ``run_date``, from one aggregation over the COLAs received in the
+    year (plus the drift baseline) before it: approvals per day up to ``run_date`` and the newest page fetch."""
+    a = settings.analytics
+    since = run_date - timedelta(days=366 + a.drift_baseline_days)
+    recent = lakehouse.read_table(spark, CONSOLIDATED, settings.pipeline.lakehouse_root).where(F.col("receipt_date") >= F.lit(since))
+    rows = recent.groupBy("approval_date").agg(
+        F.count("*").alias("n"), F.max(F.greatest("detail_fetched_at", "certificate_fetched_at")).alias("fetched")
+    ).collect()
+    per_day = {r["approval_date"]: int(r["n"]) for r in rows if r["approval_date"] is not None and r["approval_date"] <= run_date}
+    fetched = [r["fetched"] for r in rows if r["fetched"] is not None]
+    return [
+        quality.freshness(run_date, max(per_day, default=None), max(fetched).date() if fetched else None,
+                          a.freshness_warn_days, a.freshness_block_days),
+        quality.approval_drift(per_day, a.drift_baseline_days, a.drift_ratio, a.drift_blocking),
+    ]  # fmt: skip
 
 
 def _scope_text(dates: list[date]) -> str:

@@ -1,18 +1,23 @@
-"""Gold quality checks (the original pipeline's asset checks), run after every gold build.
+"""Gold quality checks (the original pipeline's asset checks), run after every gold build, before publishing.
 
 Checks: unique TTB IDs in the consolidated table and the facts, every foreign key resolves,
 dates within a sane range, approval on or after receipt, counts reconcile with silver, no
 surrogate-key collisions, and the SCD type 2 invariants of ``dim_companies`` (unique natural
 keys, exactly one current version per permit, versions that tile time without overlap). Each table's checks are computed in one aggregation (one Spark job),
 then turned into :class:`CheckResult` rows; failing checks fetch a few example TTB IDs.
+Checks against sources the batch was not built from: bronze pages found vs gold COLAs per receipt
+day (:func:`found_vs_gold`), dimension keys of the previously published state still there while
+facts reference them (:func:`published_keys_kept`), freshness (:func:`freshness`) and the drift of
+daily approvals (:func:`approval_drift`).
 The gold stage MERGEs the results into ``gold.quality_checks`` (one row per run and check)
-and fails the job when a blocking check failed (unless ``TTB_BLOCKING_QUALITY_CHECKS`` is false).
+and, when a blocking check failed (unless ``TTB_BLOCKING_QUALITY_CHECKS`` is false), restores the
+gold tables to their published state and fails the job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from pyspark.sql import functions as F
@@ -187,6 +192,116 @@ def scd2_non_overlapping(table: str, dim: DataFrame, entity: str) -> CheckResult
     examples = [f"{r[0]}@{r[1]}" for r in bad.select(entity, "valid_from").limit(5).collect()]
     detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}" + (f" (e.g. {', '.join(examples)})" if examples else "")
     return CheckResult(f"scd2_non_overlapping:{table}", table, True, n, detail)
+
+
+def found_vs_gold(pages: DataFrame, rejected: DataFrame, withdrawn: DataFrame, consolidated: DataFrame) -> CheckResult:
+    """Per receipt day, the TTB IDs with a bronze page that is neither rejected nor withdrawn (as silver
+    recorded them) = the COLAs in gold.ttb_consolidated. ``pages``, ``rejected``, ``withdrawn``:
+    (ttb_id, data_type, receipt_date) of the days checked; ``consolidated``: (ttb_id, receipt_date)."""
+    accounted = rejected.select("ttb_id", "data_type").unionByName(withdrawn.select("ttb_id", "data_type"))
+    live = pages.select("ttb_id", "data_type", "receipt_date").join(F.broadcast(accounted), ["ttb_id", "data_type"], "left_anti")
+    tagged = live.select("receipt_date", "ttb_id", F.lit(True).alias("_found")).unionByName(
+        consolidated.select("receipt_date", "ttb_id", F.lit(False).alias("_found"))
+    )
+    per_day = tagged.groupBy("receipt_date").agg(
+        F.countDistinct(F.when(F.col("_found"), F.col("ttb_id"))).alias("found"), F.count(F.when(~F.col("_found"), 1)).alias("gold")
+    ).collect()
+    off = sorted((r for r in per_day if r["found"] != r["gold"]), key=lambda r: r["receipt_date"])
+    detail = (
+        f"bronze pages found, less rejects and withdrawals: {sum(r['found'] for r in per_day)} TTB IDs; "
+        f"gold.ttb_consolidated: {sum(r['gold'] for r in per_day)}"
+    )
+    if off:
+        detail += "; days that differ (found/gold): " + ", ".join(f"{r['receipt_date']} {r['found']}/{r['gold']}" for r in off[:10])
+    return CheckResult("found_vs_gold_per_day", "gold.ttb_consolidated", True, sum(abs(r["found"] - r["gold"]) for r in off), detail)
+
+
+@dataclass(frozen=True)
+class DimensionKeys:
+    """A dimension's surrogate key as published before the run (``before``; None: nothing published)
+    and now (``after``), with the fact columns (``table``, frame, column) that reference it."""
+
+    dim_name: str
+    key: str
+    before: DataFrame | None
+    after: DataFrame
+    references: Sequence[tuple[str, DataFrame, str]]
+
+
+def published_keys_kept(dimensions: Sequence[DimensionKeys]) -> list[CheckResult]:
+    """Referential integrity against the published state: a dimension key published before the run that
+    the run removed must not be referenced by any fact row (the run's facts are checked by the ``fk:``
+    checks; this covers every fact row the run did not rebuild). The removed keys of all dimensions are
+    found in one job; facts are read only when some key was removed."""
+    spark = dimensions[0].after.sparkSession
+    gone: DataFrame | None = None
+    for i, d in enumerate(dimensions):
+        if d.before is None:
+            continue
+        removed = d.before.select(F.col(d.key).cast("long").alias("key")).distinct().join(
+            d.after.select(F.col(d.key).cast("long").alias("key")), "key", "left_anti"
+        ).withColumn("dim", F.lit(i))
+        gone = removed if gone is None else gone.unionByName(removed)
+    removed_keys: dict[int, list[int]] = {}
+    for r in (gone.collect() if gone is not None else []):
+        removed_keys.setdefault(r["dim"], []).append(r["key"])
+    results = []
+    for i, d in enumerate(dimensions):
+        keys = removed_keys.get(i, [])
+        name = f"fk_published:{d.dim_name}.{d.key}"
+        if d.before is None:
+            results.append(CheckResult(name, d.dim_name, True, 0, "nothing published before this run"))
+            continue
+        referencing = 0
+        examples = ""
+        if keys:
+            lost = spark.createDataFrame([(k,) for k in keys], "key long")
+            for table, facts, col in d.references:
+                hits = facts.join(F.broadcast(lost), F.col(col).cast("long") == F.col("key"), "left_semi")
+                n = hits.count()
+                referencing += n
+                if n and not examples:
+                    examples = f" in {table}.{col}" + _examples(hits)
+        detail = f"{len(keys)} published {d.key} value(s) removed by this run; {referencing} fact row(s) still reference them{examples}"
+        results.append(CheckResult(name, d.dim_name, True, referencing, detail))
+    return results
+
+
+def freshness(run_date: date, newest_approval: date | None, newest_ingest: date | None, warn_days: int, block_days: int | None) -> CheckResult:
+    """Days from gold's newest approval and newest ingest (page fetch) to the run's date, the larger of the two:
+    fails beyond ``warn_days`` (a warning), blocking beyond ``block_days`` (never when None)."""
+    lags = [(run_date - d).days for d in (newest_approval, newest_ingest) if d is not None]
+    lag = max(lags, default=None)
+    blocking = block_days is not None and (lag is None or lag > block_days)
+    limit = block_days if blocking else warn_days
+    over = 1 if lag is None else max(0, lag - limit)
+    detail = (
+        f"run date {run_date}: newest approval {newest_approval}, newest ingest {newest_ingest}; lag "
+        f"{'unknown (nothing in gold)' if lag is None else f'{lag} day(s)'}, warn after {warn_days}, "
+        f"block after {'never' if block_days is None else block_days}"
+    )
+    return CheckResult("freshness:gold.ttb_consolidated", "gold.ttb_consolidated", blocking, over, detail)
+
+
+def approval_drift(per_day: dict[date, int], baseline_days: int, ratio: float, blocking: bool, min_baseline: int = 5) -> CheckResult:
+    """The newest approval day's count against the mean of the approval days (days with any approval: the
+    registry approves on working days) in the ``baseline_days`` before it: outside [mean / ratio, mean * ratio]
+    fails. Passes, saying so, when fewer than ``min_baseline`` such days are known."""
+    name, table = "approval_drift:gold.ttb_consolidated", "gold.ttb_consolidated"
+    if not per_day:
+        return CheckResult(name, table, blocking, 0, "no approvals in gold yet")
+    day = max(per_day)
+    base = [n for d, n in per_day.items() if day - timedelta(days=baseline_days) <= d < day and n]
+    if len(base) < min_baseline:
+        return CheckResult(name, table, blocking, 0, f"{day}: {per_day[day]} approvals; baseline of {len(base)} approval day(s) too short to judge")
+    mean = sum(base) / len(base)
+    count = per_day[day]
+    off = count < mean / ratio or count > mean * ratio
+    detail = (
+        f"{day}: {count} approvals vs a mean of {mean:.1f} over {len(base)} approval day(s) in the {baseline_days} days before "
+        f"(allowed {mean / ratio:.1f}..{mean * ratio:.1f})"
+    )
+    return CheckResult(name, table, blocking, max(1, abs(count - round(mean))) if off else 0, detail)
 
 
 def to_frame(spark: SparkSession, run_id: str, results: Iterable[CheckResult], scope: str) -> DataFrame:
