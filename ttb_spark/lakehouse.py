@@ -138,16 +138,22 @@ CONFLICTS = frozenset({
     "DELTA_CONCURRENT_APPEND", "DELTA_CONCURRENT_DELETE_DELETE", "DELTA_CONCURRENT_DELETE_READ",
     "DELTA_CONCURRENT_TRANSACTION", "DELTA_CONCURRENT_WRITE", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED",
 })  # fmt: skip
+CONFLICT_TYPES = ("DeltaConcurrentModificationException", "ConcurrentWriteException", "MetadataChangedException",
+                  "ProtocolChangedException", "ConcurrentAppendException", "ConcurrentDeleteReadException",
+                  "ConcurrentDeleteDeleteException", "ConcurrentTransactionException")  # delta.exceptions.base
 CONFLICT_ATTEMPTS = 8
 
 
 def is_conflict(exc: BaseException) -> bool:
-    """Whether ``exc`` is Delta's "a concurrent transaction committed first" (classic or Spark Connect)."""
-    condition = getattr(exc, "getCondition", None)
-    if callable(condition) and condition() in CONFLICTS:
+    """Whether ``exc`` is Delta's "a concurrent transaction committed first": by its condition (Spark
+    Connect and plain pyspark; it may carry a sub-condition, ``DELTA_CONCURRENT_APPEND.WITHOUT_HINT``),
+    or by type (delta-spark's Python API converts these errors to its own classes, without a condition)."""
+    from delta.exceptions import base
+
+    if isinstance(exc, tuple(getattr(base, name) for name in CONFLICT_TYPES)):
         return True
-    return any(name in str(exc) for name in ("ConcurrentAppendException", "ConcurrentDeleteReadException",
-                                               "ConcurrentTransactionException", "ProtocolChangedException"))
+    condition = getattr(exc, "getCondition", None)
+    return callable(condition) and (condition() or "").split(".")[0] in CONFLICTS
 
 
 def retry_on_conflict(call: Callable[..., T]) -> Callable[..., T]:

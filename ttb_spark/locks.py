@@ -79,15 +79,15 @@ def acquire(spark: SparkSession, settings: Settings, claim: Claim) -> None:
     """Take ``claim``, or raise :class:`RunLocked` naming the live run holding an overlapping one."""
     root = settings.pipeline.lakehouse_root
     stale = timedelta(minutes=settings.concurrency.lock_stale_minutes)
-    for _ in range(2):  # a second try after clearing claims of dead processes on this host
+    for attempt in range(2):  # a second try after clearing claims of processes gone from this host
         holders = _try_acquire(spark, root, claim, stale)
         if not holders:
             return
-        dead = [h for h in holders if _process_gone(h)]
-        if len(dead) < len(holders):
+        live = [h for h in holders if not _process_gone(h)]
+        if live or attempt:
             break
-        release(spark, root, *{h["run_id"] for h in dead})
-    holder = next(h for h in holders if not _process_gone(h))
+        release(spark, root, *{h["run_id"] for h in holders})
+    holder = (live or holders)[0]
     expires = holder["heartbeat_at"] + stale
     raise RunLocked(
         f"run {holder['run_id']} ({holder['job']}, on {holder['host']} pid {holder['pid']}, since {holder['acquired_at']:%Y-%m-%d %H:%M:%S} UTC) "

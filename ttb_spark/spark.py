@@ -8,6 +8,7 @@ resolved by Ivy from Maven Central, S3 mapped to S3A, and the packaged log4j2 co
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -105,7 +106,12 @@ def resolve_jars(coordinates: Sequence[str]) -> list[str]:
         classpath = Path(tmp) / "classpath"
         command = [java, "-cp", str(ivy_jar), "org.apache.ivy.Main", "-ivy", str(Path(tmp) / "ivy.xml"),
                    "-confs", "default", "-cache", str(IVY_HOME / "cache"), "-cachepath", str(classpath), "-warn"]
-        done = subprocess.run(command, capture_output=True, text=True)
+        # Ivy writes its resolution report to one file of the shared cache: one resolution at a time
+        # on this machine, or two jobs starting together corrupt each other's report.
+        IVY_HOME.mkdir(parents=True, exist_ok=True)
+        with (IVY_HOME / "ttb_spark-resolve.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 or not classpath.is_file():
             raise RuntimeError(f"could not resolve {','.join(coordinates)} from Maven Central:\n{done.stdout}{done.stderr}")
         return [p for p in classpath.read_text().strip().split(os.pathsep) if p]
