@@ -36,7 +36,10 @@ GIVEN = {
 # Apache Spark of each runtime/release the deploy files pin, from the platforms' release notes:
 # Databricks Runtime 17.3 LTS = Spark 4.0.0; Amazon EMR emr-spark-8.0.0 = Spark 4.0.2 with Delta 4.0.0.
 RUNTIME_SPARK = {"17.3.x-scala2.13": (4, 0), "emr-spark-8.0.0": (4, 0)}
-EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar")
+# The EMR release's Delta jars, with its DynamoDB log store (several writers on S3).
+EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar",
+                  "/usr/share/aws/delta/lib/delta-storage-s3-dynamodb.jar")
+SERVERLESS_RUNS = sorted((DEPLOY / "emr-serverless").glob("start-job-run*.json"))
 
 
 def _pyproject() -> dict[str, Any]:
@@ -220,6 +223,31 @@ def _check_python_env(archive: str, python: str) -> None:
     assert alias == "environment" and python == "./environment/bin/python"
 
 
+def _check_log_store(confs: dict[str, str], table: str) -> None:
+    """The run commits through the DynamoDB log store its settings name: the keys ``spark.log_store_conf``
+    gives a session for that table, for s3:// (EMRFS serves s3:// on EMR, S3A is not used)."""
+    from ttb_spark.settings import load_settings
+    from ttb_spark.spark import log_store_conf
+
+    settings = load_settings("production", {"concurrency": {"delta_dynamodb_table": table}})
+    expected = {k: v for k, v in log_store_conf(settings).items() if ".s3a." not in k}
+    assert expected and {k: confs.get(k) for k in expected} == expected
+
+
+def test_emr_runs_maintenance_with_the_other_jobs():
+    steps = json.loads((DEPLOY / "emr" / "step.json").read_text())
+    scripts = [Path(_spark_submit_parts(s["Args"][1:])[1]).stem for s in steps]
+    runs = [Path(json.loads(p.read_text())["jobDriver"]["sparkSubmit"]["entryPoint"]).stem for p in SERVERLESS_RUNS]
+    assert "maintain" in scripts and "maintain" in runs
+
+
+def test_bundle_maintenance_job_runs_weekly():
+    maintain = _bundle("prod")["jobs"]["ttb_maintain"]
+    fields = maintain["schedule"]["quartz_cron_expression"].split()
+    assert fields[3] == "?" and fields[5] in ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), "one day a week"
+    assert [t["python_wheel_task"]["entry_point"] for t in maintain["tasks"]] == ["ttb-maintain"]
+
+
 def _release_label(text: str) -> str:
     return re.search(r"\bemr-spark-[\d.]+", text).group(0)
 
@@ -234,8 +262,9 @@ def test_emr_serverless_application_pins_a_release_with_a_supported_spark():
     assert app["networkConfiguration"]["subnetIds"]
 
 
-def test_emr_serverless_job_run_is_valid_and_ships_python_env_and_delta():
-    run = json.loads((DEPLOY / "emr-serverless" / "start-job-run.json").read_text())
+@pytest.mark.parametrize("path", SERVERLESS_RUNS, ids=lambda p: p.name)
+def test_emr_serverless_job_run_is_valid_and_ships_python_env_and_delta(path):
+    run = json.loads(path.read_text())
     _validate("emr-serverless", "StartJobRun", {**run, "applicationId": "00abcdefghij0123", "clientToken": "token",
                                                 "executionRoleArn": "arn:aws:iam::123456789012:role/ttb"})
     driver = run["jobDriver"]["sparkSubmit"]
@@ -247,6 +276,7 @@ def test_emr_serverless_job_run_is_valid_and_ships_python_env_and_delta():
     assert confs["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     python = confs["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"]
     _check_python_env(confs["spark.archives"], python)
+    _check_log_store(confs, confs["spark.emr-serverless.driverEnv.TTB_DELTA_DYNAMODB_TABLE"])
     assert confs["spark.executorEnv.PYSPARK_PYTHON"] == confs["spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON"] == python
 
 
@@ -275,6 +305,7 @@ def test_emr_steps_are_valid_and_ship_python_env_and_delta():
         assert options["--jars"] == [",".join(EMR_DELTA_JARS)] and "--packages" not in options
         confs = dict(c.split("=", 1) for c in options["--conf"])
         _check_python_env(options["--archives"][0], confs["spark.pyspark.python"])
+        _check_log_store(confs, confs["spark.yarn.appMasterEnv.TTB_DELTA_DYNAMODB_TABLE"])
         assert confs["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == confs["spark.executorEnv.PYSPARK_PYTHON"] == "./environment/bin/python"
         assert "--py-files" not in options, "the package is in the packed environment"
 

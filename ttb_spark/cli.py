@@ -25,6 +25,7 @@ STAGES: dict[str, str] = {
     "discover": "list what the registry's search says was completed in a date range (--since-last-run: since the watermark) and fetch what is new or changed",
     "daily": "discover -> bronze -> silver -> gold: the daily update by the registry's search; silver and gold process what changed since their last run",
     "reconcile": "per receipt day, compare the walk's found IDs with the search's listings, report and fetch the differences -> bronze",
+    "maintain": "every table: OPTIMIZE (compaction), VACUUM (TTB_VACUUM_RETENTION_HOURS, never a change still pending), statistics",
 }
 
 
@@ -59,7 +60,9 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     if stage in ("pipeline", "raw", "scrape"):
         p.add_argument("--force", action="store_true", help="re-scrape partitions already marked complete")
         p.add_argument("--rescan-days", type=int, default=0, metavar="N", help="also re-walk the most recent N receipt days (late approvals, status changes)")
-    if stage != "reference":
+    if stage == "maintain":
+        p.add_argument("--vacuum-retention-hours", type=int, metavar="H", help="VACUUM keeps files of the last H hours (TTB_VACUUM_RETENTION_HOURS, >= 168)")
+    if stage not in ("reference", "maintain"):
         p.add_argument("--since-last-run", action="store_true", help="start after the last receipt date a successful run of this job finished")
         p.add_argument("--chunk-days", type=int, help="backfill chunk size in days (TTB_BACKFILL_CHUNK_DAYS)")
 
@@ -129,6 +132,7 @@ reference_job = _job_entry("reference")
 discover_job = _job_entry("discover")
 daily_job = _job_entry("daily")
 reconcile_job = _job_entry("reconcile")
+maintain_job = _job_entry("maintain")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 
 from ttb_spark import lakehouse
 
-TABLE_MODULES = ("bronze", "silver", "reference", "gold", "audit")
+TABLE_MODULES = ("bronze", "silver", "reference", "gold", "audit", "locks")
 HEADER = (
     "# Data dictionary\n\n"
     "Generated from the table declarations (`lakehouse.TableSpec`) by `python -m ttb_spark tables`; "

@@ -18,7 +18,7 @@ An existing table is brought up to its spec by :func:`migrate` before every writ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, TypeVar
 
 from ttb_spark.settings import CATALOG_SCHEME  # a root naming a catalog namespace: catalog:<catalog>.<schema prefix>
 
@@ -30,6 +30,7 @@ ROW_HASH = "row_hash"
 CHANGE_FEED = (("delta.enableChangeDataFeed", "true"),)  # TableSpec.properties of a table whose consumers read its changes
 DELETE = "_delete"  # merge_changes: source rows flagged true delete their target row
 REGISTRY: dict[str, TableSpec] = {}
+T = TypeVar("T")
 
 
 def column(name: str, data_type: Any, comment: str, nullable: bool = True) -> Any:
@@ -131,6 +132,44 @@ def _column_ddl(f: StructField) -> str:
     )
 
 
+# Delta's optimistic-concurrency errors: another writer committed first. Nothing of the losing
+# transaction was committed, so running it again (against the new version) is safe for our MERGEs.
+CONFLICTS = frozenset({
+    "DELTA_CONCURRENT_APPEND", "DELTA_CONCURRENT_DELETE_DELETE", "DELTA_CONCURRENT_DELETE_READ",
+    "DELTA_CONCURRENT_TRANSACTION", "DELTA_CONCURRENT_WRITE", "DELTA_METADATA_CHANGED", "DELTA_PROTOCOL_CHANGED",
+})  # fmt: skip
+CONFLICT_TYPES = ("DeltaConcurrentModificationException", "ConcurrentWriteException", "MetadataChangedException",
+                  "ProtocolChangedException", "ConcurrentAppendException", "ConcurrentDeleteReadException",
+                  "ConcurrentDeleteDeleteException", "ConcurrentTransactionException")  # delta.exceptions.base
+CONFLICT_ATTEMPTS = 8
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is Delta's "a concurrent transaction committed first": by its condition (Spark
+    Connect and plain pyspark; it may carry a sub-condition, ``DELTA_CONCURRENT_APPEND.WITHOUT_HINT``),
+    or by type (delta-spark's Python API converts these errors to its own classes, without a condition)."""
+    from delta.exceptions import base
+
+    if isinstance(exc, tuple(getattr(base, name) for name in CONFLICT_TYPES)):
+        return True
+    condition = getattr(exc, "getCondition", None)
+    return callable(condition) and (condition() or "").split(".")[0] in CONFLICTS
+
+
+def retry_on_conflict(call: Callable[..., T]) -> Callable[..., T]:
+    """``call`` retried (jittered backoff, up to CONFLICT_ATTEMPTS times) when another writer's commit
+    beat it; every other error, and the last conflict, is raised as is."""
+    import tenacity
+
+    return tenacity.retry(
+        retry=tenacity.retry_if_exception(is_conflict),
+        wait=tenacity.wait_random_exponential(multiplier=0.5, max=10),
+        stop=tenacity.stop_after_attempt(CONFLICT_ATTEMPTS),
+        reraise=True,
+    )(call)
+
+
+@retry_on_conflict
 def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[str]:
     """Create the table (schema, partitioning, table and column comments), or bring an existing one
     up to its spec (:func:`migrate`). Returns the migration statements applied (none on creation)."""
@@ -259,6 +298,7 @@ def merge_upsert(
     return _merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), conform(df, spec))
 
 
+@retry_on_conflict
 def _merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
     """Run a ``MERGE INTO ... USING {source}`` statement with ``source`` as the DataFrame argument; its row counts."""
     # the statement is a format string for spark.sql's DataFrame argument: literal braces doubled

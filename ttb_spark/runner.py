@@ -43,9 +43,12 @@ JOBS: dict[str, tuple[str, ...]] = {
     "discover": ("discover",),
     "daily": ("discover", "bronze", "silver", "gold"),
     "reconcile": ("reconcile", "bronze"),
+    "maintain": ("maintain",),
 }
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
+UNCHUNKED = ("reference", "maintain")  # jobs run once over the whole scope, not per chunk of dates
+SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 ERROR_CHARS = 4000
 
 
@@ -129,6 +132,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
         },
         "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator,
                        "simulator_today": getattr(args, "simulator_today", None)},
+        "maintenance": {"vacuum_retention_hours": getattr(args, "vacuum_retention_hours", None)},
     }
     rescan = getattr(args, "rescan_days", 0) or 0
     if rescan < 0:
@@ -170,15 +174,53 @@ def _describe(scope: Scope) -> str:
     return f"{len(parts)} partitions {parts[0].key} .. {parts[-1].key}"
 
 
-def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: str = "") -> dict[str, int]:
-    """Run one stage over ``scope`` with a start and a done line; returns its counts."""
+def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: str = "", job: str = "") -> dict[str, int]:
+    """Run one stage over ``scope`` with a start and a done line; returns its counts. A stage of
+    SERIAL_STAGES first waits for the ``gold`` claim (another run's gold stage to end)."""
     module = importlib.import_module(f"ttb_spark.{name}")
-    started = time.monotonic()
-    progress(f"{name}{label}: start {_describe(scope)}")
-    describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
-    counts = module.run(spark, settings, scope)
+    with serial(spark, settings, scope, name, job or name):
+        started = time.monotonic()
+        progress(f"{name}{label}: start {_describe(scope)}")
+        describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
+        counts = module.run(spark, settings, scope)
     progress(f"{name}{label}: done in {time.monotonic() - started:.1f}s " + " ".join(f"{k}={v}" for k, v in counts.items()))
     return {k: int(v) for k, v in counts.items()}
+
+
+@contextlib.contextmanager
+def serial(spark: Any, settings: Settings, scope: Scope, stage: str, job: str) -> Iterator[None]:
+    """Refresh the run's claims; for a stage of SERIAL_STAGES also hold the ``gold`` claim (waiting for it) while it runs."""
+    from ttb_spark import locks
+
+    root = settings.pipeline.lakehouse_root
+    if not settings.concurrency.run_lock:
+        yield
+        return
+    locks.refresh(spark, root, scope.run_id)
+    if stage not in SERIAL_STAGES:
+        yield
+        return
+    claim = locks.Claim(locks.GOLD, scope.run_id, job, *locks.EVERY_DATE)
+    try:
+        locks.acquire(spark, settings, claim)
+    except locks.RunLocked as exc:
+        progress(f"{stage}: waiting up to {settings.concurrency.lock_wait_seconds:.0f}s: {exc}")
+        locks.wait_for(spark, settings, claim)
+    try:
+        yield
+    finally:
+        locks.release(spark, root, scope.run_id, claim=locks.GOLD)
+
+
+def run_claim(job: str, scope: Scope) -> Any:
+    """The receipt dates a run of ``job`` claims (locks.Claim): its range, or every date when its
+    silver and gold follow change watermarks; none for a job that writes no dated table."""
+    from ttb_spark import locks
+
+    if job in UNCHUNKED:
+        return None
+    every = job in DISCOVERY_JOBS or (scope.since_last_run and set(JOBS[job]) <= CHANGE_DRIVEN)
+    return locks.Claim(locks.DATES, scope.run_id, job, *(locks.EVERY_DATE if every else (scope.start, scope.end)))
 
 
 def session_kind(spark: Any) -> str:
@@ -198,7 +240,7 @@ def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
     """The chunks a run is split into: one for a single partition or the reference job, none for an empty range."""
     if scope.start > scope.end:
         return []
-    if scope.only or job == "reference":
+    if scope.only or job in UNCHUNKED:
         return [(scope.start, scope.end)]
     return list(chunks(scope.start, scope.end, chunk_days))
 
@@ -245,7 +287,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage or
     audit failure. Exit status 1 when a stage failed, or when the stages succeeded but the run could not be
     recorded (the summary says which)."""
-    from ttb_spark import audit
+    from ttb_spark import audit, locks
 
     root = settings.pipeline.lakehouse_root
     chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
@@ -260,7 +302,10 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     once = after_chunks(job)
     per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
+    claim = run_claim(job, scope) if settings.concurrency.run_lock else None
     try:
+        if claim is not None:
+            locks.acquire(spark, settings, claim)
         with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
             for number, (start, end) in enumerate(chunk_list, 1):
                 label = f" [chunk {number}/{len(chunk_list)} {start}..{end}]" if len(chunk_list) > 1 else ""
@@ -270,19 +315,26 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                     continue
                 chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end))
                 chunk_settings = with_range(live, start, end)
-                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label) for stage in per_chunk}
+                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
                 if number < len(chunk_list) or once:
                     run_audit.write(record)
             if once:
-                record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record)
+                record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record, job)
         record = record.finish(audit.SUCCEEDED)
         code = 0
+    except locks.RunLocked as exc:
+        record = record.finish(audit.FAILED, f"RunLocked: {exc}")
+        progress(f"{job}: stopped: {exc}")
+        code = 1
     except (Exception, KeyboardInterrupt) as exc:
         record = record.finish(audit.FAILED, error_text(exc))
         progress(f"{job}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         traceback.print_exc(file=sys.stderr)
         code = 1
+    finally:
+        if claim is not None:
+            locks.release(spark, root, scope.run_id)
     run_audit.write(record)
     rejected, of = None, ""
     if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
@@ -292,14 +344,14 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     return RunResult(record, code or int(run_audit.error is not None), written_tables(spark, root), rejected, of, run_audit.error)
 
 
-def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any) -> Any:
+def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any, job: str = "") -> Any:
     """Run ``stages`` once over what changed since their watermarks; the record with their counts and
     what gold recorded in the meantime (new, status_changed, withdrawn, removed)."""
     from ttb_spark import gold
 
     root = settings.pipeline.lakehouse_root
     before = gold.history_version(spark, root)
-    counts = {stage: run_stage(stage, spark, settings, scope, " [changes since the last run]") for stage in stages}
+    counts = {stage: run_stage(stage, spark, settings, scope, " [changes since the last run]", job) for stage in stages}
     return record.with_counts(counts).with_changes(gold.recorded_since(spark, root, before))
 
 

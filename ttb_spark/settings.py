@@ -295,6 +295,51 @@ class SparkSettings(_Section):
         return None if value is None else _check_uri(value)
 
 
+# Delta's own floor for VACUUM retention (delta.deletedFileRetentionDuration's default, 7 days):
+# below it a VACUUM can delete files a concurrent writer or reader still needs.
+DELTA_SAFE_RETENTION_HOURS = 168
+
+
+class MaintenanceSettings(_Section):
+    """The ``maintain`` job: compaction, VACUUM retention, table statistics."""
+
+    section_name: ClassVar[str] = "maintenance"
+    vacuum_retention_hours: int = Field(DELTA_SAFE_RETENTION_HOURS, ge=0)
+    # Below Delta's safety check only when this says so (no other writer may run during VACUUM).
+    vacuum_allow_short_retention: bool = False
+    compute_statistics: bool = True  # ANALYZE TABLE where the engine supports it (Databricks; not open-source Delta)
+
+    @model_validator(mode="after")
+    def _retention(self) -> MaintenanceSettings:
+        if self.vacuum_retention_hours < DELTA_SAFE_RETENTION_HOURS and not self.vacuum_allow_short_retention:
+            raise ValueError(
+                f"TTB_VACUUM_RETENTION_HOURS: {self.vacuum_retention_hours} is below Delta's {DELTA_SAFE_RETENTION_HOURS}-hour "
+                "safety check (files a running writer or reader needs could go); set TTB_VACUUM_ALLOW_SHORT_RETENTION=true "
+                "only when nothing else writes during maintenance"
+            )
+        return self
+
+
+class ConcurrencySettings(_Section):
+    """Runs side by side: the run lock in ``ops.run_locks`` and S3's multi-writer Delta log store."""
+
+    section_name: ClassVar[str] = "concurrency"
+    run_lock: bool = True  # a run claims its receipt dates; another run over any of them exits 1 naming it
+    lock_stale_minutes: int = Field(360, ge=1)  # a claim not refreshed this long is a crashed run's: ignored
+    lock_wait_seconds: float = Field(3600.0, ge=0)  # how long a run's gold stage waits for another run's gold
+    # Open-source Delta on S3 with more than one writer (driver): the DynamoDB table of the
+    # S3DynamoDBLogStore (io.delta:delta-storage-s3-dynamodb); none: one writer at a time only.
+    # Databricks and a catalog's managed tables need none.
+    delta_dynamodb_table: str | None = None
+
+    @field_validator("delta_dynamodb_table")
+    @classmethod
+    def _ddb_table(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", value):
+            raise ValueError(f"must be a DynamoDB table name (3-255 of letters, digits, _ . -), got {value!r}")
+        return value
+
+
 class Settings(BaseModel):
     """All settings; pass this object in, never read the environment elsewhere."""
 
@@ -305,6 +350,8 @@ class Settings(BaseModel):
     consolidation: ConsolidationSettings
     analytics: AnalyticsSettings
     spark: SparkSettings
+    maintenance: MaintenanceSettings
+    concurrency: ConcurrencySettings
 
     def fingerprint(self) -> str:
         """Stable hash of every setting (no secrets live in settings); for the run audit."""
@@ -318,6 +365,8 @@ SECTIONS: dict[str, type[_Section]] = {
     "consolidation": ConsolidationSettings,
     "analytics": AnalyticsSettings,
     "spark": SparkSettings,
+    "maintenance": MaintenanceSettings,
+    "concurrency": ConcurrencySettings,
 }
 
 

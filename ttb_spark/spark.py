@@ -8,6 +8,7 @@ resolved by Ivy from Maven Central, S3 mapped to S3A, and the packaged log4j2 co
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+# Open-source Delta's multi-writer log store for S3 (commits made atomic by a DynamoDB table).
+DYNAMODB_LOG_STORE = "io.delta.storage.S3DynamoDBLogStore"
 # Spark's own Ivy home since Spark 4 (where `--packages` caches), so both share one download.
 IVY_HOME = Path.home() / ".ivy2.5.2"
 
@@ -59,9 +62,23 @@ def lakehouse_on_s3(settings: Settings) -> bool:
     return settings.pipeline.lakehouse_root.startswith(("s3://", "s3a://"))
 
 
+def multi_writer_s3(settings: Settings) -> bool:
+    """Whether Delta commits to the S3 lakehouse go through the DynamoDB log store (several writers)."""
+    return lakehouse_on_s3(settings) and settings.concurrency.delta_dynamodb_table is not None
+
+
+def dynamodb_log_store_package() -> str:
+    """io.delta:delta-storage-s3-dynamodb at the version of the Delta jar in use."""
+    return f"io.delta:delta-storage-s3-dynamodb:{delta_package().rsplit(':', 1)[1]}"
+
+
 def packages(settings: Settings) -> list[str]:
     """The Maven packages a session outside Databricks/EMR needs for these settings."""
-    return [delta_package(), *([hadoop_aws_package()] if lakehouse_on_s3(settings) else [])]
+    return [
+        delta_package(),
+        *([hadoop_aws_package()] if lakehouse_on_s3(settings) else []),
+        *([dynamodb_log_store_package()] if multi_writer_s3(settings) else []),
+    ]
 
 
 def resolve_jars(coordinates: Sequence[str]) -> list[str]:
@@ -89,7 +106,12 @@ def resolve_jars(coordinates: Sequence[str]) -> list[str]:
         classpath = Path(tmp) / "classpath"
         command = [java, "-cp", str(ivy_jar), "org.apache.ivy.Main", "-ivy", str(Path(tmp) / "ivy.xml"),
                    "-confs", "default", "-cache", str(IVY_HOME / "cache"), "-cachepath", str(classpath), "-warn"]
-        done = subprocess.run(command, capture_output=True, text=True)
+        # Ivy writes its resolution report to one file of the shared cache: one resolution at a time
+        # on this machine, or two jobs starting together corrupt each other's report.
+        IVY_HOME.mkdir(parents=True, exist_ok=True)
+        with (IVY_HOME / "ttb_spark-resolve.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 or not classpath.is_file():
             raise RuntimeError(f"could not resolve {','.join(coordinates)} from Maven Central:\n{done.stdout}{done.stderr}")
         return [p for p in classpath.read_text().strip().split(os.pathsep) if p]
@@ -125,6 +147,21 @@ def storage_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3.impl": S3A_FILESYSTEM,
         "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
         **s3a_conf(settings),
+        **log_store_conf(settings),
+    }
+
+
+def log_store_conf(settings: Settings) -> dict[str, str]:
+    """Delta's DynamoDB log store for s3:// and s3a:// tables when ``concurrency.delta_dynamodb_table``
+    is set (keys of io.delta.storage.S3DynamoDBLogStore); none otherwise."""
+    if not multi_writer_s3(settings):
+        return {}
+    prefix = f"spark.{DYNAMODB_LOG_STORE}"
+    return {
+        "spark.delta.logStore.s3.impl": DYNAMODB_LOG_STORE,
+        "spark.delta.logStore.s3a.impl": DYNAMODB_LOG_STORE,
+        f"{prefix}.ddb.tableName": str(settings.concurrency.delta_dynamodb_table),
+        f"{prefix}.ddb.region": settings.pipeline.aws_region,
     }
 
 
@@ -145,6 +182,8 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(s.shuffle_partitions),
         "spark.default.parallelism": str(s.shuffle_partitions),
         "spark.databricks.delta.snapshotPartitions": str(s.shuffle_partitions),
+        # VACUUM lists a table's files in this many tasks (Spark's default, 10,000, is for clusters)
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(s.shuffle_partitions),
         "spark.ui.enabled": str(s.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.session.timeZone": "UTC",

@@ -1,0 +1,134 @@
+"""Runs side by side on one lakehouse: the run lock (``ops.run_locks``) in-process on real Delta,
+then two real job processes over disjoint dates (both succeed) and one over dates another run
+holds (exits 1 naming it), with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from ttb_spark import audit, lakehouse, locks, simulator
+from ttb_spark.settings import load_settings
+
+DAY_A, DAY_B = date(2024, 1, 2), date(2024, 1, 3)
+METHODS = "001,002"
+
+
+def _settings(root: Path, **concurrency):
+    return load_settings("test", {"pipeline": {"lakehouse_root": str(root)}, "concurrency": concurrency})
+
+
+def _claim(start: date, end: date, claim: str = locks.DATES) -> locks.Claim:
+    return locks.Claim(claim, uuid.uuid4().hex, "pipeline", start, end)
+
+
+def _plant(spark, root: Path, claim: locks.Claim, host: str, pid: int, heartbeat: datetime) -> None:
+    """A claim as another run left it (its host, pid and last heartbeat)."""
+    row = (claim.claim, claim.run_id, claim.job, claim.start, claim.end, host, pid, heartbeat, heartbeat)
+    lakehouse.merge_upsert(spark, spark.createDataFrame([row], locks.RUN_LOCKS.schema), locks.RUN_LOCKS, str(root))
+
+
+def test_overlapping_claims_are_refused_naming_the_holder_disjoint_ones_granted(spark, tmp_path):
+    settings = _settings(tmp_path)
+    first = _claim(DAY_A, DAY_B)
+    locks.acquire(spark, settings, first)
+    locks.acquire(spark, settings, first)  # holding it already: granted again
+    with pytest.raises(locks.RunLocked, match=rf"run {first.run_id} \(pipeline, on {socket.gethostname()} pid {os.getpid()}.*"
+                                              rf"holds receipt dates {DAY_A}..{DAY_B}, which overlaps this run's receipt dates {DAY_B}..{DAY_B}"):
+        locks.acquire(spark, settings, _claim(DAY_B, DAY_B))
+    later = _claim(DAY_B + timedelta(days=1), DAY_B + timedelta(days=5))
+    locks.acquire(spark, settings, later)
+    with pytest.raises(locks.RunLocked, match="holds the gold stage"):
+        gold = _claim(*locks.EVERY_DATE, claim=locks.GOLD)
+        locks.acquire(spark, settings, gold)
+        locks.acquire(spark, settings, _claim(*locks.EVERY_DATE, claim=locks.GOLD))
+    locks.release(spark, str(tmp_path), first.run_id)
+    locks.acquire(spark, settings, _claim(DAY_B, DAY_B))  # released: granted
+
+
+def test_a_crashed_runs_claim_lapses(spark, tmp_path):
+    settings = _settings(tmp_path, lock_stale_minutes=30)
+    now = datetime.now(timezone.utc)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_here = _claim(DAY_A, DAY_A)
+    _plant(spark, tmp_path, dead_here, socket.gethostname(), int(gone.stdout), now)  # its process is gone from this host
+    stale_elsewhere = _claim(DAY_B, DAY_B)
+    _plant(spark, tmp_path, stale_elsewhere, "another-host", 1, now - timedelta(minutes=31))  # not refreshed for 31 minutes
+    live_elsewhere = _claim(DAY_B + timedelta(days=1), DAY_B + timedelta(days=1))
+    _plant(spark, tmp_path, live_elsewhere, "another-host", 1, now - timedelta(minutes=5))
+
+    locks.acquire(spark, settings, _claim(DAY_A, DAY_B))
+    claims = {r.run_id for r in lakehouse.read_table(spark, locks.RUN_LOCKS, str(tmp_path)).collect()}
+    assert dead_here.run_id not in claims  # taken over
+    with pytest.raises(locks.RunLocked, match=f"run {live_elsewhere.run_id} .* lapses at"):
+        locks.acquire(spark, settings, _claim(DAY_B, DAY_B + timedelta(days=1)))
+
+
+@pytest.fixture(scope="module")
+def registry():
+    with simulator.running(scale=0.02) as sim:
+        yield sim
+
+
+def _job(root: Path, url: str, job: str, day: date, log: Path) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "ttb_spark", job, "--env", "test", "--date", day.isoformat(), "--receipt-methods", METHODS,
+            "--registry-url", url, "--raw-root", str(root / "raw"), "--lakehouse-root", str(root / "lakehouse")]
+    env = {**os.environ, "TTB_USE_SIMULATOR": "false"}
+    return subprocess.Popen(argv, cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_dates_exits_naming_it(spark, registry, tmp_path):
+    started = time.monotonic()
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [_job(tmp_path, registry.base_url, "pipeline", day, log) for day, log in zip((DAY_A, DAY_B), logs)]
+    codes = [p.wait(timeout=900) for p in procs]
+    print(f"two concurrent pipeline runs: {time.monotonic() - started:.0f}s")
+    assert codes == [0, 0], "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
+
+    lake = str(tmp_path / "lakehouse")
+    runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, lake).collect()
+    assert sorted((r.job, r.status) for r in runs) == [("pipeline", "succeeded")] * 2
+    assert lakehouse.read_table(spark, locks.RUN_LOCKS, lake).isEmpty()  # released
+    public = registry.public_ids([DAY_A, DAY_B], METHODS.split(","))
+    for name in ("silver.cola_details", "gold.ttb_consolidated"):
+        ids = lakehouse.read_table(spark, lakehouse.REGISTRY[name], lake).select("ttb_id")
+        assert ids.count() == ids.distinct().count(), f"{name}: a row written twice"
+        assert {r.ttb_id for r in ids.collect()} == public, f"{name}: rows lost or invented"
+
+    holder = _claim(DAY_A, DAY_A)
+    locks.acquire(spark, _settings(tmp_path / "lakehouse"), holder)
+    try:
+        refused = _job(tmp_path, registry.base_url, "silver", DAY_A, tmp_path / "c.log")
+        assert refused.wait(timeout=600) == 1
+    finally:
+        locks.release(spark, lake, holder.run_id)
+    text = (tmp_path / "c.log").read_text(errors="replace")
+    assert f"silver: stopped: run {holder.run_id} (pipeline" in text and f"holds receipt dates {DAY_A}..{DAY_A}" in text, text[-3000:]
+    failed = lakehouse.read_table(spark, audit.PIPELINE_RUNS, lake).where(F.col("job") == "silver").first()
+    assert failed.status == "failed" and failed.error.startswith("RunLocked: run " + holder.run_id)
+
+
+def test_s3_multi_writer_setting_reaches_the_session():
+    from ttb_spark.settings import SettingsError
+    from ttb_spark.spark import DYNAMODB_LOG_STORE, local_conf, packages
+
+    shared = load_settings("production", {"concurrency": {"delta_dynamodb_table": "ttb_delta_log"}, "pipeline": {"aws_region": "eu-west-1"}})
+    conf = local_conf(shared)
+    assert conf["spark.delta.logStore.s3.impl"] == conf["spark.delta.logStore.s3a.impl"] == DYNAMODB_LOG_STORE
+    assert conf[f"spark.{DYNAMODB_LOG_STORE}.ddb.tableName"] == "ttb_delta_log"
+    assert conf[f"spark.{DYNAMODB_LOG_STORE}.ddb.region"] == "eu-west-1"
+    delta_version = packages(shared)[0].rsplit(":", 1)[1]
+    assert f"io.delta:delta-storage-s3-dynamodb:{delta_version}" in packages(shared)
+    for alone in (load_settings("production"), load_settings("test", {"concurrency": {"delta_dynamodb_table": "ttb_delta_log"}})):
+        assert not any("logStore" in k for k in local_conf(alone)) and len(packages(alone)) <= 2  # one writer / a local folder
+    with pytest.raises(SettingsError, match="invalid setting TTB_DELTA_DYNAMODB_TABLE: must be a DynamoDB table name"):
+        load_settings("production", {"concurrency": {"delta_dynamodb_table": "no spaces"}})
