@@ -92,3 +92,23 @@ def test_a_change_no_migration_can_make_is_refused_and_the_table_left_alone(spar
     with pytest.raises(lakehouse.MigrationError, match=r"scratch.things: cannot migrate in place: size is int but the spec says string"):
         lakehouse.ensure_table(spark, retyped, root)
     assert lakehouse.read_table(spark, spec(), root).schema["size"].dataType == IntegerType()
+
+
+def test_a_layout_change_is_refused_until_relayout_rewrites_the_table(spark, root):
+    rows = spark.createDataFrame([("a", date(2024, 1, 2), 1), ("b", date(2024, 1, 3), 2)], "id string, day date, size int")
+    lakehouse.merge_upsert(spark, rows, spec(), root)
+    base = spec()
+    clustered = lakehouse.TableSpec(name=NAME, comment=base.comment, keys=base.keys, cluster_by=("day",), schema=base.schema)
+    with pytest.raises(lakehouse.MigrationError, match=r"stored partitioned by \['day'\] and clustered by \[\] but the spec says "
+                                                       r"\[\] and \['day'\] \(rewrite it with `ttb_spark relayout scratch.things`\)"):
+        lakehouse.ensure_table(spark, clustered, root)
+    assert lakehouse.relayout(spark, clustered, root) == 2
+    detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(clustered, root)}").first()
+    assert (detail["partitionColumns"], detail["clusteringColumns"], detail["minReaderVersion"]) == ([], ["day"], 1)
+    assert lakehouse.ensure_table(spark, clustered, root) == [] and lakehouse.relayout(spark, clustered, root) is None
+    assert _comments(spark, clustered, root) == {f.name: f.metadata["comment"] for f in clustered.schema.fields}
+    stored = lakehouse.read_table(spark, clustered, root)
+    assert sorted((r.id, r.day, r.size) for r in stored.collect()) == [("a", date(2024, 1, 2), 1), ("b", date(2024, 1, 3), 2)]
+    assert not stored.schema["id"].nullable
+    changed = spark.createDataFrame([("a", date(2024, 1, 2), 5)], "id string, day date, size int")
+    assert lakehouse.merge_upsert(spark, changed, clustered, root, prune={"day": ["2024-01-02"]}) == {"inserted": 0, "updated": 1, "deleted": 0}

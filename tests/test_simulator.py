@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from datetime import date, timedelta
 
 import pytest
@@ -126,3 +127,25 @@ def test_serving_yields_a_base_url_that_answers():
         ttb_id = simulator.SyntheticRegistry(0, 0.05).public_ids(DAY, "001")[0]
         page = requests.get(url(base_url, "publicDisplaySearchAdvanced", ttb_id), timeout=5).content
     assert parse.parse_page(page, ttb_id, "detail").record["ttb_id"] == ttb_id
+
+
+def test_registry_profile_has_a_real_days_volume_and_cardinalities():
+    registry = simulator.SyntheticRegistry(seed=0, scale=1.0, profile="registry")
+    week = [DAY + timedelta(days=d) for d in range(7)]
+    efiled = {day: registry.public_ids(day, "001") for day in week}
+    assert all(600 <= len(ids) <= 1300 for day, ids in efiled.items() if day.weekday() < 5)
+    assert all(len(ids) < 100 for day, ids in efiled.items() if day.weekday() >= 5)
+    records = [registry.record(i) for ids in efiled.values() for i in ids]
+    filings = Counter(r.value("permit", None) for r in records)
+    assert len(filings) > 1_500 and max(filings.values()) > 25 * sorted(filings.values())[len(filings) // 2]  # long tail
+    assert len({r.brand for r in records}) > 0.6 * len(records)
+    assert len({r.value("class_type_code", None) for r in records}) > 150 and len({r.value("origin_code", None) for r in records}) > 100
+    for record in records[:40]:
+        detail = parse.parse_page(registry.render(record, "cola-detail"), record.ttb_id, "detail").record
+        cert = parse.parse_page(registry.render(record, "certificate"), record.ttb_id, "certificate").record
+        listing = registry.listing(record.ttb_id, record.approval_date)
+        assert detail["permit_number"] == cert["permit_numbers"][0] == listing.permit_number == record.value("permit", None)
+        assert cert["class_type_code"] == listing.class_type_code and cert["origin_code"] == listing.origin_code
+        assert detail["class_type_description"] == listing.class_type_description
+        assert detail["origin_description"] == listing.origin_description and detail["brand_name"] == record.brand
+    assert simulator.SyntheticRegistry(0, 1.0, "registry").record(records[0].ttb_id) == records[0]  # deterministic by seed

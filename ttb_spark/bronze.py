@@ -396,12 +396,18 @@ def pages(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
     from pyspark.sql import functions as F
 
     latest = Window.partitionBy("ttb_id", "data_type").orderBy(seen_at().desc(), F.col("run_id").desc())
+    timed = fetched.withColumn("fetched_at", F.to_timestamp("fetched_at")).withColumn(
+        "withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at"))
+    )
+    return page_rows(timed.withColumn("_latest", F.row_number().over(latest)).where("_latest = 1"), ingest_run_id)
+
+
+def page_rows(fetched: DataFrame, ingest_run_id: str) -> DataFrame:
+    """Fetched pages, one per (ttb_id, data_type), ``fetched_at``/``withdrawn_at`` typed -> rows of bronze.pages."""
+    from pyspark.sql import functions as F
+
     return lakehouse.conform(
-        fetched.withColumn("fetched_at", F.to_timestamp("fetched_at"))
-        .withColumn("withdrawn_at", F.when(F.col("outcome") == "withdrawn", F.to_timestamp("withdrawn_at")))
-        .withColumn("_latest", F.row_number().over(latest))
-        .where("_latest = 1")
-        .withColumn("receipt_date", F.to_date("receipt_date"))
+        fetched.withColumn("receipt_date", F.to_date("receipt_date"))
         .withColumn("html", F.decode("content", "ISO-8859-1"))
         .withColumn("content_length", F.length("content").cast("long"))
         .withColumn("sha256", F.sha2("content", 256))

@@ -62,6 +62,7 @@ def table_markdown(spec: lakehouse.TableSpec) -> str:
         f"- path: `<root>/{spec.name.replace('.', '/')}`",
         f"- key: {', '.join(f'`{k}`' for k in spec.keys)}",
         f"- partitioned by: {', '.join(f'`{p}`' for p in spec.partition_by) or '—'}",
+        *([f"- clustered by: {', '.join(f'`{c}`' for c in spec.cluster_by)}"] if spec.cluster_by else []),
         "",
         "| column | type | comment |",
         "| --- | --- | --- |",

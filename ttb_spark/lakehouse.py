@@ -51,12 +51,20 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     hash_exclude: tuple[str, ...] = field(default=())
     properties: tuple[tuple[str, str], ...] = ()  # Delta table properties, e.g. CHANGE_FEED; see ensure_properties
+    cluster_by: tuple[str, ...] = ()  # liquid clustering columns (instead of partition_by; Delta allows one or the other)
 
     def __post_init__(self) -> None:
-        missing = [c for c in (*self.keys, *self.partition_by) if c not in self.schema.fieldNames()]
+        missing = [c for c in (*self.keys, *self.partition_by, *self.cluster_by) if c not in self.schema.fieldNames()]
         if missing:
-            raise ValueError(f"{self.name}: keys/partition columns {missing} not in schema")
+            raise ValueError(f"{self.name}: keys/partition/clustering columns {missing} not in schema")
+        if self.partition_by and self.cluster_by:
+            raise ValueError(f"{self.name}: a Delta table is partitioned or clustered, not both")
         REGISTRY[self.name] = self
+
+    @property
+    def layout(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(partition columns, clustering columns)."""
+        return tuple(self.partition_by), tuple(self.cluster_by)
 
     def path(self, lakehouse_root: str) -> str:
         """``<root>/<layer>/<table>``; the root may be a local folder or an object-store URI."""
@@ -179,32 +187,48 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
     if is_catalog(lakehouse_root):
         catalog, schema, _ = _catalog_name(spec, lakehouse_root)
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
-    columns = ", ".join(_column_ddl(f) for f in spec.schema.fields)
-    partitioned = f" PARTITIONED BY ({', '.join(_ident(c) for c in spec.partition_by)})" if spec.partition_by else ""
-    properties = f" TBLPROPERTIES ({_properties_sql(spec.properties)})" if spec.properties else ""
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} ({columns}) USING delta{partitioned} COMMENT {sql_string(spec.comment)}{properties}")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} {_definition(spec)}")
     return []
 
 
-_MIGRATED: set[tuple[str, str, str]] = set()  # (table, schema, comment) already brought up to date here
+def _definition(spec: TableSpec) -> str:
+    """``(columns) USING delta [PARTITIONED BY | CLUSTER BY] COMMENT ... [TBLPROPERTIES]`` of a CREATE/REPLACE TABLE."""
+    columns = ", ".join(_column_ddl(f) for f in spec.schema.fields)
+    layout = ""
+    for clause, cols in (("PARTITIONED BY", spec.partition_by), ("CLUSTER BY", spec.cluster_by)):
+        if cols:
+            layout = f" {clause} ({', '.join(_ident(c) for c in cols)})"
+    properties = f" TBLPROPERTIES ({_properties_sql(spec.properties)})" if spec.properties else ""
+    return f"({columns}) USING delta{layout} COMMENT {sql_string(spec.comment)}{properties}"
+
+
+_MIGRATED: set[tuple[Any, ...]] = set()  # (table, schema, comment, layout) already brought up to date here
 
 
 class MigrationError(RuntimeError):
     """An existing table differs from its spec in a way no additive migration can fix (names the table and columns)."""
 
 
-def migration(spec: TableSpec, stored: StructType, stored_comment: str | None) -> list[str]:
+def migration(spec: TableSpec, stored: StructType, stored_comment: str | None,
+              stored_layout: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> list[str]:
     """The statements (with ``{table}`` for the table's name) that bring a table of schema ``stored``
     to ``spec``: new columns added (``ALTER TABLE ADD COLUMNS``), changed column comments set, and a
     changed table comment set by ``COMMENT ON TABLE`` (the statement Databricks documents for Unity
     Catalog tables; Delta records it as a property change on path tables too).
 
     Raises :class:`MigrationError` for what cannot be migrated in place: a column the spec dropped,
-    or one whose type or nullability changed (those need a rewrite, decided by a person).
+    one whose type or nullability changed, or (``stored_layout``: partition and clustering columns)
+    another partitioning or clustering; those need a rewrite, decided by a person (:func:`relayout`
+    for the layout).
     """
     have = {f.name: f for f in stored.fields}
     want = {f.name for f in spec.schema.fields}
     problems = [f"{name} is not in the spec" for name in have if name not in want]
+    if stored_layout is not None and tuple(map(tuple, stored_layout)) != spec.layout:
+        problems.append(
+            f"stored partitioned by {list(stored_layout[0])} and clustered by {list(stored_layout[1])} but the spec says "
+            f"{list(spec.partition_by)} and {list(spec.cluster_by)} (rewrite it with `ttb_spark relayout {spec.name}`)"
+        )
     problems += [
         f"{f.name} is {have[f.name].dataType.simpleString()}{'' if have[f.name].nullable else ' NOT NULL'} "
         f"but the spec says {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
@@ -230,15 +254,37 @@ def migrate(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> list[s
     Checked once per table and spec in a process (every MERGE calls :func:`ensure_table`).
     """
     ref = table_ref(spec, lakehouse_root)
-    checked = (ref, spec.schema.json(), spec.comment)
+    checked = (ref, spec.schema.json(), spec.comment, spec.layout)
     if checked in _MIGRATED:
         return []
-    stored_comment = spark.sql(f"DESCRIBE DETAIL {ref}").select("description").first()[0]
-    statements = [s.replace("{table}", ref) for s in migration(spec, spark.table(ref).schema, stored_comment)]
+    detail = spark.sql(f"DESCRIBE DETAIL {ref}").first().asDict()
+    layout = (tuple(detail.get("partitionColumns") or ()), tuple(detail.get("clusteringColumns") or ()))
+    statements = [s.replace("{table}", ref) for s in migration(spec, spark.table(ref).schema, detail["description"], layout)]
     for statement in statements:
         spark.sql(statement)
     _MIGRATED.add(checked)
     return statements
+
+
+def relayout(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int | None:
+    """Rewrite an existing table into its spec's partitioning or clustering; returns the rows copied
+    (None when the layout already matches: nothing happens).
+
+    The one migration that rewrites data, run by a person with the jobs stopped (``ttb_spark
+    relayout``): ``REPLACE TABLE`` with the spec's definition, then its rows as of the version
+    before, re-inserted (two commits; history and time travel to the old layout are kept until
+    VACUUM).
+    """
+    ref = table_ref(spec, lakehouse_root)
+    detail = spark.sql(f"DESCRIBE DETAIL {ref}").first().asDict()
+    if (tuple(detail.get("partitionColumns") or ()), tuple(detail.get("clusteringColumns") or ())) == spec.layout:
+        return None
+    before = current_version(spark, spec, lakehouse_root)
+    kept = set(spark.table(ref).columns)
+    spark.sql(f"REPLACE TABLE {ref} {_definition(spec)}")
+    names = ", ".join(_ident(f) for f in spec.schema.fieldNames() if f in kept)
+    spark.sql(f"INSERT INTO {ref} ({names}) SELECT {names} FROM {ref} VERSION AS OF {before}")
+    return int(spark.table(ref).count())
 
 
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:

@@ -37,8 +37,10 @@ and duplicate fetches.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import hashlib
+import html
 import random
 import re
 import socket
@@ -53,7 +55,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 from ttb_spark import search
@@ -74,6 +76,23 @@ WITHDRAW_SHARE, WITHDRAW_LAG = 0.01, (7, 180)  # withdrawals from public view
 MAX_LAG = APPROVAL_LAG[-1][2] + CHANGE_LAG[1]  # receipt -> last possible completed date
 SEARCH_CAP = 500
 SEARCH_SPAN_DAYS = 15 * 366
+PROFILES = ("templates", "registry")
+EFILED = {"templates": ((250, 450), (20, 60)), "registry": ((600, 1300), (10, 60))}  # e-filed a day at scale 1: (weekday, weekend)
+PERMITS_PER_TEMPLATE = 400  # registry profile: 18 templates x 400 = 7,200 permits, filings Zipf-distributed over them
+PERMIT_ZIPF, BRAND_ZIPF = 1.1, 1.0  # exponents: a few very large filers, a long tail of small ones; brands per permit likewise
+BRANDS_PER_PERMIT = 120
+MAIN_CLASS_SHARE = 0.6  # registry profile: share of a permit's filings under its main class/type (the rest: any of its product type)
+_NAME_WORDS = (
+    ("OLD", "NORTH", "SILVER", "RED", "GOLDEN", "WILD", "STONE", "BLUE", "IRON", "COPPER", "HIGH", "LITTLE", "GREAT", "BLACK",
+     "WHITE", "GREEN", "EAGLE", "FOX", "BEAR", "CEDAR", "PINE", "LAUREL", "CROWN", "STAR", "MOON", "SUN", "THREE", "TWIN",
+     "LONE", "BIG", "SMOKY", "SALT", "SAINT", "CASTLE", "KING", "QUEEN", "FOUR", "HIDDEN", "BRIGHT", "DARK"),
+    ("OAK", "RIVER", "RIDGE", "HARBOR", "MEADOW", "CANYON", "BARREL", "ORCHARD", "HOLLOW", "SUMMIT", "CREEK", "FIELD", "VALLEY",
+     "HILL", "MILL", "STILL", "CELLAR", "VINE", "GROVE", "SPRING", "LAKE", "BAY", "ROCK", "TRAIL", "GATE", "BRIDGE", "FORGE",
+     "FARM", "ESTATE", "HOUSE", "POINT", "PEAK", "FALLS", "GLEN", "MESA", "BLUFF", "COVE", "ISLAND", "PRAIRIE", "WOODS"),
+    ("", "", "", "RESERVE", "SELECT", "NO. 7", "SMALL BATCH", "CLASSIC", "ORIGINAL", "SPECIAL", "PRIVATE", "HERITAGE",
+     "FAMILY", "CUVEE", "SINGLE BARREL", "VINTAGE", "GOLD", "BLACK LABEL", "IPA", "LAGER"),
+)
+_COMPANY_KINDS = {"WINE": "WINERY LLC", "DISTILLED SPIRITS": "DISTILLING CO.", "MALT BEVERAGE": "BREWING COMPANY"}
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,33 @@ _CERTIFICATE_FIELDS = {
 }
 
 
+_VARIABLE_DETAIL = {  # varied by the "registry" profile; left as saved where a page does not show one exactly once
+    "class_type_description": r"(<strong>Class/Type Code: </strong>.*?</a>\s*)([^<]*?)(\s*</td>)",
+    "origin_description": r"(<strong>Origin Code: </strong>.*?</a>\s*(?:&nbsp;\s*)?)([^<]*?)(\s*</td>)",
+}
+_VARIABLE_CERTIFICATE = {
+    "class_type_code": r"(<div class=\"label\">CT</div>\s*<div class=\"data\">)([^<]*)(</div>)",
+    "origin_code": r"(<div class=\"label\">OR</div>\s*<div class=\"data\">)([^<]*)(</div>)",
+    "class_type_description": r"(CLASS/TYPE DESCRIPTION</div>\s*<div class=\"data\">\s*)([^<]*?)(<br>)",
+}
+
+
+def _variables(text: str, patterns: dict[str, str], literals: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The page with each variable value found exactly once (by pattern, or a literal string) replaced
+    by its ``\\x00name\\x00`` marker, and the values as saved (to render the page unchanged)."""
+    saved: dict[str, str] = {}
+    for name, pattern in patterns.items():
+        found = [m.group(2) for m in re.finditer(pattern, text, flags=re.S)]
+        if len(found) == 1:
+            text = re.sub(pattern, lambda m, n=name: f"{m.group(1)}\x00{n}\x00{m.group(3)}", text, flags=re.S)
+            saved[name] = found[0]
+    for name, value in literals.items():
+        if value and text.count(value) == 1:
+            text = text.replace(value, f"\x00{name}\x00")
+            saved[name] = value
+    return text, saved
+
+
 def _placeholders(text: str, ttb_id: str, patterns: dict[str, str]) -> str | None:
     """The page with its variable values replaced by ``\\x00name\\x00`` markers; None if a field is not found once."""
     for name, pattern in patterns.items():
@@ -156,6 +202,9 @@ class Template:
     origin_description: str
     class_type_code: str
     class_type_description: str
+    product_type: str | None = None  # certificate item 5
+    applicant_name: str | None = None
+    saved: tuple[tuple[str, str], ...] = ()  # variable markers' values as saved (detail and certificate share names)
 
 
 @lru_cache(maxsize=1)
@@ -175,8 +224,13 @@ def _templates() -> tuple[Template, ...]:
             continue
         d = parse.parse_page(detail_page, folder.name, "detail").record
         c = parse.parse_page(cert_page, folder.name, "certificate").record
+        literals = {"permit": d["permit_number"], "applicant_name": d["applicant_name"]}
+        detail, on_detail = _variables(detail, _VARIABLE_DETAIL, literals)
+        cert, on_cert = _variables(cert, _VARIABLE_CERTIFICATE, literals)
+        saved = {f"detail.{k}": v for k, v in on_detail.items()} | {f"certificate.{k}": v for k, v in on_cert.items()}
         out.append(Template(detail, cert, d["status"], d["permit_number"], d["fanciful_name"], c["origin_code"],
-                            d["origin_description"], c["class_type_code"], d["class_type_description"]))
+                            d["origin_description"], c["class_type_code"], d["class_type_description"],
+                            c.get("product_type"), d["applicant_name"], tuple(sorted(saved.items()))))
     return tuple(out)
 
 
@@ -283,6 +337,11 @@ class Record:
     change_status: str | None = None  # a later status (SURRENDERED, REVOKED, EXPIRED) ...
     change_date: date | None = None  # ... from this day on
     withdrawn_date: date | None = None  # answers the error page from this day on
+    varied: tuple[tuple[str, str], ...] = ()  # registry profile: values in place of the template's (permit, names, codes)
+
+    def value(self, name: str, default: str | None) -> str | None:
+        """The record's own value of a varied field (``permit``, ``class_type_code`` ...), else ``default``."""
+        return dict(self.varied).get(name, default)
 
 
 @dataclass(frozen=True)
@@ -297,8 +356,10 @@ class State:
 class SyntheticRegistry:
     """The deterministic set of records: which sequence numbers are ever public, their timelines and pages."""
 
-    def __init__(self, seed: int = 0, scale: float = 1.0) -> None:
-        self.seed, self.scale = seed, scale
+    def __init__(self, seed: int = 0, scale: float = 1.0, profile: str = "templates") -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
+        self.seed, self.scale, self.profile = seed, scale, profile
         self._lock = threading.Lock()
         self._indexed: set[date] = set()
         self._completions: dict[date, list[str]] = {}  # completed date (approval or change) -> IDs
@@ -308,7 +369,8 @@ class SyntheticRegistry:
         """Sequence numbers of one receipt day and method that are ever approved, ascending."""
         rng = random.Random(f"{self.seed}|{day.isoformat()}|{receipt_method}")
         if receipt_method == "001":
-            base = rng.randint(20, 60) if day.weekday() >= 5 else rng.randint(250, 450)
+            weekday, weekend = EFILED[self.profile]
+            base = rng.randint(*weekend) if day.weekday() >= 5 else rng.randint(*weekday)
             count = max(1, round(base * self.scale))
         else:
             count = rng.choice((0, 0, 0, 1, 1, 2, 3))
@@ -356,7 +418,12 @@ class SyntheticRegistry:
             change_date = approval + timedelta(days=clock.randint(*CHANGE_LAG))
         if clock.random() < WITHDRAW_SHARE:
             withdrawn = approval + timedelta(days=clock.randint(*WITHDRAW_LAG))
-        return Record(ttb_id, serial, brand, tid.receipt_date, approval, template, change_status, change_date, withdrawn)
+        varied: dict[str, str] = {}
+        if self.profile == "registry":
+            varied = _population_draw(random.Random(f"{self.seed}|population|{ttb_id}"), template)
+            brand = varied.pop("brand") + (", LTD." if brand.endswith(", LTD.") else "")
+        return Record(ttb_id, serial, brand, tid.receipt_date, approval, template, change_status, change_date, withdrawn,
+                      tuple(sorted(varied.items())))
 
     def state(self, ttb_id: str, as_of: date | None) -> State:
         """The record as of ``as_of``; None means no clock: public as approved, status of its template."""
@@ -421,17 +488,24 @@ class SyntheticRegistry:
 
     def listing(self, ttb_id: str, completed: date) -> search.Listing:
         """The search row of a record."""
-        rec, tpl = self.record(ttb_id), None
+        rec = self.record(ttb_id)
         tpl = _templates()[rec.template]
         return search.Listing(
-            ttb_id, completed, tpl.permit_number, rec.serial, tpl.fanciful_name, rec.brand, tpl.origin_code,
-            tpl.origin_description, tpl.class_type_code, tpl.class_type_description,
+            ttb_id, completed, rec.value("permit", tpl.permit_number), rec.serial, tpl.fanciful_name, rec.brand,
+            rec.value("origin_code", tpl.origin_code), rec.value("origin_description", tpl.origin_description),
+            rec.value("class_type_code", tpl.class_type_code), rec.value("class_type_description", tpl.class_type_description),
         )
 
     def render(self, record: Record, data_type: str, as_of: date | None = None) -> bytes:
         """The detail (``cola-detail``) or certificate page of a record as of ``as_of``, as the registry serves it."""
         tpl = _templates()[record.template]
         text = tpl.detail if data_type == "cola-detail" else tpl.certificate
+        page = "detail" if data_type == "cola-detail" else "certificate"
+        for key, saved in tpl.saved:
+            where, name = key.split(".", 1)
+            if where == page:
+                value = record.value(name, None)
+                text = text.replace(f"\x00{name}\x00", saved if value is None else html.escape(value, quote=False))
         values = {
             "ttb_id": record.ttb_id,
             "serial": record.serial,
@@ -443,6 +517,68 @@ class SyntheticRegistry:
         for name, value in values.items():
             text = text.replace(f"\x00{name}\x00", value)
         return text.encode("iso-8859-1")
+
+
+# --- the registry profile's population: permits, companies, brands, class/types and origins ----
+
+
+@lru_cache(maxsize=4)
+def _cumulative(n: int, exponent: float) -> tuple[float, ...]:
+    """Cumulative Zipf weights of ranks 1..n."""
+    total, out = 0.0, []
+    for rank in range(1, n + 1):
+        total += rank ** -exponent
+        out.append(total)
+    return tuple(out)
+
+
+def _zipf(rng: random.Random, n: int, exponent: float) -> int:
+    """A rank in 1..n drawn with probability proportional to rank ** -exponent."""
+    weights = _cumulative(n, exponent)
+    return min(bisect.bisect_left(weights, rng.random() * weights[-1]), n - 1) + 1
+
+
+@lru_cache(maxsize=1)
+def _codes() -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[bool, tuple[tuple[str, str], ...]]]:
+    """Reference class/type codes by product type and origin codes by domestic flag, as (code, description)."""
+    from ttb_spark import reference
+
+    classes: dict[str, list[tuple[str, str]]] = {}
+    origins: dict[bool, list[tuple[str, str]]] = {}
+    for row in reference.seed_rows():
+        if not row.description or not row.description.isascii():
+            continue
+        if row.ref_type == "class_type" and row.product_type:
+            classes.setdefault(row.product_type, []).append((row.code, row.description))
+        elif row.ref_type == "origin" and row.is_domestic is not None:
+            origins.setdefault(row.is_domestic, []).append((row.code, row.description))
+    return {k: tuple(v) for k, v in classes.items()}, {k: tuple(v) for k, v in origins.items()}
+
+
+def _pick(key: str, options: tuple) -> Any:
+    return options[int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % len(options)]
+
+
+def _population_draw(rng: random.Random, template: int) -> dict[str, str]:
+    """A registry-profile record's permit (Zipf over the template's permits), its company, brand (Zipf over
+    the permit's brands), class/type (mostly the permit's main one, any of its product type otherwise) and origin."""
+    tpl = _templates()[template]
+    rank = _zipf(rng, PERMITS_PER_TEMPLATE, PERMIT_ZIPF)
+    number = 30_000 + template * 1_000 + rank
+    permit = re.sub(r"\d+$", str(number), tpl.permit_number) if re.search(r"\d$", tpl.permit_number) else f"{tpl.permit_number}-{number}"
+    out = {"permit": permit}
+    out["applicant_name"] = " ".join((_pick(permit + "|a", _NAME_WORDS[0]), _pick(permit + "|b", _NAME_WORDS[1]),
+                                      _COMPANY_KINDS.get(tpl.product_type or "", "IMPORTS LLC")))
+    j = _zipf(rng, BRANDS_PER_PERMIT, BRAND_ZIPF)
+    out["brand"] = " ".join(w for w in (_pick(f"{permit}|{j}|{i}", words) for i, words in enumerate(_NAME_WORDS)) if w)
+    classes, origins = _codes()
+    kinds = classes.get(tpl.product_type or "")
+    if kinds:
+        main = _pick(permit + "|class", kinds)
+        out["class_type_code"], out["class_type_description"] = main if rng.random() < MAIN_CLASS_SHARE else rng.choice(kinds)
+    domestic = tpl.origin_code.isdigit() and int(tpl.origin_code) <= 49
+    out["origin_code"], out["origin_description"] = _pick(permit + "|origin", origins[domestic]) if rng.random() < 0.8 else rng.choice(origins[domestic])
+    return out
 
 
 def matches(row: search.Listing, criteria: search.Criteria) -> bool:
@@ -472,8 +608,9 @@ class RegistrySimulator:
         tls: tuple[str, str] | None = None,
         today: date | None = None,
         search_cap: int = SEARCH_CAP,
+        profile: str = "templates",
     ) -> None:
-        self.registry = SyntheticRegistry(seed, scale)
+        self.registry = SyntheticRegistry(seed, scale, profile)
         self.seed = seed
         self.faults = faults or Faults()
         self.today = today  # the simulated day; None: no clock, every record public as approved
@@ -817,7 +954,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8731, help="port (0 picks a free one; default 8731)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic record set and of fault draws")
-    parser.add_argument("--scale", type=float, default=1.0, help="e-filed (001) volume multiplier (1.0: 250-450 records a weekday)")
+    parser.add_argument("--scale", type=float, default=1.0, help="e-filed (001) volume multiplier (1.0: 250-450 records a weekday; 600-1,300 with --profile registry)")
+    parser.add_argument("--profile", choices=PROFILES, default="templates",
+                        help="templates: the 18 saved pages' permits and codes (what the tests pin); registry: a real working day's volume "
+                             "and cardinalities (7,200 permits with Zipf-distributed filings, tens of thousands of brands, every class/type and origin)")
     parser.add_argument(
         "--fault", type=_fault_option, action="append", default=[], metavar="KIND[=P]",
         help=f"inject a fault with probability P per request (default 1); KIND one of {', '.join(Faults.KINDS)}",
@@ -840,7 +980,7 @@ def run_command(args: argparse.Namespace) -> int:
         sys.stderr.write("ttb_spark simulate-registry: error: --search-cap must be >= 1\n")
         return 2
     if args.list_public:
-        registry = SyntheticRegistry(args.seed, args.scale)
+        registry = SyntheticRegistry(args.seed, args.scale, args.profile)
         for method in ("000", "001", "002", "003"):
             for ttb_id in registry.public_ids(args.list_public, method, args.today):
                 sys.stdout.write(ttb_id + "\n")
@@ -849,7 +989,7 @@ def run_command(args: argparse.Namespace) -> int:
         latency=args.latency, first_hits=args.fault_first_hits, retry_after=args.retry_after, **dict(args.fault)
     )
     sim = RegistrySimulator(seed=args.seed, scale=args.scale, faults=faults, host=args.host, port=args.port,
-                            today=args.today, search_cap=args.search_cap)
+                            today=args.today, search_cap=args.search_cap, profile=args.profile)
     clock = f", today {args.today}" if args.today else ""
     sys.stdout.write(f"registry simulator at {sim.base_url} (seed {args.seed}, scale {args.scale}{clock}); Ctrl-C stops\n")
     sys.stdout.flush()
