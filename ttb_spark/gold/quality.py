@@ -73,8 +73,9 @@ class ForeignKey:
     dim_key: str
 
 
-def _examples(rows: DataFrame, limit: int = 5) -> str:
-    ids = [str(r[0]) for r in rows.select("ttb_id").limit(limit).collect()]
+def _examples(rows: DataFrame, limit: int = 5, column: str | Column = "ttb_id") -> str:
+    """`` (e.g. a, b)``: a few values of ``column`` of ``rows``."""
+    ids = [str(r[0]) for r in rows.select(column).limit(limit).collect()]
     return f" (e.g. {', '.join(ids)})" if ids else ""
 
 
@@ -169,8 +170,7 @@ def scd2_one_current(table: str, dim: DataFrame, entity: str) -> CheckResult:
     per = dim.groupBy(entity).agg(F.sum(F.when(F.col("is_current"), 1).otherwise(0)).alias("_current"))
     bad = per.where(F.col("_current") != 1)
     n = bad.count()
-    examples = [str(r[0]) for r in bad.select(entity).limit(5).collect()]
-    detail = f"{entity} without exactly one current version: {n}" + (f" (e.g. {', '.join(examples)})" if examples else "")
+    detail = f"{entity} without exactly one current version: {n}" + (_examples(bad, column=entity) if n else "")
     return CheckResult(f"scd2_one_current:{table}", table, True, n, detail)
 
 
@@ -189,8 +189,9 @@ def scd2_non_overlapping(table: str, dim: DataFrame, entity: str) -> CheckResult
     )
     bad = dim.withColumn("_broken", broken).where("_broken")
     n = bad.count()
-    examples = [f"{r[0]}@{r[1]}" for r in bad.select(entity, "valid_from").limit(5).collect()]
-    detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}" + (f" (e.g. {', '.join(examples)})" if examples else "")
+    detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}"
+    if n:
+        detail += _examples(bad, column=F.concat_ws("@", entity, "valid_from"))
     return CheckResult(f"scd2_non_overlapping:{table}", table, True, n, detail)
 
 
