@@ -90,7 +90,7 @@ def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_date
     started = time.monotonic()
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [_job(tmp_path, registry.base_url, "pipeline", day, log) for day, log in zip((DAY_A, DAY_B), logs)]
-    codes = [p.wait(timeout=900) for p in procs]
+    codes = [p.wait(timeout=2400) for p in procs]
     print(f"two concurrent pipeline runs: {time.monotonic() - started:.0f}s")
     assert codes == [0, 0], "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
 
