@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ttb_spark import audit, lakehouse, locks, simulator
+from ttb_spark import audit, docs, lakehouse, locks, simulator
 from ttb_spark.settings import load_settings
 
 DAY_A, DAY_B = date(2024, 1, 2), date(2024, 1, 3)
@@ -90,7 +90,7 @@ def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_date
     started = time.monotonic()
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [_job(tmp_path, registry.base_url, "pipeline", day, log) for day, log in zip((DAY_A, DAY_B), logs)]
-    codes = [p.wait(timeout=900) for p in procs]
+    codes = [p.wait(timeout=2400) for p in procs]
     print(f"two concurrent pipeline runs: {time.monotonic() - started:.0f}s")
     assert codes == [0, 0], "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
 
@@ -99,6 +99,7 @@ def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_date
     assert sorted((r.job, r.status) for r in runs) == [("pipeline", "succeeded")] * 2
     assert lakehouse.read_table(spark, locks.RUN_LOCKS, lake).isEmpty()  # released
     public = registry.public_ids([DAY_A, DAY_B], METHODS.split(","))
+    docs.package_tables()  # every table module imported: their specs registered
     for name in ("silver.cola_details", "gold.ttb_consolidated"):
         ids = lakehouse.read_table(spark, lakehouse.REGISTRY[name], lake).select("ttb_id")
         assert ids.count() == ids.distinct().count(), f"{name}: a row written twice"

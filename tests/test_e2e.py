@@ -156,6 +156,40 @@ def test_same_run_twice_gives_identical_tables(spark, clean):
     assert sorted(r.status for r in runs) == ["succeeded", "succeeded"]
 
 
+def _comparable(value: Any) -> Any:
+    """An Arrow value in one form whoever wrote it: instants as UTC ISO text, containers recursively."""
+    from datetime import datetime, timezone
+
+    if isinstance(value, datetime):
+        return (value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, dict):
+        return tuple(sorted((k, _comparable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    return value
+
+
+def test_gold_tables_read_the_same_with_delta_rs(spark, clean):
+    """Analysts read gold with delta-rs (the `deltalake` package, also under Polars and DuckDB): every
+    gold table of the run reads there, whatever table features are on, with the rows Spark reads."""
+    from deltalake import DeltaTable
+
+    gold = {name: spec for name, spec in _tables(spark, clean["root"]).items() if name.startswith("gold.")}
+    assert gold
+    for name, spec in gold.items():
+        table = DeltaTable(spec.path(str(clean["root"] / "lakehouse")))
+        protocol = table.protocol()
+        try:
+            theirs = table.to_pyarrow_table()
+        except Exception as exc:  # name the features delta-rs was given
+            pytest.fail(f"{name}: delta-rs cannot read it: reader v{protocol.min_reader_version} "
+                        f"features {protocol.reader_features}, writer features {protocol.writer_features}: {exc}")
+        ours = spark.table(lakehouse.table_ref(spec, str(clean["root"] / "lakehouse"))).toArrow()
+        assert sorted(theirs.column_names) == sorted(ours.column_names), name
+        rows = [sorted(map(repr, (_comparable(tuple(r[c] for c in ours.column_names)) for r in t.to_pylist()))) for t in (theirs, ours)]
+        assert rows[0] == rows[1], f"{name}: delta-rs and Spark read different rows ({len(rows[0])} vs {len(rows[1])})"
+
+
 def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 600) -> None:
     """Kill the job's whole process group (driver, JVM, Python workers) once ``ready()`` holds."""
     deadline = time.monotonic() + timeout
