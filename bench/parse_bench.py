@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import bs4
 import lxml
-from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+from bs4 import BeautifulSoup, Comment, Tag
 
 import ttb_spark
 from ttb_spark import parse

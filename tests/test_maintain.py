@@ -3,7 +3,6 @@ setting and never removes a change a stage's watermark still needs, the run is a
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 from pathlib import Path
 

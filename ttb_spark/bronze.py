@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from pyspark.sql.types import (
