@@ -299,7 +299,8 @@ def _write_and_check(
     results = check(spark, settings, scope, dates, details, certificates, published)
     lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, _scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
-    counts["checks_failed"] = sum(not r.passed for r in results)
+    counts["checks_failed"] = sum(not r.passed and r.blocking for r in results)
+    counts["checks_warned"] = sum(not r.passed and not r.blocking for r in results)  # failed, non-blocking
     return results
 
 
