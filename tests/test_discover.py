@@ -77,7 +77,8 @@ def test_daily_fetches_new_and_moved_ids_into_bronze_and_keeps_its_watermark(spa
         _daily(settings, sim, approved, capsys)
         first = sim.search(search.Criteria(approved, approved))
         hits_before = len(sim.hits)
-        again = discover.discover(settings_for(tmp_path, sim), "again", approved, approved)  # the same day again: nothing new or moved
+        # the same day again, with the daily run's history (it began on that day): nothing new or moved
+        again = discover.discover(settings_for(tmp_path, sim), "again", approved, approved, history_start=approved)
         assert all(h.data_type == "search" for h in sim.hits[hits_before:])
         assert (again["listed"], again["fetched_ids"]) == (len(first), 0)
         _daily(settings, sim, revoked, capsys)
