@@ -44,7 +44,8 @@ from ttb_spark.gold.facts import FACT_STATUS_CHANGES
 
 RESULTS = Path(__file__).parent / "results"
 FAULTS = {"reset": 0.02, "server_error": 0.03, "rate_limit": 0.02, "truncate": 0.02, "session_timeout": 0.01, "retry_after": 0}
-BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests"}
+# every run records itself, the manifests it read and (claimed, then released) its run lock
+BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests", "ops.run_locks"}
 DAILY = ("daily", "--env", "test", "--since-last-run")
 # columns that differ between two runs of the same schedule: run ids, wall-clock times, request attempts
 PER_RUN = re.compile(r"(^|_)run_id$|_at$|^attempts$|^http_status$|^observed_date_key$")
@@ -156,6 +157,13 @@ def observation_days(spark: Any, root: str, version: int | None = None) -> set[d
     return {r[0] for r in df.collect()}
 
 
+def data_changes(spark: Any, root: str, since: dict[str, int | None]) -> dict[str, list]:
+    """Per table (bookkeeping aside), the commits after ``since`` that changed data."""
+    changed = {name: lakehouse.data_commits(spark, spec, root, since.get(name)) for name, spec in lakehouse.REGISTRY.items()
+               if name not in BOOKKEEPING}
+    return {name: commits for name, commits in changed.items() if commits}
+
+
 def table_differences(spark: Any, expected_root: str, got_root: str, versions: dict[str, int | None] | None = None) -> dict[str, str]:
     """Per table that differs (missing, or rows only on one side, duplicates counted): what differs.
     ``versions`` reads the expected lakehouse as of those table versions (a table absent then: expected absent)."""
@@ -205,8 +213,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             truth = {r.ttb_id: sim.registry.state(r.ttb_id, last).status for r in sim.search(search.Criteria(args.start, last))}
             versions = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
             again = daily(sim, last)
-            changed = {n: c for n, s in lakehouse.REGISTRY.items() if n not in BOOKKEEPING
-                       and (c := lakehouse.data_commits(spark, s, root, versions.get(n)))}
+            changed = data_changes(spark, root, versions)
             gold = {r.ttb_id: r.status for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id", "status").collect()}
             history = {(r.ttb_id, r.change_type, r.previous_status, r.status) for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()}
             expected = sim.registry.observable_history({h[0] for h in history} | set(truth), args.start, days)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from bench.daily_bench import daily_killed, environment, kill_point, table_differences, writes
+from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
 from ttb_spark import audit, cli, lakehouse, search, simulator
 from ttb_spark.gold.consolidated import CONSOLIDATED
@@ -36,7 +36,6 @@ DAYS = 60
 RUN_DAYS = (0, 1, 2, 9, 16, 17, 33, 59)  # offsets from START of the days the schedule ran
 FAULTS = {"reset": 0.02, "server_error": 0.03, "rate_limit": 0.02, "truncate": 0.02, "session_timeout": 0.01, "retry_after": 0}
 LAST = START + timedelta(days=DAYS - 1)
-BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests"}  # every run records itself and the manifests it read
 KILL_SEED = 3  # draws the write of the second run after which its process is killed
 
 
@@ -48,13 +47,6 @@ def daily(sim, day: date) -> str:
         code, out, err = _capture(lambda: cli.main(["daily", "--env", "test", "--since-last-run"]))
     assert code == 0, out + err[-3000:]
     return out
-
-
-def data_changes(spark, root: str, since: dict[str, int | None]) -> dict[str, list]:
-    """Per table (bookkeeping aside), the commits after ``since`` that changed data."""
-    changed = {name: lakehouse.data_commits(spark, spec, root, since.get(name)) for name, spec in lakehouse.REGISTRY.items()
-               if name not in BOOKKEEPING}
-    return {name: commits for name, commits in changed.items() if commits}
 
 
 @pytest.fixture(scope="module")
