@@ -353,10 +353,14 @@ def _merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, 
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
 
 
+def _latest_commit(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> Any:
+    """The table's latest ``DESCRIBE HISTORY`` row."""
+    return spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()
+
+
 def last_operation_metrics(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> dict[str, int]:
     """Row counts of the table's latest commit (inserted/updated/deleted for a MERGE)."""
-    history = spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()
-    metrics = history["operationMetrics"] or {}
+    metrics = _latest_commit(spark, spec, lakehouse_root)["operationMetrics"] or {}
     keys = {"numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated", "numTargetRowsDeleted": "deleted"}
     return {short: int(metrics.get(long, 0)) for long, short in keys.items()}
 
@@ -365,7 +369,7 @@ def current_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -
     """The table's latest commit version (None when the table does not exist)."""
     if not table_exists(spark, spec, lakehouse_root):
         return None
-    return int(spark.sql(f"DESCRIBE HISTORY {table_ref(spec, lakehouse_root)} LIMIT 1").first()["version"])
+    return int(_latest_commit(spark, spec, lakehouse_root)["version"])
 
 
 DATA_METRICS = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted", "numOutputRows",
