@@ -69,6 +69,14 @@ def test_session_factory_returns_the_active_session(spark, settings):
     assert get_spark(settings) is spark
 
 
+def test_a_session_without_ui_keeps_little_query_history(spark):
+    """Long local runs (a backfill, this suite) would otherwise keep 1,000 query plans in the driver's heap."""
+    for n in range(120):
+        spark.range(n + 1).count()
+    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    assert spark._jsparkSession.sharedState().statusStore().executionsCount() <= 75
+
+
 def test_merge_round_trip_inserts_updates_and_is_idempotent(spark, settings):
     spec = lakehouse.TableSpec(
         name="test.merge_round_trip",
