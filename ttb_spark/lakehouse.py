@@ -281,10 +281,16 @@ def relayout(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int |
         return None
     before = current_version(spark, spec, lakehouse_root)
     kept = set(spark.table(ref).columns)
-    spark.sql(f"REPLACE TABLE {ref} {_definition(spec)}")
+    replace_table(spark, spec, lakehouse_root)
     names = ", ".join(_ident(f) for f in spec.schema.fieldNames() if f in kept)
     spark.sql(f"INSERT INTO {ref} ({names}) SELECT {names} FROM {ref} VERSION AS OF {before}")
     return int(spark.table(ref).count())
+
+
+def replace_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> None:
+    """Replace the table by an empty one of its spec (``REPLACE TABLE``, one commit; the old rows stay
+    readable by time travel until VACUUM)."""
+    spark.sql(f"REPLACE TABLE {table_ref(spec, lakehouse_root)} {_definition(spec)}")
 
 
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:

@@ -418,11 +418,7 @@ def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
     readable by time travel (``VERSION AS OF``) until VACUUM."""
     if not lakehouse.table_exists(spark, DIM_COMPANIES, root) or "version" not in lakehouse.read_table(spark, DIM_COMPANIES, root).columns:
         return
-    columns = ", ".join(lakehouse._column_ddl(f) for f in DIM_COMPANIES.schema.fields)
-    spark.sql(
-        f"REPLACE TABLE {lakehouse.table_ref(DIM_COMPANIES, root)} ({columns}) USING delta "
-        f"COMMENT {lakehouse.sql_string(DIM_COMPANIES.comment)}"
-    )
+    lakehouse.replace_table(spark, DIM_COMPANIES, root)
 
 
 def check(
