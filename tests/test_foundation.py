@@ -69,12 +69,15 @@ def test_session_factory_returns_the_active_session(spark, settings):
     assert get_spark(settings) is spark
 
 
-def test_a_session_without_ui_keeps_little_query_history(spark):
-    """Long local runs (a backfill, this suite) would otherwise keep 1,000 query plans in the driver's heap."""
+def test_a_long_local_session_keeps_little_in_the_driver_heap(spark):
+    """Long local runs (a backfill, this suite) would otherwise keep 1,000 query plans in the driver's heap,
+    and a 32 MB memory page per finished sort on each task thread (Spark 4.1's SortExec ThreadLocal)."""
     for n in range(120):
         spark.range(n + 1).count()
-    spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()
+    jvm = spark.sparkContext._jsc.sc()
+    jvm.listenerBus().waitUntilEmpty()
     assert spark._jsparkSession.sharedState().statusStore().executionsCount() <= 75
+    assert jvm.env().memoryManager().pageSizeBytes() <= 2**20
 
 
 def test_merge_round_trip_inserts_updates_and_is_idempotent(spark, settings):

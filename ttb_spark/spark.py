@@ -185,6 +185,13 @@ UI_OFF_RETENTION = {
 }
 
 
+# Spark 4.1 keeps each sort's UnsafeExternalRowSorter in a ThreadLocal of SortExec (SPARK-52609)
+# that nothing clears, and the sorter's iterator still references its last memory page: every pooled
+# task thread keeps one page per stale sort. Pages default to heap/cores/16 (32 MB on a 2g local[2]
+# driver), so a day of daily runs kept ~1 GB of such pages live; 1 MB pages bound that to a few MB.
+LOCAL_PAGE_SIZE = "1m"
+
+
 def local_conf(settings: Settings) -> dict[str, str]:
     """Configuration of a locally built session."""
     s = settings.spark
@@ -202,6 +209,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": s.driver_memory,
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()}",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.buffer.pageSize": LOCAL_PAGE_SIZE,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
     }
     if not s.ui_enabled:
