@@ -105,14 +105,23 @@ def _run_stages(spark: Any, settings: Any, scope: runner.Scope, stages: Sequence
     return time.monotonic() - started, counts
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.lakehouse_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", default="1,7,30", help="comma list of build sizes in receipt days (default 1,7,30)")
-    parser.add_argument("--scale", type=float, default=0.2, help="simulator e-filing volume multiplier (1.0: 250-450 records a weekday)")
+def sized_args(
+    argv: Sequence[str] | None, module: str, doc: str, days: str, scale: float, scale_help: str
+) -> tuple[argparse.Namespace, list[int], Path]:
+    """A lakehouse benchmark's arguments (--days sizes, --scale, --keep): the parsed arguments, the sorted
+    sizes in receipt days and the work folder (``--keep``'s, or a new temporary one)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--days", default=days, help=f"comma list of lakehouse sizes in receipt days (default {days})")
+    parser.add_argument("--scale", type=float, default=scale, help=scale_help)
     parser.add_argument("--keep", help="folder for the raw store and lakehouses (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
     sizes = sorted({int(d) for d in args.days.split(",")})
-    work = Path(args.keep or tempfile.mkdtemp(prefix="ttb-lakehouse-bench-"))
+    return args, sizes, Path(args.keep or tempfile.mkdtemp(prefix=f"ttb-{module}-"))
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args, sizes, work = sized_args(argv, "lakehouse_bench", __doc__, "1,7,30", 0.2,
+                                   "simulator e-filing volume multiplier (1.0: 250-450 records a weekday)")
     result: dict[str, Any] = {"machine": machine(), "scale": args.scale, "builds": [], "one_more_day": {}}
     from ttb_spark.spark import get_spark
 

@@ -16,17 +16,15 @@ files per table after the increment. Run: ``.venv/bin/python -m bench.volume_ben
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.lakehouse_bench import PeakMemory, _settings, machine
+from bench.lakehouse_bench import PeakMemory, _settings, machine, sized_args
 from ttb_spark import lakehouse, runner, simulator, synthetic
 
 RESULTS = Path(__file__).parent / "results"
@@ -81,13 +79,8 @@ def _run(spark: Any, settings: Any, scope: runner.Scope, stages: Sequence[str]) 
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.volume_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--days", default="1,90,365", help="comma list of base lakehouse sizes in receipt days (default 1,90,365)")
-    parser.add_argument("--scale", type=float, default=1.0, help="registry-profile volume multiplier (1.0: a real working day)")
-    parser.add_argument("--keep", help="folder for the raw store and lakehouses (default: a temporary folder, removed)")
-    args = parser.parse_args(argv)
-    sizes = sorted({int(d) for d in args.days.split(",")})
-    work = Path(args.keep or tempfile.mkdtemp(prefix="ttb-volume-bench-"))
+    args, sizes, work = sized_args(argv, "volume_bench", __doc__, "1,90,365", 1.0,
+                                   "registry-profile volume multiplier (1.0: a real working day)")
     result: dict[str, Any] = {"machine": machine(), "scale": args.scale, "extra_day": EXTRA_DAY.isoformat(), "lakehouses": []}
     from ttb_spark.spark import get_spark
 
