@@ -191,6 +191,18 @@ def test_rerun_of_a_later_day_changes_nothing(lake):
     assert seen["counts4"]["checks_failed"] == 0
 
 
+def test_cola_keyed_tables_are_partitioned_by_receipt_month(spark, lake):
+    """The 30-year layout (README, "Gold layout"): one partition per receipt month, the month derived on write."""
+    root = lake[0].pipeline.lakehouse_root
+    for spec in (CONSOLIDATED, FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES):
+        assert spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(spec, root)}").first()["partitionColumns"] == ["receipt_month"]
+        table = lakehouse.read_table(spark, spec, root)
+        pairs = table.select("receipt_date", "receipt_month").distinct().collect()
+        assert pairs and all(r.receipt_month == r.receipt_date.replace(day=1) for r in pairs), spec.name
+        folders = {f.split("/receipt_month=")[1].split("/")[0] for f in table.inputFiles()}
+        assert folders == {str(r.receipt_month) for r in pairs}, spec.name
+
+
 def test_every_build_recorded_passing_checks(spark, lake):
     settings, _ = lake
     checks = lakehouse.read_table(spark, QUALITY_CHECKS, settings.pipeline.lakehouse_root).collect()

@@ -112,3 +112,63 @@ def test_a_layout_change_is_refused_until_relayout_rewrites_the_table(spark, roo
     assert not stored.schema["id"].nullable
     changed = spark.createDataFrame([("a", date(2024, 1, 2), 5)], "id string, day date, size int")
     assert lakehouse.merge_upsert(spark, changed, clustered, root, prune={"day": ["2024-01-02"]}) == {"inserted": 0, "updated": 1, "deleted": 0}
+
+
+def test_relayout_onto_a_derived_partition_column_computes_it_and_keeps_every_row_hash(spark, root):
+    """The move of the COLA-keyed gold tables to receipt-month partitions, in small: a new partition column
+    derived from a stored one is computed for the old rows, whose hashes stay valid (a rerun updates nothing)."""
+    rows = spark.createDataFrame([("a", date(2024, 1, 2), 1), ("b", date(2024, 2, 3), 2)], "id string, day date, size int")
+    lakehouse.merge_upsert(spark, rows, spec(), root)
+    hashes = {r.id: r.row_hash for r in lakehouse.read_table(spark, spec(), root).collect()}
+    monthly = lakehouse.TableSpec(
+        name=NAME, comment="Things, one per id.", keys=("id",), partition_by=("month",), derived=(("month", "trunc(day, 'MM')"),),
+        schema=StructType([*spec().schema.fields[:2], column("month", DateType(), "Month of the day; partition column."),
+                           *spec().schema.fields[2:]]),
+    )  # fmt: skip
+    with pytest.raises(lakehouse.MigrationError, match=r"month is not in|stored partitioned by \['day'\]"):
+        lakehouse.ensure_table(spark, monthly, root)
+    assert lakehouse.relayout(spark, monthly, root) == 2
+    assert spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(monthly, root)}").first()["partitionColumns"] == ["month"]
+    stored = {r.id: r for r in lakehouse.read_table(spark, monthly, root).collect()}
+    assert {i: (r.month, r.row_hash) for i, r in stored.items()} == {"a": (date(2024, 1, 1), hashes["a"]), "b": (date(2024, 2, 1), hashes["b"])}
+    again = lakehouse.merge_changes(spark, rows, rows.limit(0).select("id"), monthly, root, prune={"month": [date(2024, 1, 1), date(2024, 2, 1)]})
+    assert again == {"inserted": 0, "updated": 0, "deleted": 0}
+    moved = spark.createDataFrame([("c", date(2024, 3, 9), 3)], "id string, day date, size int")
+    assert lakehouse.merge_changes(spark, moved, moved.limit(0).select("id"), monthly, root, prune={"month": [date(2024, 3, 1)]})["inserted"] == 1
+    assert lakehouse.read_table(spark, monthly, root).where("id = 'c'").first().month == date(2024, 3, 1)
+
+
+def test_relayout_command_moves_an_old_consolidated_table_to_receipt_months_and_checks_every_name_first(spark, tmp_path, monkeypatch, capsys):
+    """The upgrade of a lakehouse from before the receipt-month layout: the job refuses the old table, naming
+    the command; the command with a bad name touches nothing; then it rewrites the table and the job accepts it."""
+    from dataclasses import replace
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType as Struct
+
+    from ttb_spark import cli
+    from ttb_spark.gold.consolidated import CONSOLIDATED
+
+    root = str(tmp_path / "lakehouse")
+    monkeypatch.setenv("TTB_LAKEHOUSE_ROOT", root)
+    old = replace(CONSOLIDATED, partition_by=("receipt_date",), derived=(),
+                  schema=Struct([f for f in CONSOLIDATED.schema.fields if f.name != "receipt_month"]))
+    lakehouse.REGISTRY[CONSOLIDATED.name] = CONSOLIDATED  # declaring the old shape registered it under the same name
+    rows = spark.createDataFrame([("24001001000001", date(2024, 1, 2)), ("24040001000002", date(2024, 2, 9))], "ttb_id string, receipt_date date")
+    rows = rows.select(*[F.col(f.name) if f.name in rows.columns else F.lit(None).cast(f.dataType).alias(f.name) for f in old.schema.fields])
+    lakehouse.merge_upsert(spark, rows, old, root)
+    with pytest.raises(lakehouse.MigrationError, match=r"receipt_date'\] .* `ttb_spark relayout gold.ttb_consolidated`"):
+        lakehouse.ensure_table(spark, CONSOLIDATED, root)
+    version = lakehouse.current_version(spark, CONSOLIDATED, root)
+
+    assert cli.main(["relayout", "gold.ttb_consolidated", "gold.fact_products", "--env", "test"]) == 2
+    assert "gold.fact_products does not exist at" in capsys.readouterr().err
+    assert cli.main(["relayout", "gold.ttb_consolidated", "gold.nothing", "--env", "test"]) == 2
+    assert "unknown table 'gold.nothing'" in capsys.readouterr().err
+    assert lakehouse.current_version(spark, CONSOLIDATED, root) == version
+
+    assert cli.main(["relayout", "gold.ttb_consolidated", "--env", "test"]) == 0
+    assert capsys.readouterr().out == "gold.ttb_consolidated: rewritten, 2 rows\n"
+    assert lakehouse.ensure_table(spark, CONSOLIDATED, root) == []
+    months = {r.ttb_id: r.receipt_month for r in lakehouse.read_table(spark, CONSOLIDATED, root).collect()}
+    assert months == {"24001001000001": date(2024, 1, 1), "24040001000002": date(2024, 2, 1)}

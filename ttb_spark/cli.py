@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parse.configure_parser(sub.add_parser("parse", help="print one JSON object per saved page (debugging)"))
     simulator.configure_parser(sub.add_parser("simulate-registry", help="serve a synthetic registry on loopback"))
     sub.add_parser("tables", help="print the data dictionary (docs/tables.md) generated from the table schemas")
-    relayout = sub.add_parser("relayout", help="rewrite a table into its declared partitioning or clustering (jobs stopped)")
-    relayout.add_argument("table", help="layer.table, e.g. gold.ttb_consolidated")
+    relayout = sub.add_parser("relayout", help="rewrite tables into their declared partitioning or clustering (jobs stopped)")
+    relayout.add_argument("tables", nargs="+", metavar="table", help="layer.table, e.g. gold.ttb_consolidated")
     relayout.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
     return parser
 
@@ -116,20 +116,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _relayout(args: argparse.Namespace) -> int:
-    """``ttb_spark relayout TABLE``: :func:`ttb_spark.lakehouse.relayout` on one declared table."""
+    """``ttb_spark relayout TABLE...``: :func:`ttb_spark.lakehouse.relayout` on each table named, all of
+    them checked (declared, existing) before the first is rewritten."""
     from ttb_spark import docs, lakehouse
     from ttb_spark.settings import load_settings
     from ttb_spark.spark import get_spark
 
     specs = {s.name: s for s in docs.package_tables()}
-    if args.table not in specs:
-        raise SettingsError(f"unknown table {args.table!r}; one of {', '.join(specs)}")
+    unknown = [t for t in args.tables if t not in specs]
+    if unknown:
+        raise SettingsError(f"unknown table {', '.join(map(repr, unknown))}; one of {', '.join(specs)}")
     settings = load_settings(args.env)
+    root = settings.pipeline.lakehouse_root
     spark = get_spark(settings, app_name="ttb_spark-relayout")
-    if not lakehouse.table_exists(spark, specs[args.table], settings.pipeline.lakehouse_root):
-        raise SettingsError(f"{args.table} does not exist at {lakehouse.location(specs[args.table], settings.pipeline.lakehouse_root)}")
-    rows = lakehouse.relayout(spark, specs[args.table], settings.pipeline.lakehouse_root)
-    sys.stdout.write(f"{args.table}: " + ("layout already matches its spec" if rows is None else f"rewritten, {rows} rows") + "\n")
+    missing = [t for t in args.tables if not lakehouse.table_exists(spark, specs[t], root)]
+    if missing:
+        raise SettingsError("no table to rewrite: " + ", ".join(f"{t} does not exist at {lakehouse.location(specs[t], root)}" for t in missing))
+    for table in dict.fromkeys(args.tables):
+        rows = lakehouse.relayout(spark, specs[table], root)
+        sys.stdout.write(f"{table}: " + ("layout already matches its spec" if rows is None else f"rewritten, {rows} rows") + "\n")
     return 0
 
 

@@ -52,9 +52,13 @@ class TableSpec:
     hash_exclude: tuple[str, ...] = field(default=())
     properties: tuple[tuple[str, str], ...] = ()  # Delta table properties, e.g. CHANGE_FEED; see ensure_properties
     cluster_by: tuple[str, ...] = ()  # liquid clustering columns (instead of partition_by; Delta allows one or the other)
+    # (column, Spark SQL expression over the other columns): computed by conform, never by a transform, and
+    # left out of row_hash (it adds nothing to the columns it is computed from), e.g. a partition column
+    derived: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        missing = [c for c in (*self.keys, *self.partition_by, *self.cluster_by) if c not in self.schema.fieldNames()]
+        named = (*self.keys, *self.partition_by, *self.cluster_by, *(c for c, _ in self.derived))
+        missing = [c for c in named if c not in self.schema.fieldNames()]
         if missing:
             raise ValueError(f"{self.name}: keys/partition/clustering columns {missing} not in schema")
         if self.partition_by and self.cluster_by:
@@ -73,7 +77,7 @@ class TableSpec:
 
     @property
     def hashed_columns(self) -> list[str]:
-        skip = {*self.keys, ROW_HASH, *self.hash_exclude}
+        skip = {*self.keys, ROW_HASH, *self.hash_exclude, *(c for c, _ in self.derived)}
         return [f for f in self.schema.fieldNames() if f not in skip]
 
 
@@ -85,13 +89,17 @@ def row_hash(columns: Sequence[str]) -> Column:
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
-    """Select the table's columns in order, cast to its types, with ``row_hash`` computed when declared."""
+    """Select the table's columns in order, cast to its types, with the derived columns and ``row_hash``
+    computed when declared."""
     from pyspark.sql import functions as F
 
+    derived = dict(spec.derived)
     cols = []
     for f in spec.schema.fields:
         if f.name == ROW_HASH:
             cols.append(row_hash(spec.hashed_columns).alias(ROW_HASH))
+        elif f.name in derived:
+            cols.append(F.expr(derived[f.name]).cast(f.dataType).alias(f.name))
         else:
             cols.append(F.col(f.name).cast(f.dataType).alias(f.name))
     return df.select(*cols)
@@ -272,8 +280,8 @@ def relayout(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int |
 
     The one migration that rewrites data, run by a person with the jobs stopped (``ttb_spark
     relayout``): ``REPLACE TABLE`` with the spec's definition, then its rows as of the version
-    before, re-inserted (two commits; history and time travel to the old layout are kept until
-    VACUUM).
+    before, re-inserted with the spec's derived columns computed (a new partition column, e.g.)
+    (two commits; history and time travel to the old layout are kept until VACUUM).
     """
     ref = table_ref(spec, lakehouse_root)
     detail = spark.sql(f"DESCRIBE DETAIL {ref}").first().asDict()
@@ -282,8 +290,10 @@ def relayout(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> int |
     before = current_version(spark, spec, lakehouse_root)
     kept = set(spark.table(ref).columns)
     replace_table(spark, spec, lakehouse_root)
-    names = ", ".join(_ident(f) for f in spec.schema.fieldNames() if f in kept)
-    spark.sql(f"INSERT INTO {ref} ({names}) SELECT {names} FROM {ref} VERSION AS OF {before}")
+    derived = dict(spec.derived)
+    columns = [f for f in spec.schema.fieldNames() if f in kept or f in derived]
+    values = ", ".join(f"{derived[f]} AS {_ident(f)}" if f in derived else _ident(f) for f in columns)
+    spark.sql(f"INSERT INTO {ref} ({', '.join(_ident(f) for f in columns)}) SELECT {values} FROM {ref} VERSION AS OF {before}")
     return int(spark.table(ref).count())
 
 

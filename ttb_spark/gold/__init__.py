@@ -14,9 +14,10 @@ silver versions recorded in ``ops.watermarks`` (Delta change data feed), otherwi
 the scope's receipt dates. Prior state is read by pruned lookups (the batch's receipt dates and
 TTB IDs); COLAs that lost their silver rows (withdrawn, rejected) are deleted from the
 consolidated table and facts and recorded as events in ``fact_status_changes``. Every write is a
-:func:`ttb_spark.lakehouse.merge_changes` with the batch's receipt dates as literal partition
-predicates, skipped when it would change nothing: a rerun over the same silver rows writes
-nothing, except that ``gold.quality_checks`` logs the run's checks.
+:func:`ttb_spark.lakehouse.merge_changes` with the batch's receipt months and dates as literal
+predicates (the COLA-keyed tables are partitioned by receipt month, :mod:`.layout`), skipped when
+it would change nothing: a rerun over the same silver rows writes nothing, except that
+``gold.quality_checks`` logs the run's checks.
 
 Write-audit-publish: a build records each gold table's version first, writes, then runs the
 quality checks on what it wrote. When a blocking check fails (or a write raises), every gold table
@@ -69,6 +70,7 @@ from ttb_spark.gold.facts import (
     with_completed_dates,
     with_flags,
 )
+from ttb_spark.gold.layout import RECEIPT_MONTH, in_receipt_dates, in_receipt_range, receipt_prune
 from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
 
 if TYPE_CHECKING:
@@ -165,7 +167,8 @@ def _merge(
 
 
 def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
-    return df.where(F.col("receipt_date").isin(dates))
+    """``df``'s rows received on ``dates``; a table partitioned by receipt month read from those months only."""
+    return df.where(in_receipt_dates(dates) if RECEIPT_MONTH in df.columns else F.col("receipt_date").isin(dates))
 
 
 def published_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
@@ -259,7 +262,7 @@ def _write_and_check(
     ref = reference.read(spark, settings).persist()
     stored = lakehouse.read_table(spark, CONSOLIDATED, root)
     if affected is None:
-        in_scope = F.col("receipt_date").between(F.lit(scope.start), F.lit(scope.end)) & F.col("receipt_method").isin(list(scope.receipt_methods))
+        in_scope = in_receipt_range(scope.start, scope.end) & F.col("receipt_method").isin(list(scope.receipt_methods))
         stored = stored.where(in_scope)
         inputs = (details, certificates)
     else:
@@ -282,7 +285,7 @@ def _write_and_check(
         if not dates:
             return None
         counts["colas_removed"] = removed.count()
-        prune = {"receipt_date": dates}
+        prune = receipt_prune(dates)
         events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
         events = reinstatements(events, _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
                                 .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
@@ -392,10 +395,10 @@ def _build_dimensions_and_facts(
     stored_facts = _in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
     flagged = with_flags(rows, first_colas(all_cdays, every_brand))
     products = changed_or_in_batch(fact_products(flagged), batch, stored_facts).localCheckpoint()
-    _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune={"receipt_date": fact_dates}, deletes=removed)
+    _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune=receipt_prune(fact_dates), deletes=removed)
     certs = fact_certificates(batch)
     replaced = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
-    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune={"receipt_date": dates}, deletes=replaced)
+    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune=receipt_prune(dates), deletes=replaced)
 
     calendar = dates_of([
         (products, ("receipt_date", "application_date", "approval_date")),
@@ -527,7 +530,8 @@ def _recency_checks(spark: SparkSession, settings: Settings, run_date: date) -> 
     year (plus the drift baseline) before it: approvals per day up to ``run_date`` and the newest page fetch."""
     a = settings.analytics
     since = run_date - timedelta(days=366 + a.drift_baseline_days)
-    recent = lakehouse.read_table(spark, CONSOLIDATED, settings.pipeline.lakehouse_root).where(F.col("receipt_date") >= F.lit(since))
+    since_month = (F.col(RECEIPT_MONTH) >= F.lit(since.replace(day=1))) & (F.col("receipt_date") >= F.lit(since))
+    recent = lakehouse.read_table(spark, CONSOLIDATED, settings.pipeline.lakehouse_root).where(since_month)
     rows = recent.groupBy("approval_date").agg(
         F.count("*").alias("n"), F.max(F.greatest("detail_fetched_at", "certificate_fetched_at")).alias("fetched")
     ).collect()

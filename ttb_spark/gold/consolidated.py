@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, StringType, StructType, TimestampType
 
+from ttb_spark.gold.layout import DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
 from ttb_spark.lakehouse import TableSpec, column
 from ttb_spark.silver import LABEL
 
@@ -30,11 +31,13 @@ CONSOLIDATED = TableSpec(
         "date). COLAs with only one of the two pages are kept and flagged in record_completeness."
     ),
     keys=("ttb_id",),
-    partition_by=("receipt_date",),
+    partition_by=(RECEIPT_MONTH,),
+    derived=DERIVED,
     hash_exclude=("detail_fetched_at", "certificate_fetched_at"),
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
-        column("receipt_date", DateType(), "date TTB received the application (from the ID); partition column"),
+        column("receipt_date", DateType(), "date TTB received the application (from the ID)"),
+        RECEIPT_MONTH_COLUMN,
         column("receipt_method", StringType(), "000 hand delivered, 001 e-filed, 002 mail, 003 overnight courier"),
         column("sequence", IntegerType(), "sequence within the receipt date and method"),
         column("has_detail", BooleanType(), "the detail page is in silver"),

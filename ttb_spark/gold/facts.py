@@ -1,6 +1,6 @@
 """Gold facts: ``fact_products`` (one row per COLA), ``fact_certificates`` (one row per
 certificate) and ``fact_status_changes`` (status history), all MERGEd on TTB ID with the batch's
-receipt dates as literal partition predicates.
+receipt months and dates as literal predicates (partitioned by receipt month, :mod:`.layout`).
 
 Foreign keys are computed from natural keys (:mod:`ttb_spark.gold.keys`), so a fact never waits
 for a dimension lookup; the quality checks verify that every one resolves.
@@ -17,6 +17,7 @@ from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, Lon
 from ttb_spark.gold.consolidated import LABEL
 from ttb_spark.gold.dimensions import address_location_id, origin_location_id
 from ttb_spark.gold.keys import date_key, surrogate_key
+from ttb_spark.gold.layout import DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
 from ttb_spark.lakehouse import TableSpec, column
 
 if TYPE_CHECKING:
@@ -29,10 +30,12 @@ FACT_PRODUCTS = TableSpec(
     name="gold.fact_products",
     comment="One row per COLA: keys to the dimensions, names, dates, days to approval, status and first-COLA / re-filing flags.",
     keys=("ttb_id",),
-    partition_by=("receipt_date",),
+    partition_by=(RECEIPT_MONTH,),
+    derived=DERIVED,
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
-        column("receipt_date", DateType(), "date TTB received the application; partition column"),
+        column("receipt_date", DateType(), "date TTB received the application"),
+        RECEIPT_MONTH_COLUMN,
         column("receipt_date_key", IntegerType(), "-> dim_dates"),
         column("application_date_key", IntegerType(), "-> dim_dates"),
         column("approval_date_key", IntegerType(), "-> dim_dates"),
@@ -68,10 +71,12 @@ FACT_CERTIFICATES = TableSpec(
     name="gold.fact_certificates",
     comment="One row per certificate (TTB F 5100.31): type of application, qualifications, expiration, label images; status kept current.",
     keys=("ttb_id",),
-    partition_by=("receipt_date",),
+    partition_by=(RECEIPT_MONTH,),
+    derived=DERIVED,
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
-        column("receipt_date", DateType(), "partition column"),
+        column("receipt_date", DateType(), "date TTB received the application"),
+        RECEIPT_MONTH_COLUMN,
         column("company_key", LongType(), "-> dim_companies.company_key"),
         column("product_type_key", LongType(), "-> dim_product_types"),
         column("origin_location_key", LongType(), "-> dim_locations"),
@@ -107,10 +112,12 @@ FACT_STATUS_CHANGES = TableSpec(
         "not on the pages: a status row carries the latest one the search had listed for the COLA when the page was fetched."
     ),
     keys=("ttb_id", "observed_at", "change_type"),
-    partition_by=("receipt_date",),
+    partition_by=(RECEIPT_MONTH,),
+    derived=DERIVED,
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID", False),
-        column("receipt_date", DateType(), "partition column"),
+        column("receipt_date", DateType(), "date TTB received the application"),
+        RECEIPT_MONTH_COLUMN,
         column("observed_at", TimestampType(), "when the change was observed: fetch time of the page showing the status; for a withdrawal, when the registry was first seen answering its error page; for a rejection, the fetch time of the rejected page", False),
         column("observed_date_key", IntegerType(), "-> dim_dates (date of observed_at, UTC)"),
         column("previous_status", StringType(), "status before (null when first seen)"),
