@@ -25,8 +25,11 @@ def modules() -> list[str]:
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, scalar) for every leaf of a nested result."""
-    if isinstance(value, dict):
+    """(dotted path, scalar) for every leaf of a nested result; an empty list or dict is a leaf (shown as
+    ``[]`` / ``{}``: "no tables changed" must show, not vanish)."""
+    if isinstance(value, (dict, list, tuple)) and not value:
+        yield prefix, value
+    elif isinstance(value, dict):
         for key, item in value.items():
             yield from flatten(item, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(value, (list, tuple)):
