@@ -41,3 +41,41 @@ def test_generated_bronze_holds_every_public_page_as_served_and_silver_parses_it
     for ttb_id, row in details.items():
         listed = registry.listing(ttb_id, registry.record(ttb_id).approval_date)
         assert (row.permit_number, row.brand_name) == (listed.permit_number, listed.brand_name)
+
+
+def test_change_driven_silver_takes_a_backlog_in_page_bounded_batches_with_the_same_result(spark, tmp_path):
+    from dataclasses import replace
+
+    from chispa import assert_df_equality
+
+    from ttb_spark.runner import Scope
+
+    days = (date(2025, 1, 6), date(2025, 1, 8))
+    whole, batched = make_settings(tmp_path / "whole"), make_settings(tmp_path / "batched")
+    for s in (whole, batched):
+        synthetic.write(spark, s.pipeline.lakehouse_root, *days, seed=1, scale=SCALE)
+    root = batched.pipeline.lakehouse_root
+    per_date = {r[0]: r[1] for r in lakehouse.read_table(spark, bronze.PAGES, root).groupBy("receipt_date").count().collect()}
+    limit = max(per_date.values())  # every date fits, no two do: one batch per receipt date
+    assert silver.date_batches(per_date, limit) == [[d] for d in sorted(per_date)] and len(per_date) == 3
+    batched = batched.model_copy(update={"processing": batched.processing.model_copy(update={"max_pages_per_batch": limit})})
+    before = lakehouse.current_version(spark, silver.COLA_DETAILS, root)
+    scope = replace(Scope.from_settings(batched), start=days[0], end=days[1], since_last_run=True)
+
+    counts = silver.run(spark, batched, scope)
+
+    expected = silver.process(spark, whole, lakehouse.read_table(spark, bronze.PAGES, whole.pipeline.lakehouse_root))
+    assert counts == expected and counts["pages_processed"] == sum(per_date.values())
+    for spec in (*silver.TABLES.values(), silver.REJECTS, silver.WITHDRAWALS):
+        got, want = (lakehouse.read_table(spark, spec, s.pipeline.lakehouse_root) for s in (batched, whole))
+        assert_df_equality(got, want, ignore_row_order=True, ignore_nullable=True)
+    merges = spark.sql(f"DESCRIBE HISTORY {lakehouse.table_ref(silver.COLA_DETAILS, root)}").where(f"version > {before or -1}")
+    assert merges.where("operation = 'MERGE'").count() == len(per_date)  # one MERGE per batch
+    assert silver.run(spark, batched, replace(scope, run_id="again")) == {"pages_processed": 0}
+
+
+def test_date_batches_keep_date_order_and_the_page_bound():
+    d = [date(2025, 1, n) for n in range(1, 6)]
+    assert silver.date_batches({d[2]: 5, d[0]: 4, d[1]: 3, d[3]: 9, d[4]: 1}, 8) == [[d[0], d[1]], [d[2]], [d[3]], [d[4]]]
+    assert silver.date_batches({d[0]: 2, d[1]: 2}, 10) == [[d[0], d[1]]]
+    assert silver.date_batches({}, 10) == []

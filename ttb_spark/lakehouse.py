@@ -60,7 +60,7 @@ class TableSpec:
         named = (*self.keys, *self.partition_by, *self.cluster_by, *(c for c, _ in self.derived))
         missing = [c for c in named if c not in self.schema.fieldNames()]
         if missing:
-            raise ValueError(f"{self.name}: keys/partition/clustering columns {missing} not in schema")
+            raise ValueError(f"{self.name}: key, partition, clustering or derived columns {missing} not in schema")
         if self.partition_by and self.cluster_by:
             raise ValueError(f"{self.name}: a Delta table is partitioned or clustered, not both")
         REGISTRY[self.name] = self
@@ -443,15 +443,20 @@ def restore_version(spark: SparkSession, spec: TableSpec, lakehouse_root: str, v
     spark.sql(f"RESTORE TABLE {ref} TO VERSION AS OF {int(version)}" if version is not None else f"DELETE FROM {ref}")
 
 
-def read_changes(spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int, through_version: int) -> DataFrame:
+def read_changes(
+    spark: SparkSession, spec: TableSpec, lakehouse_root: str, after_version: int, through_version: int, where: Column | None = None
+) -> DataFrame:
     """Rows whose key was inserted, updated or deleted in commits ``after_version`` < v <= ``through_version``
     (Delta change data feed): per key, its last change, as the row after it (``_change_type`` ``delete``:
-    the row as it was) with ``_change_type`` and ``_commit_version``."""
+    the row as it was) with ``_change_type`` and ``_commit_version``. ``where``: a filter on columns that
+    never change for a key (a partition column, e.g.), applied before the per-key reduction so it prunes the read."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     options = {"readChangeFeed": "true", "startingVersion": after_version + 1, "endingVersion": through_version}
     changes = _reader(spark, spec, lakehouse_root, options).where(F.col("_change_type") != "update_preimage")
+    if where is not None:
+        changes = changes.where(where)
     last = Window.partitionBy(*spec.keys).orderBy(F.col("_commit_version").desc(), (F.col("_change_type") == "delete").asc())
     return changes.withColumn("_n", F.row_number().over(last)).where("_n = 1").drop("_n", "_commit_timestamp")
 

@@ -42,6 +42,8 @@ from ttb_spark import bronze, lakehouse
 from ttb_spark.lakehouse import column
 
 if TYPE_CHECKING:
+    from datetime import date
+
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from ttb_spark.runner import Scope
@@ -582,25 +584,41 @@ def withdrawals(pages_df: DataFrame) -> DataFrame:
     return lakehouse.conform(withdrawn, WITHDRAWALS)
 
 
-def changed_pages(spark: SparkSession, root: str) -> tuple[DataFrame | None, int | None]:
-    """bronze.pages rows added or changed since the version silver last processed (all of them on the
-    first change-driven run), and the bronze version they run through; (None, None) without bronze."""
-    from pyspark.sql import functions as F
-
+def bronze_versions(spark: SparkSession, root: str) -> tuple[int | None, int | None]:
+    """(the bronze.pages version silver last processed through, None: never; its current version, None: no bronze)."""
     from ttb_spark import audit
 
     lakehouse.ensure_properties(spark, bronze.PAGES, root)  # change feed from here on
     latest = lakehouse.current_version(spark, bronze.PAGES, root)
-    if latest is None:
-        return None, None
-    mark = audit.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name)
+    return audit.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name), latest
+
+
+def changed_pages(spark: SparkSession, root: str, mark: int | None, latest: int, dates: list[date] | None = None) -> DataFrame:
+    """bronze.pages rows added or changed after version ``mark`` through ``latest`` (every page as of ``latest``
+    when ``mark`` is None); ``dates``: only those receipt dates' (partition pruning)."""
+    from pyspark.sql import functions as F
+
+    on_dates = None if dates is None else F.col("receipt_date").isin(dates)
     if mark is None:
-        return lakehouse.read_version(spark, bronze.PAGES, root, latest), latest
-    if mark >= latest:
-        return None, latest
-    changes = lakehouse.read_changes(spark, bronze.PAGES, root, mark, latest)
+        pages = lakehouse.read_version(spark, bronze.PAGES, root, latest)
+        return pages if on_dates is None else pages.where(on_dates)
+    changes = lakehouse.read_changes(spark, bronze.PAGES, root, mark, latest, where=on_dates)
     # bronze never deletes a page (a withdrawal is an update setting withdrawn_at)
-    return changes.where(F.col("_change_type") != "delete").drop("_change_type", "_commit_version"), latest
+    return changes.where(F.col("_change_type") != "delete").drop("_change_type", "_commit_version")
+
+
+def date_batches(pages_per_date: dict[date, int], max_pages: int) -> list[list[date]]:
+    """The receipt dates in order, cut into batches of at most ``max_pages`` pages (a date with more is a batch
+    of its own): a backlog of any size is processed in steps whose memory does not grow with it."""
+    batches: list[list[date]] = []
+    size = 0
+    for day in sorted(pages_per_date):
+        if not batches or size + pages_per_date[day] > max_pages:
+            batches.append([])
+            size = 0
+        batches[-1].append(day)
+        size += pages_per_date[day]
+    return batches
 
 
 def process(spark: SparkSession, settings: Settings, pages: DataFrame) -> dict[str, int]:
@@ -668,17 +686,23 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     """bronze.pages -> silver.cola_details, silver.cola_certificates, silver.rejects, silver.withdrawals; reconciled.
 
     With ``scope.since_last_run``: the pages added or changed since the bronze version the last
-    change-driven run processed (whatever their receipt date), then the watermark moves to the
-    version read, after the writes. Otherwise: every page of the scope's partitions (reprocessing).
+    change-driven run processed (whatever their receipt date), in batches of receipt dates of at most
+    ``processing.max_pages_per_batch`` pages (:func:`date_batches`); the watermark moves to the version
+    read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched. Otherwise: every page of the scope's partitions (reprocessing).
     """
     from ttb_spark import audit
 
     root = settings.pipeline.lakehouse_root
     if scope.since_last_run:
-        pages, through = changed_pages(spark, root)
-        counts = process(spark, settings, pages) if pages is not None else {"pages_processed": 0}
-        if through is not None:
-            audit.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: through}, scope.run_id)
+        mark, latest = bronze_versions(spark, root)
+        counts = {"pages_processed": 0}
+        if latest is not None and (mark is None or mark < latest):
+            per_date = changed_pages(spark, root, mark, latest).groupBy("receipt_date").count().collect()
+            for dates in date_batches({r[0]: r[1] for r in per_date}, settings.processing.max_pages_per_batch):
+                done = process(spark, settings, changed_pages(spark, root, mark, latest, dates))
+                counts = {k: counts.get(k, 0) + done.get(k, 0) for k in counts.keys() | done.keys()}
+        if latest is not None:
+            audit.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: latest}, scope.run_id)
         return counts
     dates = [d.isoformat() for d in sorted({p.receipt_date for p in scope.partitions()})]
     method_types = sorted({p.method_type for p in scope.partitions()})

@@ -39,10 +39,11 @@ def receipt_prune(dates: Iterable[date]) -> dict[str, list[date]]:
 
 def in_receipt_dates(dates: Iterable[date]) -> Column:
     """Filter of a receipt-month partitioned table's rows received on ``dates`` (pruning to their months)."""
+    from functools import reduce
+
     from pyspark.sql import functions as F
 
-    dates = sorted(set(dates))
-    return F.col(RECEIPT_MONTH).isin(months(dates)) & F.col("receipt_date").isin(dates)
+    return reduce(lambda a, b: a & b, (F.col(c).isin(values) for c, values in receipt_prune(dates).items()))
 
 
 def in_receipt_range(start: date, end: date) -> Column:
