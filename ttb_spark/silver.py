@@ -688,7 +688,8 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     With ``scope.since_last_run``: the pages added or changed since the bronze version the last
     change-driven run processed (whatever their receipt date), in batches of receipt dates of at most
     ``processing.max_pages_per_batch`` pages (:func:`date_batches`); the watermark moves to the version
-    read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched. Otherwise: every page of the scope's partitions (reprocessing).
+    read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched.
+    Otherwise: every page of the scope's partitions (reprocessing).
     """
     from ttb_spark import audit
 
