@@ -31,10 +31,10 @@ demo: setup
 # The whole test suite (Spark fetches the Delta jar through Ivy from Maven Central on first use), its
 # modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession: a
 # daily run keeps 0.8 of a core busy on average (planning, py4j, Delta's log; bench.daily_bench), so two
-# share a 2-core machine. Modules go out in collection order, the longest first (tests/conftest.py).
+# share a 2-core machine.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
 .venv-spark40/.installed: pyproject.toml

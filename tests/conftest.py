@@ -15,17 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-# The longest modules, longest first (single-process `pytest --durations`, README "Performance"). `make test`
-# deals whole modules to its xdist processes in collection order (--no-loadscope-reorder) and this puts
-# these first, so that they start at once rather than last and the processes end together.
-LONGEST_FIRST = ("test_daily.py", "test_concurrency.py", "test_publish.py", "test_e2e.py", "test_incremental.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
-
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     """Test-profile settings with raw store and lakehouse under ``tmp_path``; ``sections`` override."""
     pipeline = {"raw_root": str(tmp_path / "raw"), "lakehouse_root": str(tmp_path / "lakehouse")}
