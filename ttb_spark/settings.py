@@ -284,6 +284,11 @@ class SparkSettings(_Section):
     shuffle_partitions: int = Field(8, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"
+    # False: expressions are interpreted, not compiled to Java (spark.sql.codegen.wholeStage off, factoryMode
+    # NO_CODEGEN). On tiny tables compiling costs more than it saves: Spark generated code for every task of
+    # Delta's log replay and every projection, ~37% of a warm gold run's CPU (a JFR profile); off, a warm
+    # gold run over the demo's 78 COLAs took 35.6 s instead of 51-60 s. For the test profile only.
+    codegen: bool = True
 
 
     @field_validator("remote")

@@ -193,6 +193,11 @@ UI_OFF_RETENTION = {
 LOCAL_PAGE_SIZE = "1m"
 
 
+# Spark's own switches for evaluating without generated code (its test suites run both ways): no
+# whole-stage code generation, and interpreted projections and predicates instead of Janino-compiled ones.
+INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
 def local_conf(settings: Settings) -> dict[str, str]:
     """Configuration of a locally built session."""
     s = settings.spark
@@ -215,6 +220,8 @@ def local_conf(settings: Settings) -> dict[str, str]:
     }
     if not s.ui_enabled:
         conf |= UI_OFF_RETENTION
+    if not s.codegen:
+        conf |= INTERPRETED
     if s.warehouse_dir:
         conf["spark.sql.warehouse.dir"] = s.warehouse_dir
     return conf | storage_conf(settings)
