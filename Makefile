@@ -45,7 +45,8 @@ test: setup
 
 test-spark40: .venv-spark40/.installed
 	.venv-spark40/bin/python -m pytest tests/test_foundation.py tests/test_parse.py \
-		tests/test_bronze.py tests/test_silver.py tests/test_gold_transforms.py
+		tests/test_bronze.py tests/test_silver.py tests/test_gold_transforms.py \
+		tests/test_lakehouse.py::test_a_delta_error_survives_the_conflict_check_without_deltas_python_exceptions
 
 # Everything the deploy/ files name: the wheel (Databricks), the packed Python environment with the
 # wheel and Delta's Python API (EMR Serverless, EMR on EC2, spark-submit.sh on a cluster), jobs/.

@@ -172,3 +172,40 @@ def test_relayout_command_moves_an_old_consolidated_table_to_receipt_months_and_
     assert lakehouse.ensure_table(spark, CONSOLIDATED, root) == []
     months = {r.ttb_id: r.receipt_month for r in lakehouse.read_table(spark, CONSOLIDATED, root).collect()}
     assert months == {"24001001000001": date(2024, 1, 1), "24040001000002": date(2024, 2, 1)}
+
+
+def test_a_delta_error_survives_the_conflict_check_without_deltas_python_exceptions(spark, tmp_path, monkeypatch):
+    """EMR's delta-spark 4.0.0 has no ``delta.exceptions``: the conflict check must not need it, and a
+    real Delta error (here: a MERGE into a path holding no table) must reach the caller as itself."""
+    from pyspark.errors import AnalysisException
+
+    for module in ("delta.exceptions", "delta.exceptions.base", "delta.exceptions.captured"):
+        monkeypatch.setitem(__import__("sys").modules, module, None)  # any import of it now raises ImportError
+    calls = []
+
+    @lakehouse.retry_on_conflict
+    def merge_into_nothing() -> None:
+        calls.append(1)
+        spark.sql(f"MERGE INTO delta.`{tmp_path / 'none'}` t USING (SELECT 1 AS id) s ON t.id = s.id WHEN MATCHED THEN DELETE")
+
+    with pytest.raises(AnalysisException) as raised:
+        merge_into_nothing()
+    assert not lakehouse.is_conflict(raised.value) and calls == [1]  # not retried: not a conflict
+
+
+def test_conflicts_are_known_by_condition_or_by_delta_sparks_class_names():
+    class ConcurrentAppendException(Exception):  # what delta-spark's Python API raises (no condition)
+        pass
+
+    class Captured(Exception):
+        def __init__(self, condition: str | None) -> None:
+            self.condition = condition
+
+        def getCondition(self) -> str | None:
+            return self.condition
+
+    assert lakehouse.is_conflict(ConcurrentAppendException("a concurrent append"))
+    assert lakehouse.is_conflict(Captured("DELTA_CONCURRENT_APPEND.WITHOUT_HINT"))
+    assert not lakehouse.is_conflict(Captured("DELTA_MISSING_DELTA_TABLE"))
+    assert not lakehouse.is_conflict(Captured(None))
+    assert not lakehouse.is_conflict(ValueError("DELTA_CONCURRENT_APPEND"))

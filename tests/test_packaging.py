@@ -164,12 +164,21 @@ def new_worker_dirs() -> Iterator[set[Path]]:
         subprocess.run(["rm", "-rf", str(path)], check=True)
 
 
-def test_spark_submit_on_local_cluster_scrapes_and_loads_a_day_with_a_quiet_console(package, spark, tmp_path, new_worker_dirs):
+def test_spark_submit_on_local_cluster_with_the_packed_environment_as_every_python(package, spark, tmp_path, new_worker_dirs):
+    """As EMR runs a job: the archive `make package` builds is the Python of the driver (unpacked here, as
+    EMR Serverless and a cluster-mode driver unpack it) and of the executors' workers (shipped with
+    --archives), never the development venv. The raw job reaches bronze's mapInArrow, which pyspark
+    refuses to run without pandas in that environment. The console stays quiet."""
+    unpacked = tmp_path / "driver-env"
+    unpacked.mkdir()
+    archive = Path(package["build"]) / "ttb_spark_env.tar.gz"
+    subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")}
-    env |= {"TTB_SIMULATOR_SCALE": "0.02", "TTB_PYTHON_ENV": str(Path(package["build"]) / "ttb_spark_env.tar.gz")}
+    env |= {"TTB_SIMULATOR_SCALE": "0.02", "TTB_PYTHON_ENV": str(archive)}
     small = [f"--conf=spark.{k}=2" for k in ("sql.shuffle.partitions", "default.parallelism", "databricks.delta.snapshotPartitions")]
+    driver = f"--conf=spark.pyspark.driver.python={unpacked / 'bin' / 'python'}"
     # The raw job (scrape on the executors' Python workers, bronze into Delta) keeps this test short.
-    argv = [str(REPO / "spark-submit.sh"), "--master", "local-cluster[2,1,1024]", *small, "raw", "--env", "test",
+    argv = [str(REPO / "spark-submit.sh"), "--master", "local-cluster[2,1,1024]", *small, driver, "raw", "--env", "test",
             "--date", "2024-01-02", "--receipt-methods", "001",
             "--raw-root", str(tmp_path / "raw"), "--lakehouse-root", str(tmp_path / "lake")]
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
@@ -182,8 +191,8 @@ def test_spark_submit_on_local_cluster_scrapes_and_loads_a_day_with_a_quiet_cons
     pages = spark.read.format("delta").load(str(tmp_path / "lake" / "bronze" / "pages"))
     assert pages.count() == len(list((tmp_path / "raw").rglob("*.html"))) > 0
     # The executors ran in their own folders, each with the packed environment unpacked.
-    unpacked = [p for p in PYSPARK_WORK.glob("app-*/*/environment/bin/python") if p.parents[3] not in new_worker_dirs]
-    assert unpacked
+    unpacked_by_workers = [p for p in PYSPARK_WORK.glob("app-*/*/environment/bin/python") if p.parents[3] not in new_worker_dirs]
+    assert unpacked_by_workers
 
 
 @pytest.mark.s3a

@@ -163,10 +163,10 @@ CONFLICT_ATTEMPTS = 8
 def is_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` is Delta's "a concurrent transaction committed first": by its condition (Spark
     Connect and plain pyspark; it may carry a sub-condition, ``DELTA_CONCURRENT_APPEND.WITHOUT_HINT``),
-    or by type (delta-spark's Python API converts these errors to its own classes, without a condition)."""
-    from delta.exceptions import base
-
-    if isinstance(exc, tuple(getattr(base, name) for name in CONFLICT_TYPES)):
+    or by class name (delta-spark's Python API converts these errors to its own classes, without a
+    condition). Names, not an import of ``delta.exceptions``: delta-spark 4.0.0 (EMR's) has no such
+    module, and an import failing here would replace the error being checked."""
+    if any(cls.__name__ in CONFLICT_TYPES for cls in type(exc).__mro__):
         return True
     condition = getattr(exc, "getCondition", None)
     return callable(condition) and (condition() or "").split(".")[0] in CONFLICTS
@@ -303,16 +303,27 @@ def replace_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> 
     spark.sql(f"REPLACE TABLE {table_ref(spec, lakehouse_root)} {_definition(spec)}")
 
 
+# Tables this process has seen exist (by table_ref). No job drops a table (REPLACE TABLE and RESTORE keep
+# it), so once seen a table stays: a gold run asked ~120 times, each a Delta log listing.
+_EXISTING: set[str] = set()
+
+
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
     """Whether the table exists (as a Delta table at its path, or by name in the catalog)."""
     from pyspark.errors import AnalysisException
 
+    ref = table_ref(spec, lakehouse_root)
+    if ref in _EXISTING:
+        return True
     try:
-        return spark.catalog.tableExists(table_ref(spec, lakehouse_root))
+        exists = spark.catalog.tableExists(ref)
     except AnalysisException as exc:  # a path that holds no Delta table
         if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
             return False
         raise
+    if exists:
+        _EXISTING.add(ref)
+    return exists
 
 
 def read_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> DataFrame:

@@ -9,7 +9,8 @@ with a message naming the run holding the dates. Runs over disjoint dates both g
 gold stages (dimensions and facts span dates) take turns under the ``gold`` claim, the later
 one waiting up to ``concurrency.lock_wait_seconds``.
 
-A claim is refreshed at every stage and deleted when the run ends. A crashed run's claim is
+A claim is refreshed at every stage (when its heartbeat is older than a sixth of the stale window:
+a run of short stages makes no heartbeat commit between them) and deleted when the run ends. A crashed run's claim is
 ignored once it has not been refreshed for ``concurrency.lock_stale_minutes``, or at once when
 its process is gone from this same host. This holds on any storage whose Delta commits are
 atomic: local and HDFS folders, a catalog's managed tables, and S3 with the DynamoDB log store
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 DATES, GOLD = "dates", "gold"  # a run's receipt dates; the gold stage, one run at a time
 EVERY_DATE = (date(1, 1, 1), date(9999, 12, 31))
+BEAT_EVERY = 6  # keep_alive rewrites a run's heartbeat once it is older than 1/BEAT_EVERY of the stale window
+# (lakehouse root, run id) -> time.monotonic() when this process took the run's first claim or last refreshed
+# them all: no claim of the run has an older heartbeat than that.
+_BEATS: dict[tuple[str, str], float] = {}
 
 RUN_LOCKS = lakehouse.TableSpec(
     name="ops.run_locks",
@@ -80,8 +86,10 @@ def acquire(spark: SparkSession, settings: Settings, claim: Claim) -> None:
     root = settings.pipeline.lakehouse_root
     stale = timedelta(minutes=settings.concurrency.lock_stale_minutes)
     for attempt in range(2):  # a second try after clearing claims of processes gone from this host
+        taken = time.monotonic()
         holders = _try_acquire(spark, root, claim, stale)
         if not holders:
+            _BEATS.setdefault((root, claim.run_id), taken)
             return
         live = [h for h in holders if not _process_gone(h)]
         if live or attempt:
@@ -161,9 +169,19 @@ def _held(spark: SparkSession, root: str, run_ids: tuple[str, ...], claim: str |
     return None if lakehouse.read_table(spark, RUN_LOCKS, root).where(where).isEmpty() else where
 
 
+def keep_alive(spark: SparkSession, settings: Settings, run_id: str) -> None:
+    """:func:`refresh` the run's claims unless this process wrote their heartbeat less than 1/BEAT_EVERY of
+    ``concurrency.lock_stale_minutes`` ago: other runs then still see them as live with a wide margin."""
+    root = settings.pipeline.lakehouse_root
+    beat = _BEATS.get((root, run_id))
+    if beat is None or time.monotonic() - beat > settings.concurrency.lock_stale_minutes * 60 / BEAT_EVERY:
+        refresh(spark, root, run_id)
+
+
 @lakehouse.retry_on_conflict
 def refresh(spark: SparkSession, root: str, run_id: str) -> None:
     """Move the run's claims' heartbeat to now (no commit when it holds none)."""
+    _BEATS[(root, run_id)] = time.monotonic()
     where = _held(spark, root, (run_id,))
     if where:
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -196,7 +196,7 @@ def serial(spark: Any, settings: Settings, scope: Scope, stage: str, job: str) -
     if not settings.concurrency.run_lock:
         yield
         return
-    locks.refresh(spark, root, scope.run_id)
+    locks.keep_alive(spark, settings, scope.run_id)
     if stage not in SERIAL_STAGES:
         yield
         return
