@@ -29,12 +29,12 @@ demo: setup
 	$(BIN)/python -m ttb_spark pipeline
 
 # The whole test suite (Spark fetches the Delta jar through Ivy from Maven Central on first use), its
-# modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession: a
-# daily run keeps 0.8 of a core busy on average (planning, py4j, Delta's log; bench.daily_bench), so two
-# share a 2-core machine.
-TEST_WORKERS ?= 2
+# modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession, the
+# longest modules first (tests/conftest.py). With the test profile's interpreted expressions two
+# processes kept ~1.2 of 2 cores busy (waiting on py4j, Delta's log and the simulator): three fill them.
+TEST_WORKERS ?= 3
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
 .venv-spark40/.installed: pyproject.toml
