@@ -67,6 +67,7 @@ bench: setup
 
 docs: setup
 	$(BIN)/python -m ttb_spark tables > docs/tables.md
+	$(BIN)/python -m ttb_spark settings > docs/settings.md
 
 clean:
 	rm -rf data build dist *.egg-info

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-# The longest modules, longest first (`--durations` of a fresh-clone `make test`, README "Tests"). `make test`
+# The longest modules, longest first (`--durations` of a fresh-clone `make test`, in docs/performance.md). `make test`
 # deals whole modules to its xdist processes in collection order (--no-loadscope-reorder): these start at
 # once instead of last (xdist's own order deals modules with the most tests first, and each of these has
 # one to five), so no process is left alone with a long scenario at the end.

@@ -1,12 +1,15 @@
-"""The data dictionary: generated from every table declaration, committed in sync, nothing undocumented."""
+"""Generated docs: the data dictionary from every table declaration and the settings reference from the
+settings model, committed in sync, nothing undocumented."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tomllib
 
 from conftest import REPO
-from ttb_spark import docs
+from ttb_spark import docs, settings
 
 
 def test_docs_tables_md_matches_the_schemas():
@@ -27,3 +30,27 @@ def test_every_table_and_column_is_documented():
     for spec in specs:
         section = text.split(f"## `{spec.name}`", 1)[1].split("\n## ", 1)[0]
         assert [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")] == spec.schema.fieldNames()
+
+
+def test_docs_settings_md_matches_the_settings_model():
+    """docs/settings.md is what `python -m ttb_spark settings` prints now, whatever the caller's environment."""
+    env = os.environ | {"TTB_ENVIRONMENT": "production", "TTB_RAW_ROOT": "/elsewhere", "TTB_SHUFFLE_PARTITIONS": "3"}
+    out = subprocess.run([sys.executable, "-m", "ttb_spark", "settings"], capture_output=True, text=True, cwd=REPO, check=True, env=env)
+    committed = (REPO / "docs" / "settings.md").read_text()
+    assert out.stdout == committed, "docs/settings.md is stale: regenerate with `python -m ttb_spark settings > docs/settings.md`"
+
+
+def test_every_setting_and_profile_value_is_documented():
+    text = docs.settings_markdown()
+    for name, section in settings.SECTIONS.items():
+        table = text.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
+        rows = {line.split("`")[1]: line for line in table.splitlines() if line.startswith("| `")}
+        assert list(rows) == list(section.model_fields), name
+        for field in section.model_fields:
+            assert f"| `{settings._env_var(section, field)}` |" in rows[field]
+        for env in settings.ENVIRONMENTS:
+            profile = tomllib.loads((REPO / "conf" / f"{env}.toml").read_text()).get(name, {})
+            assert set(profile) <= set(section.model_fields), f"conf/{env}.toml [{name}] sets an unknown setting"
+    assert "| `aws_region` | `AWS_REGION` |" in text and "| `master` | `TTB_SPARK_MASTER` |" in text
+    codegen = next(line for line in text.splitlines() if line.startswith("| `codegen` |"))
+    assert codegen.split(" | ")[3:7] == ["`true`", "", "`false`", ""]  # default, development, test, production

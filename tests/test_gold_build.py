@@ -192,7 +192,7 @@ def test_rerun_of_a_later_day_changes_nothing(lake):
 
 
 def test_cola_keyed_tables_are_partitioned_by_receipt_month(spark, lake):
-    """The 30-year layout (README, "Gold layout"): one partition per receipt month, the month derived on write."""
+    """The 30-year layout (docs/architecture.md, "Gold layout for a 30-year table"): one partition per receipt month, the month derived on write."""
     root = lake[0].pipeline.lakehouse_root
     for spec in (CONSOLIDATED, FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES):
         assert spark.sql(f"DESCRIBE DETAIL {lakehouse.table_ref(spec, root)}").first()["partitionColumns"] == ["receipt_month"]

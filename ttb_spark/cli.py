@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.configure_parser(sub.add_parser("parse", help="print one JSON object per saved page (debugging)"))
     simulator.configure_parser(sub.add_parser("simulate-registry", help="serve a synthetic registry on loopback"))
     sub.add_parser("tables", help="print the data dictionary (docs/tables.md) generated from the table schemas")
+    sub.add_parser("settings", help="print the settings reference (docs/settings.md) generated from the settings model")
     relayout = sub.add_parser("relayout", help="rewrite tables into their declared partitioning or clustering (jobs stopped)")
     relayout.add_argument("tables", nargs="+", metavar="table", help="layer.table, e.g. gold.ttb_consolidated")
     relayout.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
@@ -104,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ttb_spark import docs
 
             sys.stdout.write(docs.data_dictionary())
+            return 0
+        if args.command == "settings":
+            from ttb_spark import docs
+
+            sys.stdout.write(docs.settings_markdown())
             return 0
         if args.command == "relayout":
             return _relayout(args)

@@ -4,7 +4,7 @@
 ``receipt_month`` column (the first day of the receipt date's month, derived by
 :func:`ttb_spark.lakehouse.conform`) and are partitioned by it: 12 partitions a year instead of
 365, so a 30-year table has 360 partitions of a month's COLAs each, and a day's batch, whose
-approvals reach back months, touches a handful of them (README, "Gold layout for a 30-year table").
+approvals reach back months, touches a handful of them (docs/architecture.md, "Gold layout for a 30-year table").
 Writes and pruned lookups name both the months (partition pruning) and the receipt dates (file
 skipping on the column statistics, while a month still holds one file per MERGE).
 """

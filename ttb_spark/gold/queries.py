@@ -1,4 +1,4 @@
-"""Example analyst queries over the gold star schema (the README's examples).
+"""Example analyst queries over the gold star schema (docs/quality.md, "Example queries").
 
 ``python -m ttb_spark.gold.queries [--env ENV] [--lakehouse-root ROOT]`` registers every gold
 table as a temporary view named after the table (``fact_products``, ``dim_companies`` ...),
