@@ -29,12 +29,12 @@ demo: setup
 	$(BIN)/python -m ttb_spark pipeline
 
 # The whole test suite (Spark fetches the Delta jar through Ivy from Maven Central on first use), its
-# modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession, the
-# longest modules first (tests/conftest.py). With the test profile's interpreted expressions two
-# processes kept ~1.2 of 2 cores busy (waiting on py4j, Delta's log and the simulator): three fill them.
-TEST_WORKERS ?= 3
+# modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession. Two fill
+# a 2-core machine: with three the suite took as long (40 min 50 s against 40 min 39 s from a fresh
+# clone, docs/performance.md), the 60-day daily module alone then 35 of them.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
 .venv-spark40/.installed: pyproject.toml

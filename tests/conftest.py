@@ -15,19 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-# The longest modules, longest first (`--durations` of a fresh-clone `make test`, in docs/performance.md). `make test`
-# deals whole modules to its xdist processes in collection order (--no-loadscope-reorder): these start at
-# once instead of last (xdist's own order deals modules with the most tests first, and each of these has
-# one to five), so no process is left alone with a long scenario at the end.
-LONGEST_FIRST = ("test_daily.py", "test_e2e.py", "test_incremental.py", "test_concurrency.py", "test_packaging.py",
-                 "test_discover.py", "test_publish.py", "test_gold_build.py", "test_synthetic.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
-
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     """Test-profile settings with raw store and lakehouse under ``tmp_path``; ``sections`` override."""
     pipeline = {"raw_root": str(tmp_path / "raw"), "lakehouse_root": str(tmp_path / "lakehouse")}
