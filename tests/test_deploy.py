@@ -1,7 +1,8 @@
 """Deployment files, checked against the platforms' own models: the Databricks bundle's jobs as
-typed job settings (``databricks-bundles``, strict: unknown keys and enum values fail), the EMR
-JSON against botocore's service models, every entry point and job script they name, and the
-arguments they pass accepted by the job's command line."""
+typed job settings (``databricks-bundles``, strict: unknown keys and enum values fail), its prod
+root path, permissions and variables against the deployment guide's commands, the EMR JSON against
+botocore's service models, every entry point and job script they name, and the arguments they pass
+accepted by the job's command line."""
 
 from __future__ import annotations
 
@@ -19,20 +20,25 @@ import botocore.session
 import pytest
 import yaml
 from botocore.validate import ParamValidator
-from databricks.bundles.jobs import DataSecurityMode, Job, JobRunAs, PauseStatus
+from databricks.bundles.jobs import DataSecurityMode, Job, JobPermission, JobRunAs, PauseStatus
 
 from ttb_spark import cli, runner
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 BUNDLE = DEPLOY / "databricks"
+DEPLOYMENT_GUIDE = REPO / "docs" / "deployment.md"
+# Values the bundle CLI takes from the workspace and the bundle itself.
+WORKSPACE = {"workspace.current_user.userName": "someone@example.com", "bundle.name": "ttb_spark"}
 # Values `databricks bundle deploy` gets on its command line (--var) or from the workspace.
 GIVEN = {
     "var.instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/ttb",
     "var.service_principal": "6c5a6a5e-0000-4000-8000-000000000001",
-    "workspace.current_user.userName": "someone@example.com",
-    "bundle.name": "ttb_spark",
+    **WORKSPACE,
 }
+# The levels a bundle's top-level (or target-level) `permissions` may set, and what each becomes on a
+# job, from Databricks' "Set permissions for resources in Databricks Asset Bundles".
+BUNDLE_PERMISSION_LEVELS = {"CAN_VIEW": "CAN_VIEW", "CAN_MANAGE": "CAN_MANAGE", "CAN_RUN": "CAN_MANAGE_RUN"}
 # Apache Spark of each runtime/release the deploy files pin, from the platforms' release notes:
 # Databricks Runtime 17.3 LTS = Spark 4.0.0; Amazon EMR emr-spark-8.0.0 = Spark 4.0.2 with Delta 4.0.0.
 RUNTIME_SPARK = {"17.3.x-scala2.13": (4, 0), "emr-spark-8.0.0": (4, 0)}
@@ -83,17 +89,23 @@ def _resolve(value: Any, names: dict[str, Any]) -> Any:
     return value
 
 
-def _bundle(target: str) -> dict[str, Any]:
-    """The bundle as deployed to ``target``: includes merged, the target's overrides applied, references resolved."""
-    bundle = yaml.safe_load((BUNDLE / "databricks.yml").read_text())
+def _bundle_files() -> list[dict[str, Any]]:
+    """databricks.yml and every file it includes, as parsed YAML (comments are not configuration)."""
+    root = yaml.safe_load((BUNDLE / "databricks.yml").read_text())
+    return [root, *(yaml.safe_load(path.read_text()) for pattern in root["include"] for path in sorted(BUNDLE.glob(pattern)))]
+
+
+def _bundle(target: str, given: dict[str, str] = GIVEN) -> dict[str, Any]:
+    """The bundle as deployed to ``target``: includes merged, the target's overrides applied, references
+    resolved with the variables' defaults, the target's values and ``given`` (--var and the workspace)."""
+    bundle, *included = _bundle_files()
     jobs: dict[str, Any] = {}
-    for pattern in bundle.pop("include"):
-        for path in sorted(BUNDLE.glob(pattern)):
-            jobs |= yaml.safe_load(path.read_text())["resources"]["jobs"]
+    for config in included:
+        jobs |= config["resources"]["jobs"]
     spec = bundle["targets"][target]
     values = {name: v["default"] for name, v in bundle["variables"].items() if "default" in v}
     values |= spec.get("variables", {})
-    names = {f"var.{k}": v for k, v in values.items()} | GIVEN | {"bundle.target": target}
+    names = {f"var.{k}": v for k, v in values.items()} | given | {"bundle.target": target}
     missing = [f"var.{n}" for n in bundle["variables"] if f"var.{n}" not in names]
     assert not missing, f"required variables not given: {missing}"
     return _resolve({"target": spec, "jobs": jobs, "variables": values, "artifacts": bundle["artifacts"]}, names)
@@ -158,14 +170,114 @@ def test_bundle_dev_target_is_paused_and_writes_development_roots():
 def test_bundle_prod_target_is_deployable_and_scheduled():
     prod = _bundle("prod")
     assert prod["target"]["mode"] == "production"
-    # Production mode needs a shared root path and a run-as identity (a service principal).
-    assert prod["target"]["workspace"]["root_path"].startswith("/Workspace/Shared/")
+    # Production mode needs an explicit root path (one copy) and a run-as identity (a service principal).
+    assert prod["target"]["workspace"]["root_path"]
     run_as = JobRunAs.from_dict(prod["target"]["run_as"])
     assert run_as.service_principal_name == GIVEN["var.service_principal"]
     assert all(c["single_user_name"] == run_as.service_principal_name for c in _clusters(prod))
     schedules = [job["schedule"] for job in prod["jobs"].values() if "schedule" in job]
     assert schedules and all(PauseStatus(s["pause_status"]) is PauseStatus.UNPAUSED for s in schedules)
     assert all(c["spark_env_vars"]["TTB_ENVIRONMENT"] == "production" for c in _clusters(prod))
+
+
+def test_bundle_prod_root_is_the_service_principals_own_folder():
+    """Not /Workspace/Shared, where every workspace user can replace the wheel prod runs as the service
+    principal: the run-as service principal's folder (its user name is its application ID), the path the
+    CLI advises for production (/Workspace/Users/<deploying identity>/.bundle/...) when it deploys."""
+    prod = _bundle("prod")
+    root = prod["target"]["workspace"]["root_path"]
+    sp = prod["target"]["run_as"]["service_principal_name"]
+    assert not root.startswith(("/Workspace/Shared", "/Shared")), root
+    assert root == f"/Workspace/Users/{sp}/.bundle/ttb_spark/prod"
+    as_sp = {**GIVEN, "workspace.current_user.userName": sp}
+    assert _bundle("prod", as_sp)["target"]["workspace"]["root_path"] == (
+        f"/Workspace/Users/{as_sp['workspace.current_user.userName']}/.bundle/ttb_spark/prod")
+
+
+def _principal(permission: dict[str, str]) -> tuple[str, str]:
+    keys = {"user_name", "group_name", "service_principal_name"} & set(permission)
+    assert len(keys) == 1 and set(permission) == keys | {"level"}, permission
+    key = keys.pop()
+    return key, permission[key]
+
+
+def test_bundle_prod_permissions_give_the_groups_view_and_manage():
+    bundle = _bundle_files()[0]
+    assert "permissions" not in bundle, "prod's permissions belong to the prod target, not to dev"
+    prod = _bundle("prod")
+    permissions = prod["target"]["permissions"]
+    assert all(p["level"] in BUNDLE_PERMISSION_LEVELS for p in permissions), permissions
+    granted = {_principal(p): p["level"] for p in permissions}
+    assert len(granted) == len(permissions), "a principal appears once"
+    variables = prod["variables"]
+    assert granted[("group_name", variables["viewers_group"])] == "CAN_VIEW"
+    assert granted[("group_name", variables["managers_group"])] == "CAN_MANAGE"
+    # The deploying identity, as the CLI recommends, so the SP keeps CAN_MANAGE on its folder and jobs.
+    assert granted[("service_principal_name", prod["target"]["run_as"]["service_principal_name"])] == "CAN_MANAGE"
+    raw = bundle["targets"]["prod"]["permissions"]
+    assert {p.get("group_name") for p in raw} >= {"${var.viewers_group}", "${var.managers_group}"}
+    for name in ("viewers_group", "managers_group"):
+        assert bundle["variables"][name].get("default") and bundle["variables"][name].get("description"), name
+        assert f"`{name}`" in DEPLOYMENT_GUIDE.read_text(), f"{name} is not documented"
+    # As the CLI applies them to each job: valid job permissions.
+    for job in prod["jobs"].values():
+        Job.from_dict({**job, "permissions": [
+            JobPermission.from_dict({**p, "level": BUNDLE_PERMISSION_LEVELS[p["level"]]}) for p in permissions]})
+
+
+def _references(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*map(_references, value.values()), set())
+    if isinstance(value, list):
+        return set().union(*map(_references, value), set())
+    return set(re.findall(r"\$\{var\.(\w+)\}", value)) if isinstance(value, str) else set()
+
+
+def _guide_commands(prefix: str) -> list[str]:
+    """The deployment guide's shell commands starting with ``prefix`` (continuation lines joined)."""
+    blocks = re.findall(r"^```bash\n(.*?)^```", DEPLOYMENT_GUIDE.read_text(), re.M | re.S)
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    commands = [re.sub(r"\s+#.*$", "", line).strip() for line in lines]
+    return [c for c in commands if c.startswith(prefix)]
+
+
+def _guide_vars(command: str) -> dict[str, str]:
+    """``--var="name=value"`` / ``--var name=value`` of a command."""
+    return dict(re.findall(r"--var[= ]\"?(\w+)=([^\"\s]*)", command))
+
+
+def test_bundle_variables_are_declared_and_the_guides_validate_needs_no_others():
+    bundle = _bundle_files()[0]
+    referenced = set().union(*map(_references, _bundle_files()))
+    assert referenced <= set(bundle["variables"]), f"undeclared: {referenced - set(bundle['variables'])}"
+    assert set(bundle["variables"]) <= referenced, f"unused: {set(bundle['variables']) - referenced}"
+    validate = [c for c in _guide_commands("databricks bundle validate") if " -t " not in c]
+    assert validate, "the deployment guide has no plain `databricks bundle validate`"
+    for command in validate:
+        given = _guide_vars(command)
+        without_value = [n for n in referenced if "default" not in bundle["variables"][n] and n not in given]
+        assert not without_value, f"`{command}` stops: no value for {without_value}"
+        # what that command validates: the default target, with the workspace's values only
+        dev = _bundle("dev", WORKSPACE | {f"var.{k}": v for k, v in given.items()})
+        for job in dev["jobs"].values():
+            Job.from_dict(job)
+
+
+def test_bundle_guide_passes_what_prod_needs():
+    """The guide's prod deploy gives every variable prod uses that is empty by default (the service
+    principal; the instance profile the clusters' S3 access needs) and an e-mail address for the alerts
+    (by default the deploying identity: for the service principal, an application ID, not an address)."""
+    bundle = _bundle_files()[0]
+    deploys = _guide_commands("databricks bundle deploy -t prod")
+    assert deploys, "the deployment guide has no `databricks bundle deploy -t prod`"
+    empty = {n for n, v in bundle["variables"].items() if v.get("default") == ""} - set(bundle["targets"]["prod"].get("variables", {}))
+    assert {"service_principal", "instance_profile_arn"} <= empty
+    for command in deploys:
+        given = _guide_vars(command)
+        assert empty <= set(given), f"`{command}` leaves {empty - set(given)} empty"
+        prod = _bundle("prod", WORKSPACE | {f"var.{k}": v for k, v in given.items()})
+        assert prod["target"]["run_as"]["service_principal_name"] == given["service_principal"]
+        assert "@" in given.get("alert_email", ""), f"`{command}` mails the alerts to the service principal"
 
 
 def test_bundle_daily_job_runs_the_daily_flow_since_last_run_every_day():
