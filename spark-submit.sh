@@ -17,9 +17,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(command -v spark-submit || echo "$here/.venv/bin/spark-submit")}"
 TTB_PYTHON_ENV="${TTB_PYTHON_ENV:-$here/build/ttb_spark_env.tar.gz}"
-# pip's spark-submit finds its Spark with whatever `python3` is on PATH: point it at $PYTHON's.
-[ -n "${SPARK_HOME:-}" ] || SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" || true
-[ -z "${SPARK_HOME:-}" ] || export SPARK_HOME
+# pip's spark-submit (the one beside $PYTHON) finds its Spark with whatever `python3` is on PATH: point
+# it at $PYTHON's. Any other spark-submit (a cluster node's) keeps its own Spark: SPARK_HOME untouched.
+python_bin="$(dirname "$(command -v "$PYTHON")")"
+if [ -z "${SPARK_HOME:-}" ] && [ "$(cd "$(dirname "$SPARK_SUBMIT")" 2>/dev/null && pwd -P)" = "$(cd "$python_bin" && pwd -P)" ]; then
+  SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" || true
+  [ -z "${SPARK_HOME:-}" ] || export SPARK_HOME
+fi
 
 usage() {
   sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'

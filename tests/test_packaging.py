@@ -76,7 +76,7 @@ def test_package_has_deltas_python_api_and_prints_the_uploads(package):
 def recorder(tmp_path: Path) -> Path:
     """A stand-in for the spark-submit binary that writes the argv it was given, one per line."""
     script = tmp_path / "spark-submit"
-    script.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path / "argv"}\n')
+    script.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path / "argv"}\nprintf "%s" "${{SPARK_HOME:-}}" > {tmp_path / "spark_home"}\n')
     script.chmod(0o755)
     return script
 
@@ -108,6 +108,28 @@ def test_cluster_submission_ships_the_python_env_and_keeps_valueless_flags(recor
     assert sorted(argv[argv.index("--files") + 1].split(",")) == sorted(str(p) for p in (REPO / "conf").glob("*.toml"))
     assert "spark.yarn.appMasterEnv.TTB_CONF_DIR=." in argv
     assert any("delta-spark" in jar for jar in argv[argv.index("--jars") + 1].split(","))
+
+
+def test_a_spark_submit_on_path_keeps_its_own_spark_and_pips_gets_the_venvs(recorder, tmp_path):
+    """On a cluster node (spark-submit on PATH, SPARK_HOME unset) the node's Spark runs the job, not the
+    venv's pip pyspark; pip's spark-submit beside the submitting Python is pointed at that Python's pyspark."""
+    import pyspark
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TTB_") and k not in ("SPARK_HOME", "SPARK_SUBMIT")}
+    job = ["raw", "--env", "test", "--date", "2024-01-02", "--lakehouse-root", str(tmp_path / "lake")]
+    on_path = {**base, "PATH": f"{recorder.parent}:{base['PATH']}"}
+    done = subprocess.run([str(REPO / "spark-submit.sh"), *job], env=on_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "argv").read_text().splitlines()[-len(job):] == [str(REPO / "jobs" / "raw.py"), *job[1:]]
+    assert (tmp_path / "spark_home").read_text() == ""  # the node's spark-submit finds its own Spark
+
+    python = recorder.parent / "python"  # the submitting Python, beside pip's spark-submit as in a venv
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    done = subprocess.run([str(REPO / "spark-submit.sh"), *job], env={**base, "PYTHON": str(python), "SPARK_SUBMIT": str(recorder)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "spark_home").read_text() == os.path.dirname(pyspark.__file__)
 
 
 def test_cluster_submission_without_a_packed_env_is_refused(recorder, tmp_path):
