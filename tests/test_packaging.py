@@ -115,19 +115,17 @@ def test_a_spark_submit_on_path_keeps_its_own_spark_and_pips_gets_the_venvs(reco
     venv's pip pyspark; pip's spark-submit beside the submitting Python is pointed at that Python's pyspark."""
     import pyspark
 
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TTB_") and k not in ("SPARK_HOME", "SPARK_SUBMIT")}
     job = ["raw", "--env", "test", "--date", "2024-01-02", "--lakehouse-root", str(tmp_path / "lake")]
-    on_path = {**base, "PATH": f"{recorder.parent}:{base['PATH']}"}
-    done = subprocess.run([str(REPO / "spark-submit.sh"), *job], env=on_path, capture_output=True, text=True, timeout=300)
+    # empty is unset to the script (${VAR:-}): no SPARK_SUBMIT, so the spark-submit on PATH runs
+    done, argv = _submit(job, recorder, SPARK_SUBMIT="", SPARK_HOME="", PATH=f"{recorder.parent}:{os.environ['PATH']}")
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "argv").read_text().splitlines()[-len(job):] == [str(REPO / "jobs" / "raw.py"), *job[1:]]
+    assert argv[-len(job):] == [str(REPO / "jobs" / "raw.py"), *job[1:]]
     assert (tmp_path / "spark_home").read_text() == ""  # the node's spark-submit finds its own Spark
 
     python = recorder.parent / "python"  # the submitting Python, beside pip's spark-submit as in a venv
     python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     python.chmod(0o755)
-    done = subprocess.run([str(REPO / "spark-submit.sh"), *job], env={**base, "PYTHON": str(python), "SPARK_SUBMIT": str(recorder)},
-                          capture_output=True, text=True, timeout=300)
+    done, _ = _submit(job, recorder, PYTHON=str(python), SPARK_HOME="")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "spark_home").read_text() == os.path.dirname(pyspark.__file__)
 
