@@ -29,6 +29,7 @@ from ttb_spark.spark import get_spark
         ("TTB_SPARK_REMOTE", "http://127.0.0.1:15002", "TTB_SPARK_REMOTE"),
         ("TTB_FRESHNESS_BLOCK_DAYS", "2", "TTB_FRESHNESS_BLOCK_DAYS"),  # below the warn threshold (4)
         ("TTB_DRIFT_RATIO", "0.5", "TTB_DRIFT_RATIO"),
+        ("TTB_DRIVER_JAVA_OPTIONS", "-Xss4m;touch /tmp/x", "TTB_DRIVER_JAVA_OPTIONS"),
     ],
 )
 def test_invalid_setting_names_the_setting(monkeypatch, env, value, named):
@@ -67,6 +68,19 @@ def test_bad_cli_argument_exits_2_with_one_line(tmp_path):
 
 def test_session_factory_returns_the_active_session(spark, settings):
     assert get_spark(settings) is spark
+
+
+def test_driver_java_options_follow_the_logging_configuration_and_the_suites_session_keeps_c2(spark):
+    from ttb_spark.spark import local_conf
+
+    given = load_settings("test", {"spark": {"driver_java_options": " -XX:TieredStopAtLevel=1   -XX:-UseCodeCacheFlushing "}})
+    options = local_conf(given)["spark.driver.extraJavaOptions"].split(" ")
+    assert options[0].startswith("-Dlog4j2.configurationFile=file:")
+    assert options[1:] == ["-XX:TieredStopAtLevel=1", "-XX:-UseCodeCacheFlushing"]
+    assert local_conf(load_settings("test", {"spark": {"driver_java_options": ""}}))["spark.driver.extraJavaOptions"] == options[0]
+    # conftest gives the job processes C1 only; this long-lived session was built without it
+    launched = list(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert options[0] in launched and not any("TieredStopAtLevel" in a for a in launched)
 
 
 def test_a_long_local_session_keeps_little_in_the_driver_heap(spark):

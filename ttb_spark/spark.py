@@ -213,7 +213,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()}",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()} {s.driver_java_options}".strip(),
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.buffer.pageSize": LOCAL_PAGE_SIZE,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
