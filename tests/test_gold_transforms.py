@@ -372,10 +372,13 @@ def test_quality_checks_catch_duplicates_orphans_dates_and_collisions(spark):
         "ttb_id string, company_key long, receipt_date date, approval_date date",
     )
     dim = spark.createDataFrame([(10, "P1")], "company_key long, permit_number string")
-    results, rows = quality.table_checks(
-        "facts", facts, [quality.ForeignKey("company_key", "dim", dim, "company_key")],
-        date_columns=("receipt_date", "approval_date"), date_range=(date(1990, 1, 1), date(2026, 12, 31)), approval_after_receipt=True,
-    )  # fmt: skip
+    [(results, rows), (clean, clean_rows)] = quality.tables_checks([
+        quality.TableCheck(
+            "facts", facts, [quality.ForeignKey("company_key", "dim", dim, "company_key")],
+            date_columns=("receipt_date", "approval_date"), date_range=(date(1990, 1, 1), date(2026, 12, 31)), approval_after_receipt=True,
+        ),
+        quality.TableCheck("known", facts.where("ttb_id = '2'"), [quality.ForeignKey("company_key", "dim", dim, "company_key")]),
+    ])  # fmt: skip
     failing = {r.name: (r.failing_rows, r.blocking) for r in results}
     assert rows == 3
     assert failing == {
@@ -385,9 +388,11 @@ def test_quality_checks_catch_duplicates_orphans_dates_and_collisions(spark):
         "approval_after_receipt:facts": (1, False),
     }
     assert "e.g. 1" in next(r.detail for r in results if r.name == "fk:facts.company_key")
+    assert clean_rows == 1 and [(r.name, r.failing_rows) for r in clean] == [("unique_ttb_id:known", 0), ("fk:known.company_key", 0)]
     collided = spark.createDataFrame([(7, "P1"), (7, "P2"), (8, "P3")], "k long, permit_number string")
-    assert quality.surrogate_keys_unique("d", collided, "k", ["permit_number"]).failing_rows == 1
-    assert quality.surrogate_keys_unique("d", dim, "company_key", ["permit_number"]).passed
+    [surrogate] = quality.dimension_checks("d", collided, surrogates=[("k", ["permit_number"])])
+    assert surrogate.name == "surrogate_keys_unique:d.k" and surrogate.failing_rows == 1
+    assert all(r.passed for r in quality.dimension_checks("d", dim, ["permit_number"], [("company_key", ["permit_number"])]))
     assert not quality.counts_reconcile(3, 2, 3, 3, 1).passed and quality.counts_reconcile(3, 2, 3, 3, 2).passed
     assert [r.name for r in quality.failures(results)] == ["unique_ttb_id:facts", "fk:facts.company_key"]
 
@@ -432,12 +437,12 @@ def test_scd2_checks_fail_on_broken_versions(spark):
         ("SAME_KEY", d1, d2, False), ("SAME_KEY", d2, None, True), ("SAME_KEY", d2, None, True),
     ]  # fmt: skip
     dim = spark.createDataFrame(rows, "permit_number string, valid_from date, valid_until date, is_current boolean")
-    current = quality.scd2_one_current("d", dim, "permit_number")
-    tiled = quality.scd2_non_overlapping("d", dim, "permit_number")
-    keys = quality.natural_keys_unique("d", dim, ["permit_number", "valid_from"])
+    def checks(df):
+        return quality.dimension_checks("d", df, ["permit_number", "valid_from"], scd2_entity="permit_number")
+
+    current, tiled, keys = checks(dim)
+    assert (current.name, tiled.name, keys.name) == ("scd2_one_current:d", "scd2_non_overlapping:d", "natural_keys_unique:d")
     assert (current.failing_rows, tiled.failing_rows, keys.failing_rows) == (3, 5, 1)
     assert all(p in current.detail for p in ("TWO_CURRENT", "NONE_CURRENT", "SAME_KEY")) and "OK" not in current.detail.split("(e.g.")[1]
     assert all(p in tiled.detail for p in ("TWO_CURRENT", "NONE_CURRENT", "OVERLAP", "GAP", "SAME_KEY"))
-    valid = dim.where("permit_number = 'OK'")
-    checks = (quality.scd2_one_current, quality.scd2_non_overlapping)
-    assert all(check("d", valid, "permit_number").passed for check in checks) and all(r.blocking for r in (current, tiled, keys))
+    assert all(r.passed for r in checks(dim.where("permit_number = 'OK'"))) and all(r.blocking for r in (current, tiled, keys))

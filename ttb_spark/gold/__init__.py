@@ -454,31 +454,29 @@ def check(
         fk("origin_location_key", DIM_LOCATIONS, locations, "location_key"),
     ]
     window = (settings.analytics.min_valid_date, date.today() + timedelta(days=1))
-    results, n_cons = quality.table_checks(CONSOLIDATED.name, cons)
-    found, n_products = quality.table_checks(
-        FACT_PRODUCTS.name, products,
-        [*shared, fk("applicant_location_key", DIM_LOCATIONS, locations, "location_key"),
-         day("receipt_date_key"), day("application_date_key"), day("approval_date_key")],
-        date_columns=("receipt_date", "application_date", "approval_date"), date_range=window, approval_after_receipt=True,
-    )  # fmt: skip
-    results += found
-    found, n_certs = quality.table_checks(
-        FACT_CERTIFICATES.name, certs, [*shared, day("application_date_key"), day("issued_date_key"), day("expiration_date_key")]
-    )
-    results += found
-    found, _ = quality.table_checks(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False)
-    results += found
+    checked = quality.tables_checks([
+        quality.TableCheck(CONSOLIDATED.name, cons),
+        quality.TableCheck(
+            FACT_PRODUCTS.name, products,
+            [*shared, fk("applicant_location_key", DIM_LOCATIONS, locations, "location_key"),
+             day("receipt_date_key"), day("application_date_key"), day("approval_date_key")],
+            date_columns=("receipt_date", "application_date", "approval_date"), date_range=window, approval_after_receipt=True,
+        ),
+        quality.TableCheck(
+            FACT_CERTIFICATES.name, certs, [*shared, day("application_date_key"), day("issued_date_key"), day("expiration_date_key")]
+        ),
+        quality.TableCheck(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False),
+    ])  # fmt: skip
+    results = [r for found, _ in checked for r in found]
+    n_cons, n_products, n_certs = (rows for _, rows in checked[:3])
     silver_ids, silver_certs = quality.silver_counts(_in_dates(details, dates), _in_dates(certificates, dates))
     results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
-    results += [
-        quality.scd2_one_current(DIM_COMPANIES.name, companies, "permit_number"),
-        quality.scd2_non_overlapping(DIM_COMPANIES.name, companies, "permit_number"),
-        quality.natural_keys_unique(DIM_COMPANIES.name, companies, DIM_COMPANIES.keys),
-        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_key", ["permit_number"]),
-        quality.surrogate_keys_unique(DIM_COMPANIES.name, companies, "company_version_key", ["permit_number", "valid_from"]),
-        quality.surrogate_keys_unique(DIM_LOCATIONS.name, locations, "location_key", ["location_id"]),
-        quality.surrogate_keys_unique(DIM_PRODUCT_TYPES.name, types, "product_type_key", ["class_type_code"]),
-    ]
+    results += quality.dimension_checks(
+        DIM_COMPANIES.name, companies, DIM_COMPANIES.keys,
+        [("company_key", ["permit_number"]), ("company_version_key", ["permit_number", "valid_from"])], scd2_entity="permit_number",
+    )  # fmt: skip
+    results += quality.dimension_checks(DIM_LOCATIONS.name, locations, surrogates=[("location_key", ["location_id"])])
+    results += quality.dimension_checks(DIM_PRODUCT_TYPES.name, types, surrogates=[("product_type_key", ["class_type_code"])])
     results += _independent_checks(spark, settings, scope, dates, cons, published or {})
     return results
 

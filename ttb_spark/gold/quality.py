@@ -79,55 +79,75 @@ def _examples(rows: DataFrame, limit: int = 5, column: str | Column = "ttb_id") 
     return f" (e.g. {', '.join(ids)})" if ids else ""
 
 
-def table_checks(
-    table: str,
-    df: DataFrame,
-    foreign_keys: Sequence[ForeignKey] = (),
-    date_columns: Sequence[str] = (),
-    date_range: tuple[date, date] | None = None,
-    approval_after_receipt: bool = False,
-    unique: bool = True,
-) -> tuple[list[CheckResult], int]:
-    """Uniqueness of ttb_id (when ``unique``), foreign keys, date range and approval >= receipt
-    for one table, in one aggregation. Returns the results and the table's row count."""
-    joined = df
-    orphan: list[Column] = []
-    for i, fk in enumerate(foreign_keys):
-        hit = f"_hit{i}"
-        keys = fk.dim.select(F.col(fk.dim_key).alias(fk.column)).distinct().withColumn(hit, F.lit(True))
-        joined = joined.join(F.broadcast(keys), fk.column, "left")
-        orphan.append(F.col(fk.column).isNotNull() & F.col(hit).isNull())
-    out_of_range = F.lit(False)
-    if date_range is not None:
-        lo, hi = date_range
-        for c in date_columns:
-            out_of_range = out_of_range | (F.col(c).isNotNull() & ((F.col(c) < F.lit(lo)) | (F.col(c) > F.lit(hi))))
-    early = F.col("approval_date") < F.col("receipt_date") if approval_after_receipt else F.lit(False)
+@dataclass(frozen=True)
+class TableCheck:
+    """The checks of one table: uniqueness of ttb_id (when ``unique``), ``foreign_keys``, ``date_columns``
+    within ``date_range`` and approval >= receipt (when ``approval_after_receipt``)."""
 
-    def count_if(cond: Column) -> Column:
-        return F.sum(F.when(cond, 1).otherwise(0))
+    table: str
+    df: DataFrame
+    foreign_keys: Sequence[ForeignKey] = ()
+    date_columns: Sequence[str] = ()
+    date_range: tuple[date, date] | None = None
+    approval_after_receipt: bool = False
+    unique: bool = True
 
-    aggs = [F.count("*").alias("rows"), F.countDistinct("ttb_id").alias("ids"), count_if(out_of_range).alias("range"), count_if(early).alias("early")]
-    aggs += [count_if(cond).alias(f"orphans{i}") for i, cond in enumerate(orphan)]
-    stats = joined.agg(*aggs).collect()[0]
-    rows = int(stats["rows"])
-    dupes = rows - int(stats["ids"])
-    results = [CheckResult(f"unique_ttb_id:{table}", table, True, dupes, f"{rows} rows, {stats['ids']} distinct TTB IDs")] if unique else []
-    for i, fk in enumerate(foreign_keys):
-        n = int(stats[f"orphans{i}"] or 0)
-        detail = f"{fk.column} -> {fk.dim_name}.{fk.dim_key}: {n} unresolved (null = unknown, allowed)"
-        if n:
-            detail += _examples(joined.where(orphan[i]))
-        results.append(CheckResult(f"fk:{table}.{fk.column}", table, True, n, detail))
-    if date_range is not None:
-        n = int(stats["range"] or 0)
-        detail = f"{', '.join(date_columns)} within {date_range[0]}..{date_range[1]}: {n} outside"
-        results.append(CheckResult(f"dates_in_range:{table}", table, False, n, detail + (_examples(df.where(out_of_range)) if n else "")))
-    if approval_after_receipt:
-        n = int(stats["early"] or 0)
-        detail = f"approval_date before receipt_date: {n}" + (_examples(df.where(early)) if n else "")
-        results.append(CheckResult(f"approval_after_receipt:{table}", table, False, n, detail))
-    return results, rows
+
+def _count_if(cond: Column) -> Column:
+    return F.sum(F.when(cond, 1).otherwise(0))
+
+
+def tables_checks(checks: Sequence[TableCheck]) -> list[tuple[list[CheckResult], int]]:
+    """Each table's checks, all computed in one Spark job (the tables' one-row aggregations unioned, so a
+    dimension every table joins is read and broadcast once); per table, its results and its row count."""
+    parts: list[DataFrame] = []
+    shapes = []
+    for i, c in enumerate(checks):
+        joined = c.df
+        orphan: list[Column] = []
+        for j, fk in enumerate(c.foreign_keys):
+            hit = f"_hit{j}"
+            keys = fk.dim.select(F.col(fk.dim_key).alias(fk.column)).distinct().withColumn(hit, F.lit(True))
+            joined = joined.join(F.broadcast(keys), fk.column, "left")
+            orphan.append(F.col(fk.column).isNotNull() & F.col(hit).isNull())
+        out_of_range = F.lit(False)
+        if c.date_range is not None:
+            lo, hi = c.date_range
+            for col in c.date_columns:
+                out_of_range = out_of_range | (F.col(col).isNotNull() & ((F.col(col) < F.lit(lo)) | (F.col(col) > F.lit(hi))))
+        early = F.col("approval_date") < F.col("receipt_date") if c.approval_after_receipt else F.lit(False)
+        orphans = F.array(*[_count_if(o).cast("long") for o in orphan]) if orphan else F.array().cast("array<bigint>")
+        parts.append(joined.agg(
+            F.lit(i).alias("table"), F.count("*").alias("rows"), F.countDistinct("ttb_id").alias("ids"),
+            _count_if(out_of_range).cast("long").alias("range"), _count_if(early).cast("long").alias("early"), orphans.alias("orphans"),
+        ))  # fmt: skip
+        shapes.append((joined, orphan, out_of_range, early))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    stats = {r["table"]: r for r in union.collect()}
+    out = []
+    for i, c in enumerate(checks):
+        joined, orphan, out_of_range, early = shapes[i]
+        row = stats[i]
+        rows = int(row["rows"])
+        results = []
+        if c.unique:
+            results.append(CheckResult(f"unique_ttb_id:{c.table}", c.table, True, rows - int(row["ids"]), f"{rows} rows, {row['ids']} distinct TTB IDs"))
+        for j, fk in enumerate(c.foreign_keys):
+            n = int(row["orphans"][j] or 0)
+            detail = f"{fk.column} -> {fk.dim_name}.{fk.dim_key}: {n} unresolved (null = unknown, allowed)"
+            results.append(CheckResult(f"fk:{c.table}.{fk.column}", c.table, True, n, detail + (_examples(joined.where(orphan[j])) if n else "")))
+        if c.date_range is not None:
+            n = int(row["range"] or 0)
+            detail = f"{', '.join(c.date_columns)} within {c.date_range[0]}..{c.date_range[1]}: {n} outside"
+            results.append(CheckResult(f"dates_in_range:{c.table}", c.table, False, n, detail + (_examples(c.df.where(out_of_range)) if n else "")))
+        if c.approval_after_receipt:
+            n = int(row["early"] or 0)
+            detail = f"approval_date before receipt_date: {n}" + (_examples(c.df.where(early)) if n else "")
+            results.append(CheckResult(f"approval_after_receipt:{c.table}", c.table, False, n, detail))
+        out.append((results, rows))
+    return out
 
 
 def silver_counts(details: DataFrame, certificates: DataFrame) -> tuple[int, int]:
@@ -147,52 +167,55 @@ def counts_reconcile(silver_ids: int, silver_certificates: int, consolidated: in
     return CheckResult("counts_reconcile_with_silver", "gold.fact_products", True, gap, detail)
 
 
-def surrogate_keys_unique(table: str, dim: DataFrame, key: str, natural_key: Sequence[str]) -> CheckResult:
-    """One surrogate key per natural key and one natural key per surrogate key (no 64-bit collision)."""
-    nk = F.to_json(F.struct(*natural_key))
-    row = dim.agg(
-        F.countDistinct(key).alias("keys"), F.countDistinct(nk).alias("naturals"), F.countDistinct(F.col(key), nk).alias("pairs")
-    ).collect()[0]
-    n = (row["pairs"] - row["keys"]) + (row["pairs"] - row["naturals"])
-    detail = f"{key} <-> ({', '.join(natural_key)}): {row['keys']} keys, {row['naturals']} natural keys, {row['pairs']} pairs"
-    return CheckResult(f"surrogate_keys_unique:{table}.{key}", table, True, int(n), detail)
-
-
-def natural_keys_unique(table: str, df: DataFrame, keys: Sequence[str]) -> CheckResult:
-    """At most one row per natural key (e.g. dim_companies' (permit_number, valid_from))."""
-    row = df.agg(F.count("*").alias("rows"), F.countDistinct(F.to_json(F.struct(*keys))).alias("keys")).collect()[0]
-    detail = f"({', '.join(keys)}): {row['rows']} rows, {row['keys']} distinct"
-    return CheckResult(f"natural_keys_unique:{table}", table, True, int(row["rows"] - row["keys"]), detail)
-
-
-def scd2_one_current(table: str, dim: DataFrame, entity: str) -> CheckResult:
-    """Exactly one ``is_current`` row per ``entity`` of an SCD type 2 dimension; failing rows: entities with none or several."""
-    per = dim.groupBy(entity).agg(F.sum(F.when(F.col("is_current"), 1).otherwise(0)).alias("_current"))
-    bad = per.where(F.col("_current") != 1)
-    n = bad.count()
-    detail = f"{entity} without exactly one current version: {n}" + (_examples(bad, column=entity) if n else "")
-    return CheckResult(f"scd2_one_current:{table}", table, True, n, detail)
-
-
-def scd2_non_overlapping(table: str, dim: DataFrame, entity: str) -> CheckResult:
-    """Versions of each ``entity`` tile time: valid_from < valid_until, each version's valid_until is the next one's
-    valid_from (no overlap, no gap), only the last is open (null valid_until) and it alone is current."""
+def dimension_checks(
+    table: str, dim: DataFrame, natural_key: Sequence[str] = (), surrogates: Sequence[tuple[str, Sequence[str]]] = (),
+    scd2_entity: str | None = None,
+) -> list[CheckResult]:  # fmt: skip
+    """A dimension's checks in one aggregation: at most one row per ``natural_key`` (when given); per
+    (surrogate key, its natural key) of ``surrogates``, one natural key per surrogate key and one surrogate key
+    per natural key (no 64-bit collision); and with ``scd2_entity``, the SCD type 2 invariants: exactly one
+    ``is_current`` version per entity, and versions that tile time (valid_from < valid_until, each version's
+    valid_until the next one's valid_from, only the last open and it alone current)."""
     from pyspark.sql import Window
 
-    order = Window.partitionBy(entity).orderBy("valid_from")
-    nxt = F.lead("valid_from").over(order)
-    broken = (
-        ~F.col("valid_until").eqNullSafe(nxt)
-        | (F.col("valid_until") <= F.col("valid_from"))
-        | F.col("valid_from").isNull()
-        | ~F.col("is_current").eqNullSafe(F.col("valid_until").isNull())
-    )
-    bad = dim.withColumn("_broken", broken).where("_broken")
-    n = bad.count()
-    detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}"
-    if n:
-        detail += _examples(bad, column=F.concat_ws("@", entity, "valid_from"))
-    return CheckResult(f"scd2_non_overlapping:{table}", table, True, n, detail)
+    df = dim
+    aggs: list[Column] = [F.count("*").alias("rows")]
+    if natural_key:
+        aggs.append(F.countDistinct(F.to_json(F.struct(*natural_key))).alias("naturals"))
+    if scd2_entity:
+        versions = Window.partitionBy(scd2_entity)
+        nxt = F.lead("valid_from").over(versions.orderBy("valid_from"))
+        broken = (
+            ~F.col("valid_until").eqNullSafe(nxt)
+            | (F.col("valid_until") <= F.col("valid_from"))
+            | F.col("valid_from").isNull()
+            | ~F.col("is_current").eqNullSafe(F.col("valid_until").isNull())
+        )
+        df = df.withColumn("_currents", _count_if(F.col("is_current")).over(versions)).withColumn("_broken", broken)
+        aggs += [F.countDistinct(F.when(F.col("_currents") != 1, F.col(scd2_entity))).alias("not_one_current"), _count_if(F.col("_broken")).alias("broken")]
+    for i, (key, nk) in enumerate(surrogates):
+        natural = F.to_json(F.struct(*nk))
+        aggs += [F.countDistinct(key).alias(f"keys{i}"), F.countDistinct(natural).alias(f"nk{i}"), F.countDistinct(F.col(key), natural).alias(f"pairs{i}")]
+    row = df.agg(*aggs).collect()[0]
+    results = []
+    if scd2_entity:
+        n = int(row["not_one_current"])
+        bad = df.where(F.col("_currents") != 1).select(scd2_entity).distinct()
+        detail = f"{scd2_entity} without exactly one current version: {n}" + (_examples(bad, column=scd2_entity) if n else "")
+        results.append(CheckResult(f"scd2_one_current:{table}", table, True, n, detail))
+        n = int(row["broken"] or 0)
+        detail = f"versions overlapping, leaving a gap or wrongly open/current: {n}"
+        if n:
+            detail += _examples(df.where("_broken"), column=F.concat_ws("@", scd2_entity, "valid_from"))
+        results.append(CheckResult(f"scd2_non_overlapping:{table}", table, True, n, detail))
+    if natural_key:
+        detail = f"({', '.join(natural_key)}): {row['rows']} rows, {row['naturals']} distinct"
+        results.append(CheckResult(f"natural_keys_unique:{table}", table, True, int(row["rows"] - row["naturals"]), detail))
+    for i, (key, nk) in enumerate(surrogates):
+        keys, naturals, pairs = row[f"keys{i}"], row[f"nk{i}"], row[f"pairs{i}"]
+        detail = f"{key} <-> ({', '.join(nk)}): {keys} keys, {naturals} natural keys, {pairs} pairs"
+        results.append(CheckResult(f"surrogate_keys_unique:{table}.{key}", table, True, int((pairs - keys) + (pairs - naturals)), detail))
+    return results
 
 
 def found_vs_gold(pages: DataFrame, rejected: DataFrame, withdrawn: DataFrame, consolidated: DataFrame) -> CheckResult:
