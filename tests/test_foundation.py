@@ -83,6 +83,16 @@ def test_driver_java_options_follow_the_logging_configuration_and_the_suites_ses
     assert options[0] in launched and not any("TieredStopAtLevel" in a for a in launched)
 
 
+def test_the_test_profile_records_no_python_call_site_per_column_call(spark):
+    from pyspark.errors.utils import is_debugging_enabled
+
+    from ttb_spark.spark import local_conf
+
+    key = "spark.python.sql.dataFrameDebugging.enabled"
+    assert local_conf(load_settings("development"))[key] == "true" and local_conf(load_settings("test"))[key] == "false"
+    assert spark.conf.get(key) == "false" and not is_debugging_enabled()
+
+
 def test_a_long_local_session_keeps_little_in_the_driver_heap(spark):
     """Long local runs (a backfill, this suite) would otherwise keep 1,000 query plans in the driver's heap,
     and a 32 MB memory page per finished sort on each task thread (Spark 4.1's SortExec ThreadLocal)."""

@@ -294,6 +294,11 @@ class SparkSettings(_Section):
     # then took 88 s of JVM CPU instead of 121 s (the C2 compiler's threads alone took 58 s), at about the
     # same wall time; a long-lived session needs C2 (its warm gold runs took twice as long without it).
     driver_java_options: str = ""
+    # False: PySpark stops recording each Column call's Python call site for error messages
+    # (spark.python.sql.dataFrameDebugging.enabled): that costs ~5 py4j round trips per call, and a warm daily
+    # run then used 2.3 s of Python CPU instead of 5.0 s at the same wall time (bench.stage_bench). For the test
+    # profile, whose suite is CPU-bound on two cores; elsewhere errors keep naming the Python line.
+    dataframe_debugging: bool = True
 
     @field_validator("remote")
     @classmethod

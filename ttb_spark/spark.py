@@ -217,6 +217,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.buffer.pageSize": LOCAL_PAGE_SIZE,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.python.sql.dataFrameDebugging.enabled": str(s.dataframe_debugging).lower(),
     }
     if not s.ui_enabled:
         conf |= UI_OFF_RETENTION
