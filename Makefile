@@ -31,10 +31,11 @@ demo: setup
 # The whole test suite (Spark fetches the Delta jar through Ivy from Maven Central on first use), its
 # modules dealt to TEST_WORKERS processes (pytest-xdist), each with its own local SparkSession. Two fill
 # a 2-core machine: with three the suite took as long (40 min 50 s against 40 min 39 s from a fresh
-# clone, docs/performance.md), the 60-day daily module alone then 35 of them.
+# clone, docs/performance.md), the 60-day daily module alone then 35 of them. Modules are dealt in the order
+# tests/conftest.py collects them: the slow scenario modules first.
 TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
 .venv-spark40/.installed: pyproject.toml

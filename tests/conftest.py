@@ -15,6 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+# Modules whose scenarios take minutes, slowest first (--durations of a fresh-clone run, docs/performance.md):
+# `make test` deals modules to its workers in collection order (--no-loadscope-reorder), so these start
+# first and no worker begins one while the other has only seconds of work left. pytest-xdist's default
+# order (modules with most tests first) dealt these, which have few tests each, last.
+SLOW_MODULES = ("test_daily.py", "test_e2e.py", "test_incremental.py", "test_concurrency.py", "test_packaging.py",
+                "test_publish.py", "test_discover.py", "test_gold_build.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_MODULES)))  # stable: the rest keep their order
+
+
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     """Test-profile settings with raw store and lakehouse under ``tmp_path``; ``sections`` override."""
     pipeline = {"raw_root": str(tmp_path / "raw"), "lakehouse_root": str(tmp_path / "lakehouse")}
