@@ -37,7 +37,8 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv.
+# The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv, and a daily run
+# as EMR runs it on that pair (tests/test_emr_run.py: spark-submit, local-cluster, the packed environment).
 .venv-spark40/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-spark40
 	.venv-spark40/bin/pip install --quiet --upgrade pip
@@ -47,7 +48,8 @@ test: setup
 test-spark40: .venv-spark40/.installed
 	.venv-spark40/bin/python -m pytest tests/test_foundation.py tests/test_parse.py \
 		tests/test_bronze.py tests/test_silver.py tests/test_gold_transforms.py \
-		tests/test_lakehouse.py::test_a_delta_error_survives_the_conflict_check_without_deltas_python_exceptions
+		tests/test_lakehouse.py::test_a_delta_error_survives_the_conflict_check_without_deltas_python_exceptions \
+		tests/test_emr_run.py
 
 # Everything the deploy/ files name: the wheel (Databricks), the packed Python environment with the
 # wheel and Delta's Python API (EMR Serverless, EMR on EC2, spark-submit.sh on a cluster), jobs/.

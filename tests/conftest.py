@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # `make test` deals modules to its workers in collection order (--no-loadscope-reorder), so these start
 # first and no worker begins one while the other has only seconds of work left. pytest-xdist's default
 # order (modules with most tests first) dealt these, which have few tests each, last.
-SLOW_MODULES = ("test_daily.py", "test_e2e.py", "test_incremental.py", "test_concurrency.py", "test_packaging.py",
+SLOW_MODULES = ("test_emr_run.py", "test_daily.py", "test_e2e.py", "test_incremental.py", "test_concurrency.py", "test_packaging.py",
                 "test_publish.py", "test_discover.py", "test_gold_build.py")  # fmt: skip
 
 

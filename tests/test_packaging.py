@@ -1,8 +1,8 @@
 """What ships and how it is submitted: the wheel carries the profiles and the logging
 configuration, `make package` builds the packed environment the EMR files name, spark-submit.sh
-turns its arguments into a submission a cluster can run, and a real spark-submit on a
-local-cluster master (separate executor JVMs and Python workers) runs one simulated day with a
-quiet console."""
+turns its arguments into a submission a cluster can run, and a local run's console is quiet. A real
+spark-submit with the packed environment on a local-cluster master, as EMR runs a job, is
+tests/test_emr_run.py (on EMR's Spark line)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,7 +19,6 @@ from ttb_spark.settings import load_settings
 from ttb_spark.spark import S3A_FILESYSTEM, storage_conf
 
 REPO = Path(__file__).resolve().parents[1]
-PYSPARK_WORK = Path(__import__("pyspark").__file__).parent / "work"
 # What a quiet console must not show: Ivy's resolution report and WARN dumps of query plans.
 NOISE = (":: resolution report ::", ":: loading settings ::", "found io.delta#", "output in logical plan",
          "Truncated the string representation of a plan", "Using Spark's default log4j profile")
@@ -173,46 +171,6 @@ def test_local_run_console_is_quiet(tmp_path):
     assert "ttb_spark reference: SUCCEEDED" in done.stdout and "[ttb_spark " in done.stderr
     for noise in NOISE:
         assert noise not in done.stderr, noise
-
-
-@pytest.fixture()
-def new_worker_dirs() -> Iterator[set[Path]]:
-    """Application folders that local-cluster workers create under pyspark's own work/ (removed after)."""
-    before = set(PYSPARK_WORK.glob("app-*"))
-    yield before
-    for path in set(PYSPARK_WORK.glob("app-*")) - before:
-        subprocess.run(["rm", "-rf", str(path)], check=True)
-
-
-def test_spark_submit_on_local_cluster_with_the_packed_environment_as_every_python(package, spark, tmp_path, new_worker_dirs):
-    """As EMR runs a job: the archive `make package` builds is the Python of the driver (unpacked here, as
-    EMR Serverless and a cluster-mode driver unpack it) and of the executors' workers (shipped with
-    --archives), never the development venv. The raw job reaches bronze's mapInArrow, which pyspark
-    refuses to run without pandas in that environment. The console stays quiet."""
-    unpacked = tmp_path / "driver-env"
-    unpacked.mkdir()
-    archive = Path(package["build"]) / "ttb_spark_env.tar.gz"
-    subprocess.run(["tar", "-xzf", str(archive), "-C", str(unpacked)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTB_")}
-    env |= {"TTB_SIMULATOR_SCALE": "0.02", "TTB_PYTHON_ENV": str(archive)}
-    small = [f"--conf=spark.{k}=2" for k in ("sql.shuffle.partitions", "default.parallelism", "databricks.delta.snapshotPartitions")]
-    driver = f"--conf=spark.pyspark.driver.python={unpacked / 'bin' / 'python'}"
-    # The raw job (scrape on the executors' Python workers, bronze into Delta) keeps this test short.
-    argv = [str(REPO / "spark-submit.sh"), "--master", "local-cluster[2,1,1024]", *small, driver, "raw", "--env", "test",
-            "--date", "2024-01-02", "--receipt-methods", "001",
-            "--raw-root", str(tmp_path / "raw"), "--lakehouse-root", str(tmp_path / "lake")]
-    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr[-4000:]
-    # spark-submit's PythonRunner merges the job's stderr (stage lines) into its stdout.
-    console = done.stdout + done.stderr
-    assert "ttb_spark raw: SUCCEEDED" in done.stdout and "bronze: done" in console
-    for noise in NOISE:
-        assert noise not in console, noise
-    pages = spark.read.format("delta").load(str(tmp_path / "lake" / "bronze" / "pages"))
-    assert pages.count() == len(list((tmp_path / "raw").rglob("*.html"))) > 0
-    # The executors ran in their own folders, each with the packed environment unpacked.
-    unpacked_by_workers = [p for p in PYSPARK_WORK.glob("app-*/*/environment/bin/python") if p.parents[3] not in new_worker_dirs]
-    assert unpacked_by_workers
 
 
 @pytest.mark.s3a
