@@ -159,7 +159,7 @@ def test_settings_ignore_the_master_variable_spark_submit_exports(monkeypatch):
     assert load_settings("test").spark.master == "local[2]"
 
 
-# ------------------------------------------------------------------------- a real cluster submission
+# ---------------------------------------------------------------------------------------- the console
 
 
 def test_local_run_console_is_quiet(tmp_path):
