@@ -14,14 +14,14 @@ CLUSTER_DELTA := 4.0.0
 DIST ?= dist
 PKG  ?= build
 
-.PHONY: setup demo test test-spark40 package bench docs clean
+.PHONY: setup demo test test-spark40 package wheelhouse bench docs clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints/local.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,dev]'
+	$(BIN)/pip install --quiet -c constraints/local.txt -e '.[local,dev]'
 	touch $@
 
 # The main job end to end on embedded defaults: local Spark, ./data, loopback registry simulator.
@@ -37,12 +37,17 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv, and a daily run
-# as EMR runs it on that pair (tests/test_emr_run.py: spark-submit, local-cluster, the packed environment).
-.venv-spark40/.installed: pyproject.toml
-	$(PYTHON) -m venv .venv-spark40
+# The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv with Databricks
+# Runtime 17.3 LTS's library versions (constraints/dbr-17.3.txt) on its Python (3.12) where this machine has
+# it, and a daily run as EMR runs it on that pair (tests/test_emr_run.py: spark-submit, local-cluster, the
+# packed environment, which brings its own libraries).
+RUNTIME_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12) $(PYTHON))
+.venv-spark40/.installed: pyproject.toml constraints/dbr-17.3.txt
+	rm -rf .venv-spark40
+	$(RUNTIME_PYTHON) -m venv .venv-spark40
 	.venv-spark40/bin/pip install --quiet --upgrade pip
-	.venv-spark40/bin/pip install --quiet -e '.[spark40,dev]'
+	.venv-spark40/bin/pip install --quiet -c constraints/dbr-17.3.txt -e '.[spark40,dev]'
+	.venv-spark40/bin/python -c 'import sys; print("test-spark40: Python", sys.version.split()[0])'
 	touch $@
 
 test-spark40: .venv-spark40/.installed
@@ -57,13 +62,23 @@ package: setup
 	rm -rf $(DIST) $(PKG)/pyenv $(PKG)/ttb_spark_env.tar.gz
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	$(PACKAGE_PYTHON) -m venv $(PKG)/pyenv
-	$(PKG)/pyenv/bin/pip install --quiet $(DIST)/ttb_spark-*.whl
+	$(PKG)/pyenv/bin/pip install --quiet -c constraints/local.txt $(DIST)/ttb_spark-*.whl
 	$(PKG)/pyenv/bin/pip install --quiet --no-deps delta-spark==$(CLUSTER_DELTA)
 	$(BIN)/venv-pack --quiet -p $(PKG)/pyenv -o $(PKG)/ttb_spark_env.tar.gz
 	@echo "upload:"
 	@echo "  aws s3 cp $(PKG)/ttb_spark_env.tar.gz $(CODE_URI)/ttb_spark_env.tar.gz"
 	@echo "  aws s3 cp --recursive jobs/ $(CODE_URI)/jobs/"
 	@echo "Databricks: 'databricks bundle deploy' builds and uploads the wheel itself ($$(ls $(DIST)))"
+
+# For a Databricks workspace without a package index: the wheel and every wheel it needs, for Databricks
+# Runtime 17.3 LTS's platform (x86_64, CPython 3.12) at the runtime's own versions where it ships them.
+WHEELHOUSE ?= $(PKG)/wheelhouse
+wheelhouse: setup
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) .
+	$(BIN)/pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: --implementation cp --python-version 3.12 \
+		--platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -c constraints/dbr-17.3.txt $(WHEELHOUSE)/ttb_spark-*.whl
+	@echo "$$(ls $(WHEELHOUSE) | wc -l) wheels in $(WHEELHOUSE)"
 
 bench: setup
 	$(BIN)/python -m bench

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from botocore.validate import ParamValidator
 from databricks.bundles.jobs import DataSecurityMode, Job, JobPermission, JobRunAs, PauseStatus
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ttb_spark import cli, runner
 
@@ -152,6 +154,28 @@ def test_bundle_clusters_run_a_supported_runtime_in_dedicated_mode_with_s3_acces
             DataSecurityMode.DATA_SECURITY_MODE_DEDICATED, DataSecurityMode.SINGLE_USER)
         assert cluster["single_user_name"]
         assert cluster["aws_attributes"]["instance_profile_arn"].startswith("arn:aws:iam::")
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """A pip constraints file as {canonical name: pinned version}."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return {canonicalize_name(name): version for name, _, version in (line.partition("==") for line in lines if line)}
+
+
+def test_the_wheel_keeps_the_libraries_of_the_bundles_runtime():
+    """Installing the wheel on a 17.3 job cluster replaces none of the runtime's own libraries: each
+    requirement's range accepts the version the runtime ships (constraints/dbr-17.3.txt, the versions
+    `make test-spark40` tests on), and every requirement the runtime ships is pinned there."""
+    runtime = _pins(REPO / "constraints" / "dbr-17.3.txt")
+    assert {c["spark_version"] for target in ("dev", "prod") for c in _clusters(_bundle(target))} == {"17.3.x-scala2.13"}
+    requirements = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    shipped = [r for r in requirements if canonicalize_name(r.name) in runtime]
+    assert {r.name for r in shipped} >= {"requests", "tenacity", "beautifulsoup4", "boto3", "pydantic", "pyarrow", "pandas"}
+    for requirement in shipped:
+        assert requirement.specifier.contains(runtime[canonicalize_name(requirement.name)]), (
+            f"{requirement} would replace the runtime's {requirement.name} {runtime[canonicalize_name(requirement.name)]}")
+    for requirement in requirements:
+        assert "==" not in str(requirement.specifier), f"{requirement}: a pin; the wheel states ranges (constraints/ pin)"
 
 
 def test_bundle_dev_target_is_paused_and_writes_development_roots():
