@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.__main__ import table
-from ttb_spark import cli, lakehouse, search, simulator
+from ttb_spark import cli, lakehouse, search, simulator, tables
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_STATUS_CHANGES
 
@@ -117,7 +117,7 @@ def kill_point(seed: int, writes_per_run: Sequence[int]) -> tuple[int, int]:
 
 def compared_tables(spark: Any, root: str) -> dict[str, lakehouse.TableSpec]:
     """The bronze, silver and gold tables under ``root`` that hold data, not per-run logs (keyed by a run id)."""
-    return {name: spec for name, spec in sorted(lakehouse.REGISTRY.items())
+    return {name: spec for name, spec in sorted(tables.BY_NAME.items())
             if name.split(".")[0] in ("bronze", "silver", "gold") and not any(k.endswith("run_id") for k in spec.keys)
             and lakehouse.table_exists(spark, spec, root)}
 
@@ -159,7 +159,7 @@ def observation_days(spark: Any, root: str, version: int | None = None) -> set[d
 
 def data_changes(spark: Any, root: str, since: dict[str, int | None]) -> dict[str, list]:
     """Per table (bookkeeping aside), the commits after ``since`` that changed data."""
-    changed = {name: lakehouse.data_commits(spark, spec, root, since.get(name)) for name, spec in lakehouse.REGISTRY.items()
+    changed = {name: lakehouse.data_commits(spark, spec, root, since.get(name)) for name, spec in tables.BY_NAME.items()
                if name not in BOOKKEEPING}
     return {name: commits for name, commits in changed.items() if commits}
 
@@ -211,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 made.append(writes(raw, lake) - before)
             total = time.monotonic() - started
             truth = {r.ttb_id: sim.registry.state(r.ttb_id, last).status for r in sim.search(search.Criteria(args.start, last))}
-            versions = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
+            versions = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
             again = daily(sim, last)
             changed = data_changes(spark, root, versions)
             gold = {r.ttb_id: r.status for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id", "status").collect()}

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from ttb_spark import scrape, simulator
 from ttb_spark.partitions import Partition
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 from ttb_spark.settings import RECEIPT_METHODS, load_settings
 from ttb_spark.storage import open_store, partition_prefix
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.lakehouse_bench import PeakMemory, _settings, machine, sized_args
-from ttb_spark import lakehouse, runner, simulator, synthetic
+from ttb_spark import lakehouse, runner, simulator, synthetic, tables
 
 RESULTS = Path(__file__).parent / "results"
 EXTRA_DAY = date(2025, 1, 7)  # a Tuesday: the day merged into every lakehouse
@@ -39,13 +39,13 @@ FILE_METRICS = {  # operationMetrics naming files written/removed, per operation
 
 
 def _versions(spark: Any, root: str) -> dict[str, int | None]:
-    return {name: lakehouse.current_version(spark, spec, root) for name, spec in sorted(lakehouse.REGISTRY.items())}
+    return {name: lakehouse.current_version(spark, spec, root) for name, spec in sorted(tables.BY_NAME.items())}
 
 
 def _table_costs(spark: Any, root: str, before: dict[str, int | None]) -> dict[str, dict[str, int]]:
     """Per table written since ``before``: commits, files added/removed by them, total files now."""
     out = {}
-    for name, spec in sorted(lakehouse.REGISTRY.items()):
+    for name, spec in sorted(tables.BY_NAME.items()):
         if not lakehouse.table_exists(spark, spec, root):
             continue
         ref = lakehouse.table_ref(spec, root)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ttb_spark import audit, docs, lakehouse, locks, simulator
+from ttb_spark import audit, lakehouse, locks, simulator, tables
 from ttb_spark.settings import load_settings
 
 DAY_A, DAY_B = date(2024, 1, 2), date(2024, 1, 3)
@@ -99,9 +99,8 @@ def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_date
     assert sorted((r.job, r.status) for r in runs) == [("pipeline", "succeeded")] * 2
     assert lakehouse.read_table(spark, locks.RUN_LOCKS, lake).isEmpty()  # released
     public = registry.public_ids([DAY_A, DAY_B], METHODS.split(","))
-    docs.package_tables()  # every table module imported: their specs registered
     for name in ("silver.cola_details", "gold.ttb_consolidated"):
-        ids = lakehouse.read_table(spark, lakehouse.REGISTRY[name], lake).select("ttb_id")
+        ids = lakehouse.read_table(spark, tables.BY_NAME[name], lake).select("ttb_id")
         assert ids.count() == ids.distinct().count(), f"{name}: a row written twice"
         assert {r.ttb_id for r in ids.collect()} == public, f"{name}: rows lost or invented"
 

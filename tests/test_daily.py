@@ -26,7 +26,7 @@ import pytest
 
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
-from ttb_spark import audit, cli, lakehouse, search, simulator
+from ttb_spark import audit, cli, lakehouse, search, simulator, tables
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_STATUS_CHANGES
 
@@ -69,10 +69,10 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
                 shutil.copytree(base, seen["after_first"])
             if index == 1:
                 seen["second_writes"] = writes(raw, lake) - before
-                seen["after_second"] = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
+                seen["after_second"] = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
         seen["faults"] = {h.answer for h in sim.hits} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
         seen["truth"] = {r.ttb_id: sim.registry.state(r.ttb_id, LAST).status for r in sim.search(search.Criteria(START, LAST))}
-        seen["versions"] = {n: lakehouse.current_version(spark, s, root) for n, s in lakehouse.REGISTRY.items()}
+        seen["versions"] = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
         seen["again"] = daily(sim, LAST)
         seen["registry"] = sim.registry
     return seen

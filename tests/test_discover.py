@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from conftest import make_settings
 from ttb_spark import audit, bronze, cli, discover, lakehouse, parse, runner, search, simulator, storage
 from ttb_spark.client import Pacer, RegistryClient
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 
 TODAY = date(2024, 3, 1)
 DAY = date(2024, 2, 27)  # seed 0, scale 0.3: 83 completions; class 81 has 13 (5 from origin 50, 8 from 01); no pair has more than 8

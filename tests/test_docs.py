@@ -3,13 +3,16 @@ settings model, committed in sync, nothing undocumented."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 import tomllib
 
+import ttb_spark
 from conftest import REPO
-from ttb_spark import docs, settings
+from ttb_spark import docs, lakehouse, settings, tables
 
 
 def test_docs_tables_md_matches_the_schemas():
@@ -19,8 +22,22 @@ def test_docs_tables_md_matches_the_schemas():
     assert out.stdout == committed, "docs/tables.md is stale: regenerate with `python -m ttb_spark tables > docs/tables.md`"
 
 
+def test_every_table_a_package_module_declares_is_in_the_table_list():
+    """ttb_spark.tables lists every TableSpec any module of the package holds, once each."""
+    declared: dict[str, object] = {}
+    for info in pkgutil.walk_packages(ttb_spark.__path__, prefix="ttb_spark."):
+        if info.name.endswith("__main__"):
+            continue
+        for value in vars(importlib.import_module(info.name)).values():
+            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
+            declared.update((v.name, v) for v in items if isinstance(v, lakehouse.TableSpec))
+    assert len(tables.BY_NAME) == len(tables.ALL), "a table listed twice"
+    assert set(declared) == set(tables.BY_NAME), set(declared) ^ set(tables.BY_NAME)
+    assert all(tables.BY_NAME[name] == spec for name, spec in declared.items())
+
+
 def test_every_table_and_column_is_documented():
-    specs = docs.package_tables()
+    specs = sorted(tables.ALL, key=lambda s: s.name)
     names = {s.name for s in specs}
     assert {"bronze.pages", "bronze.scrape_manifest", "silver.cola_details", "silver.cola_certificates", "silver.rejects"} <= names
     assert all(not n.startswith("test.") for n in names)

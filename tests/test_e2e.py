@@ -22,7 +22,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from ttb_spark import audit, cli, lakehouse, parse, simulator
+from ttb_spark import audit, cli, lakehouse, parse, simulator, tables
 from ttb_spark.partitions import date_range
 from ttb_spark.storage import open_store
 
@@ -56,7 +56,7 @@ def _tables(spark, root: Path) -> dict[str, lakehouse.TableSpec]:
     """The declared bronze/silver/gold tables that exist under ``root`` (per-run logs keyed by run_id left out)."""
     lake = str(root / "lakehouse")
     return {
-        name: spec for name, spec in sorted(lakehouse.REGISTRY.items())
+        name: spec for name, spec in sorted(tables.BY_NAME.items())
         if name.split(".")[0] in ("bronze", "silver", "gold") and "run_id" not in spec.keys
         and lakehouse.table_exists(spark, spec, lake)
     }
@@ -284,7 +284,7 @@ def test_faulty_day_keeps_every_public_id_and_stores_no_error_page(spark, tmp_pa
     assert {"reset", "server_error", "truncate", "captcha"} <= injected, injected
 
     root = str(tmp_path / "lakehouse")
-    pages = lakehouse.read_table(spark, lakehouse.REGISTRY["bronze.pages"], root).select("ttb_id", "data_type", "source_key").collect()
+    pages = lakehouse.read_table(spark, tables.BY_NAME["bronze.pages"], root).select("ttb_id", "data_type", "source_key").collect()
     for data_type in ("cola-detail", "certificate"):
         assert {p.ttb_id for p in pages if p.data_type == data_type} == public, data_type
     store = open_store(str(tmp_path / "raw"))

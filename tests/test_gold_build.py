@@ -23,7 +23,7 @@ from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.dimensions import COMPANY_STATS, DIM_COMPANIES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.quality import QUALITY_CHECKS
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 from ttb_spark.settings import DATA_TYPES
 from ttb_spark.ttb_id import TTBId
 

@@ -29,7 +29,7 @@ import pytest
 from conftest import make_settings
 from raw_pages import SPIRIT, WINE, real_page
 from test_e2e import PER_WALK, _assert_same, _capture, _frame, _kill_when, _watch
-from ttb_spark import audit, bronze, cli, lakehouse, locks, silver
+from ttb_spark import audit, bronze, cli, lakehouse, locks, silver, tables
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.quality import QUALITY_CHECKS
@@ -83,7 +83,7 @@ def versions(spark, lake: str) -> dict[str, int]:
     and its run-lock claim (taken, then released)."""
     return {
         name: lakehouse.current_version(spark, spec, lake)
-        for name, spec in lakehouse.REGISTRY.items()
+        for name, spec in tables.BY_NAME.items()
         if spec not in (audit.PIPELINE_RUNS, locks.RUN_LOCKS) and lakehouse.table_exists(spark, spec, lake)
     }
 

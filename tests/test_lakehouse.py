@@ -15,12 +15,6 @@ from ttb_spark.settings import load_settings
 NAME = "scratch.things"
 
 
-@pytest.fixture(autouse=True)
-def _own_registry(monkeypatch):
-    """The specs made here stay out of the package's table registry (docs, summaries)."""
-    monkeypatch.setattr(lakehouse, "REGISTRY", dict(lakehouse.REGISTRY))
-
-
 def spec(*extra, comment: str = "Things, one per id.", id_comment: str = "The thing's id.") -> lakehouse.TableSpec:
     return lakehouse.TableSpec(
         name=NAME, comment=comment, keys=("id",), partition_by=("day",),
@@ -153,7 +147,6 @@ def test_relayout_command_moves_an_old_consolidated_table_to_receipt_months_and_
     monkeypatch.setenv("TTB_LAKEHOUSE_ROOT", root)
     old = replace(CONSOLIDATED, partition_by=("receipt_date",), derived=(),
                   schema=Struct([f for f in CONSOLIDATED.schema.fields if f.name != "receipt_month"]))
-    lakehouse.REGISTRY[CONSOLIDATED.name] = CONSOLIDATED  # declaring the old shape registered it under the same name
     rows = spark.createDataFrame([("24001001000001", date(2024, 1, 2)), ("24040001000002", date(2024, 2, 9))], "ttb_id string, receipt_date date")
     rows = rows.select(*[F.col(f.name) if f.name in rows.columns else F.lit(None).cast(f.dataType).alias(f.name) for f in old.schema.fields])
     lakehouse.merge_upsert(spark, rows, old, root)

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from conftest import make_settings
 from ttb_spark import bronze, lakehouse, parse, scrape, simulator
 from ttb_spark.partitions import Partition
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 from ttb_spark.storage import complete_key, manifest_key, open_store, page_key
 from ttb_spark.ttb_id import TTBId
 

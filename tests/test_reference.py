@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from conftest import make_settings
 from ttb_spark import lakehouse, reference
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 from ttb_spark.settings import DATA_TYPES
 
 

@@ -16,7 +16,7 @@ from conftest import make_settings
 from ttb_spark import parse, scrape, simulator
 from ttb_spark.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 from ttb_spark.storage import complete_key, manifest_key, open_store, page_key, partition_prefix
 from ttb_spark.ttb_id import TTBId, is_valid_ttb_id
 

@@ -12,7 +12,7 @@ from conftest import make_settings
 from raw_pages import END, SPIRIT, START, WINE, error_page, fill_real, real_page, reference_values, write_partition
 from test_bronze import expected_pages
 from ttb_spark import bronze, lakehouse, silver, storage
-from ttb_spark.runner import Scope
+from ttb_spark.scope import Scope
 
 TYPES = ("cola-detail", "certificate")
 ERROR_ID, WRONG_ID = "25094001000052", "25094001000053"

@@ -48,7 +48,7 @@ def test_change_driven_silver_takes_a_backlog_in_page_bounded_batches_with_the_s
 
     from chispa import assert_df_equality
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
 
     days = (date(2025, 1, 6), date(2025, 1, 8))
     whole, batched = make_settings(tmp_path / "whole"), make_settings(tmp_path / "batched")

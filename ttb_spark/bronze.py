@@ -56,7 +56,7 @@ from ttb_spark.ttb_id import TTBId
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import Settings
 
 FETCH_THREADS = 16

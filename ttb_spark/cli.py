@@ -124,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _relayout(args: argparse.Namespace) -> int:
     """``ttb_spark relayout TABLE...``: :func:`ttb_spark.lakehouse.relayout` on each table named, all of
     them checked (declared, existing) before the first is rewritten."""
-    from ttb_spark import docs, lakehouse
+    from ttb_spark import lakehouse, tables
     from ttb_spark.settings import load_settings
     from ttb_spark.spark import get_spark
 
-    specs = {s.name: s for s in docs.package_tables()}
+    specs = tables.BY_NAME
     unknown = [t for t in args.tables if t not in specs]
     if unknown:
         raise SettingsError(f"unknown table {', '.join(map(repr, unknown))}; one of {', '.join(specs)}")

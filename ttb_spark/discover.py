@@ -48,7 +48,7 @@ from ttb_spark.ttb_id import TTBId
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import Settings
 
 log = logging.getLogger(__name__)

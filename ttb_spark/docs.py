@@ -1,18 +1,16 @@
 """Generated documentation: the data dictionary (``docs/tables.md``) from the TableSpec declarations,
 and the settings reference (``docs/settings.md``) from the settings model.
 
-Every table module of the package is imported so its TableSpecs register; tables declared
-elsewhere (tests) are left out. ``python -m ttb_spark tables`` and ``python -m ttb_spark settings``
-print them (``make docs`` writes both); tests/test_docs.py keeps the committed copies in sync.
+The tables are those of ``ttb_spark.tables``, the lakehouse's one list. ``python -m ttb_spark tables``
+and ``python -m ttb_spark settings`` print them (``make docs`` writes both); tests/test_docs.py keeps the
+committed copies in sync.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import io
-import sys
 import tokenize
 import tomllib
 import types
@@ -20,45 +18,14 @@ from datetime import date, datetime
 from importlib import resources
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from ttb_spark import lakehouse, settings
+from ttb_spark import lakehouse, settings, tables
 
-TABLE_MODULES = ("bronze", "silver", "reference", "gold", "audit", "locks")
 HEADER = (
     "# Data dictionary\n\n"
     "Generated from the table declarations (`lakehouse.TableSpec`) by `python -m ttb_spark tables`; "
     "do not edit by hand. Paths are relative to the lakehouse root (`TTB_LAKEHOUSE_ROOT`). "
     "The same table and column comments are set on the Delta tables.\n"
 )
-
-
-def _import_table_modules() -> None:
-    """Import every table module that exists (gold may be a package with submodules)."""
-    import pkgutil
-
-    for name in TABLE_MODULES:
-        try:
-            module = importlib.import_module(f"ttb_spark.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name in (f"ttb_spark.{name}", "ttb_spark"):
-                continue
-            raise
-        for sub in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=f"{module.__name__}."):
-            importlib.import_module(sub.name)
-
-
-def package_tables() -> list[lakehouse.TableSpec]:
-    """TableSpecs declared by modules of the package, sorted by name."""
-    _import_table_modules()
-    declared: set[int] = set()
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("ttb_spark.") or module is None:
-            continue
-        for value in vars(module).values():
-            if value is lakehouse.REGISTRY:  # every spec made in this process, a test's own included
-                continue
-            items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
-            declared.update(id(v) for v in items if isinstance(v, lakehouse.TableSpec))
-    return sorted((s for s in lakehouse.REGISTRY.values() if id(s) in declared), key=lambda s: s.name)
 
 
 def _cell(text: str) -> str:
@@ -86,7 +53,7 @@ def table_markdown(spec: lakehouse.TableSpec) -> str:
 
 def data_dictionary() -> str:
     """Markdown for every table of the package: comment, path, key, partitioning and columns."""
-    specs = package_tables()
+    specs = sorted(tables.ALL, key=lambda s: s.name)
     index = "\n".join(f"- [`{s.name}`](#{s.name.replace('.', '')})" for s in specs)
     return HEADER + "\n" + index + "\n\n" + "\n".join(table_markdown(s) for s in specs)
 

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 ROW_HASH = "row_hash"
 CHANGE_FEED = (("delta.enableChangeDataFeed", "true"),)  # TableSpec.properties of a table whose consumers read its changes
 DELETE = "_delete"  # merge_changes: source rows flagged true delete their target row
-REGISTRY: dict[str, TableSpec] = {}
 T = TypeVar("T")
 
 
@@ -63,7 +62,6 @@ class TableSpec:
             raise ValueError(f"{self.name}: key, partition, clustering or derived columns {missing} not in schema")
         if self.partition_by and self.cluster_by:
             raise ValueError(f"{self.name}: a Delta table is partitioned or clustered, not both")
-        REGISTRY[self.name] = self
 
     @property
     def layout(self) -> tuple[tuple[str, ...], tuple[str, ...]]:

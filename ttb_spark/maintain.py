@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ttb_spark import audit, docs, lakehouse
+from ttb_spark import audit, lakehouse, tables
 from ttb_spark.lakehouse import TableSpec, table_ref
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import Settings
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -37,12 +37,11 @@ KEEP_ALL = -1  # vacuum_hours: a pending change-feed version is gone from histor
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
     """OPTIMIZE, VACUUM and statistics over every existing table; counts of tables and live files."""
-    from ttb_spark.runner import progress
+    from ttb_spark.scope import progress
 
     root = settings.pipeline.lakehouse_root
     m = settings.maintenance
-    docs.package_tables()  # imports every table module: each declared table is in the registry
-    specs = [s for _, s in sorted(lakehouse.REGISTRY.items()) if lakehouse.table_exists(spark, s, root)]
+    specs = [s for s in sorted(tables.ALL, key=lambda s: s.name) if lakehouse.table_exists(spark, s, root)]
     pending = pending_versions(spark, root)
     counts = {"tables": len(specs), "files_before": 0, "files_after": 0, "vacuumed": 0, "retention_widened": 0, "analyzed": 0}
     analyze = m.compute_statistics

@@ -27,7 +27,7 @@ from ttb_spark.settings import RECEIPT_METHODS, Settings
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
 
 SEED_DIR = "data/reference"
 CLASS_TYPE_LOOKUP = "lookupProductClassTypeCode.do?action=search&display=all"

@@ -23,12 +23,12 @@ import importlib
 import sys
 import time
 import traceback
-import uuid
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from ttb_spark.partitions import Partition, chunks, date_range, partitions_for
+from ttb_spark.partitions import Partition, chunks
+from ttb_spark.scope import Scope, progress
 from ttb_spark.settings import Settings, SettingsError, load_settings
 
 JOBS: dict[str, tuple[str, ...]] = {
@@ -50,42 +50,6 @@ DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they 
 UNCHUNKED = ("reference", "maintain")  # jobs run once over the whole scope, not per chunk of dates
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 ERROR_CHARS = 4000
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What one job run covers: a receipt-date range x receipt methods x data types."""
-
-    start: date
-    end: date
-    receipt_methods: tuple[str, ...]
-    data_types: tuple[str, ...]
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    force: bool = False
-    rescan_days: int = 0
-    only: tuple[Partition, ...] = ()
-    since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
-    history_start: date | None = None  # the settings' partition start date before --since-last-run or chunks narrowed the range
-
-    @property
-    def dates(self) -> list[date]:
-        return list(date_range(self.start, self.end))
-
-    @property
-    def method_types(self) -> list[str]:
-        return [f"{m}-{t}" for m in self.receipt_methods for t in self.data_types]
-
-    def partitions(self) -> list[Partition]:
-        """The partitions in scope (just the one given with ``--partition`` when set)."""
-        if self.only:
-            return list(self.only)
-        return partitions_for(self.start, self.end, self.receipt_methods, self.data_types)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs: Any) -> Scope:
-        p = settings.pipeline
-        return cls(p.partition_start_date, p.end_date, tuple(p.receipt_methods), tuple(p.data_types),
-                   **{"history_start": p.partition_start_date, **kwargs})
 
 
 @dataclass
@@ -159,12 +123,6 @@ def registry(settings: Settings) -> Iterator[Settings]:
     with simulator.serving(scale=settings.extraction.simulator_scale, today=settings.extraction.simulator_today) as base_url:
         extraction = settings.extraction.model_copy(update={"registry_base_url": base_url})
         yield settings.model_copy(update={"extraction": extraction})
-
-
-def progress(message: str) -> None:
-    """One progress line on stderr (stdout stays for results)."""
-    sys.stderr.write(f"[ttb_spark {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()
 
 
 def _describe(scope: Scope) -> str:
@@ -366,20 +324,19 @@ def rejected_pages(spark: Any, root: str, scope: Scope) -> int:
     """Distinct pages of the scope's receipt dates quarantined in silver.rejects (0 without the table)."""
     from pyspark.sql import functions as F
 
-    from ttb_spark import lakehouse
+    from ttb_spark import lakehouse, silver
 
-    spec = lakehouse.REGISTRY.get("silver.rejects")
-    if spec is None or not lakehouse.table_exists(spark, spec, root):
+    if not lakehouse.table_exists(spark, silver.REJECTS, root):
         return 0
-    rows = lakehouse.read_table(spark, spec, root).where(F.col("receipt_date").between(scope.start, scope.end))
+    rows = lakehouse.read_table(spark, silver.REJECTS, root).where(F.col("receipt_date").between(scope.start, scope.end))
     return rows.select("ttb_id", "data_type").distinct().count()
 
 
 def written_tables(spark: Any, root: str) -> list[str]:
     """Names of the declared tables that exist under ``root``."""
-    from ttb_spark import lakehouse
+    from ttb_spark import lakehouse, tables
 
-    return sorted(name for name, spec in lakehouse.REGISTRY.items() if lakehouse.table_exists(spark, spec, root))
+    return sorted(spec.name for spec in tables.ALL if lakehouse.table_exists(spark, spec, root))
 
 
 CHANGE_DRIVEN = {"silver", "gold"}

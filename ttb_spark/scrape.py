@@ -290,7 +290,7 @@ def _detail_of(partition: Partition) -> Partition:
 
 
 def _progress(message: str) -> None:
-    from ttb_spark.runner import progress
+    from ttb_spark.scope import progress
 
     progress(message)
 

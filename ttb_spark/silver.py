@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import Settings
 
 DETAIL, CERTIFICATE = "cola-detail", "certificate"

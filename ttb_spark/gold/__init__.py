@@ -77,7 +77,7 @@ from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from ttb_spark.runner import Scope
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import Settings
 
 TABLES = (
@@ -91,10 +91,10 @@ __all__ = ["run", "build", "read_silver", "TABLES", "QualityCheckError"]
 
 
 def _silver_table(spark: SparkSession, root: str, name: str) -> DataFrame:
-    """A silver table by its TableSpec."""
-    from ttb_spark import silver  # noqa: F401  (registers the silver TableSpecs)
+    """A silver table by its name in the silver layer."""
+    from ttb_spark import silver
 
-    return lakehouse.read_table(spark, lakehouse.REGISTRY[f"silver.{name}"], root)
+    return lakehouse.read_table(spark, {"cola_details": silver.COLA_DETAILS, "cola_certificates": silver.COLA_CERTIFICATES}[name], root)
 
 
 def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame, DataFrame]:

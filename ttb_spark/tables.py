@@ -1,0 +1,28 @@
+"""Every table of the lakehouse, in one explicit list: what maintenance, the run summary, ``relayout``, the
+data dictionary and the tests mean by "every table". Each table is declared next to its transform (a
+``TableSpec`` in its layer's module) and listed here once; declaring a spec registers nothing, so a
+table is part of the lakehouse because it is in this list, not because its module happened to be
+imported. tests/test_docs.py fails when a package module declares a table this list leaves out.
+"""
+
+from __future__ import annotations
+
+from ttb_spark import audit, bronze, locks, reference, silver
+from ttb_spark.gold import consolidated, dimensions, facts, quality
+from ttb_spark.lakehouse import TableSpec
+
+ALL: tuple[TableSpec, ...] = (
+    # bronze: the raw pages and search answers as served, and what was scraped
+    bronze.PAGES, bronze.SCRAPE_MANIFEST, bronze.SEARCH_LISTINGS,
+    # silver: parsed records, quarantined pages, withdrawals
+    silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS, silver.WITHDRAWALS,
+    # gold
+    consolidated.CONSOLIDATED, reference.REFERENCE_DATA,
+    dimensions.DIM_DATES, dimensions.DIM_COMPANIES, dimensions.DIM_LOCATIONS, dimensions.DIM_PRODUCT_TYPES,
+    dimensions.COMPANY_DAYS, dimensions.COMPANY_STATS,
+    facts.FACT_PRODUCTS, facts.FACT_CERTIFICATES, facts.FACT_STATUS_CHANGES, facts.LABEL_DAYS,
+    quality.QUALITY_CHECKS,
+    # ops: run bookkeeping
+    audit.PIPELINE_RUNS, audit.WATERMARKS, locks.RUN_LOCKS, bronze.INGESTED_MANIFESTS,
+)  # fmt: skip
+BY_NAME: dict[str, TableSpec] = {spec.name: spec for spec in ALL}
