@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator
 
 from pyspark.sql.types import StringType, StructField, StructType
 
+import ttb_spark
 from ttb_spark import silver
 
-PAGES = Path(silver.__file__).resolve().parent / "data" / "pages"
+PAGES = Path(ttb_spark.__file__).resolve().parent / "data" / "pages"
 FILES = {"cola-detail": "detail.html", "certificate": "certificate.html"}
 RESULTS = Path(__file__).resolve().parent / "results"
 

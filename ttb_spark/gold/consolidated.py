@@ -16,7 +16,7 @@ from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, Str
 
 from ttb_spark.gold.layout import DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
 from ttb_spark.lakehouse import TableSpec, column
-from ttb_spark.silver import LABEL
+from ttb_spark.silver.tables import LABEL
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
