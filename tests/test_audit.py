@@ -67,8 +67,8 @@ def test_resume_and_since_last_run_read_the_rows(spark, tmp_path):
     # The failed run after the last success finished chunk 1; the killed run had other settings.
     assert audit.finished_chunks(runs, settings.fingerprint()) == {chunk1}
     assert audit.finished_chunks(runs, other.fingerprint()) == {chunk2}
-    assert audit.next_start(runs) == date(2024, 1, 8)
-    assert audit.read_runs(spark, root, "analytics") == [] and audit.next_start([]) is None
+    assert audit.next_start(runs, date(2024, 1, 2)) == date(2024, 1, 8)
+    assert audit.read_runs(spark, root, "analytics") == [] and audit.next_start([], date(2024, 1, 2)) == date(2024, 1, 2)
 
     resumed = _record(settings, "d", started_at=t0 + timedelta(hours=3)).chunk_done(*chunk1, {}).chunk_done(*chunk2, {}).finish(audit.SUCCEEDED)
     audit.write(spark, resumed, root)
@@ -80,3 +80,33 @@ def test_counts_of_chunks_add_up():
         "scrape": {"found": 5, "failed": 1},
         "bronze": {"inserted": 4},
     }
+
+
+def test_since_last_run_starts_at_the_first_day_no_finished_chunk_covers():
+    """Issue #23 (4): a run over later days (an ad-hoc ``discover --start/--end``, a ``--date`` run) does
+    not move the start past the days before it; chunks that overlap or touch join into one span."""
+    def run(*chunks: tuple[date, date]) -> dict:
+        return {"completed_chunks": [{"start": a, "end": b} for a, b in chunks]}
+
+    history = date(2024, 1, 2)
+    adhoc = run((date(2024, 2, 27), date(2024, 2, 29)))
+    assert audit.next_start([adhoc], history) == history
+    daily = run((date(2024, 1, 2), date(2024, 1, 8)), (date(2024, 1, 7), date(2024, 1, 14)))
+    assert audit.next_start([adhoc, daily], history) == date(2024, 1, 15)
+    assert audit.next_start([adhoc, daily, run((date(2024, 1, 15), date(2024, 2, 26)))], history) == date(2024, 3, 1)
+    assert audit.next_start([run((date(2023, 12, 1), date(2024, 1, 3)))], history) == date(2024, 1, 4)
+
+
+def test_an_adhoc_discover_leaves_the_daily_runs_start_at_the_history(spark, tmp_path):
+    """Issue #23 (4), as a user met it: a first-ever ``discover --start 2024-02-27 --end 2024-02-29``, then
+    the scheduled ``daily --since-last-run`` on 2024-03-01 lists from the history's first date, not 02-28."""
+    from ttb_spark import cli, runner
+
+    settings = make_settings(tmp_path)
+    root = settings.pipeline.lakehouse_root
+    adhoc = audit.RunRecord.start("adhoc", "discover", {"start": date(2024, 2, 27), "end": date(2024, 2, 29)}, settings,
+                                  range_start=date(2024, 2, 27), range_end=date(2024, 2, 29), chunks_total=1)
+    audit.write(spark, adhoc.chunk_done(date(2024, 2, 27), date(2024, 2, 29), {}).finish(audit.SUCCEEDED), root)
+    args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-01", "--lakehouse-root", root])
+    _, scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    assert (scope.start, scope.end) == (settings.pipeline.partition_start_date, date(2024, 3, 1))

@@ -3,8 +3,8 @@
 A run writes its row when it starts (status ``running``), after every finished chunk (so a
 crash still leaves the chunks it finished on record) and when it ends (``succeeded`` or
 ``failed`` with the error). The table also answers the two questions the runner asks before
-it starts: which chunks of an interrupted run are already done (resume), and the last receipt
-date a run of a job covered (``--since-last-run`` of the raw jobs).
+it starts: which chunks of an interrupted run are already done (resume), and the first date no
+finished chunk of the job's runs covers since the history's start (``--since-last-run``).
 
 ``ops.watermarks`` records, per consuming stage and source table, the source's Delta version the
 stage has processed through: silver reads bronze.pages' changes after it, gold the silver
@@ -62,7 +62,7 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("chunks_total", IntegerType(), "Backfill chunks the range was split into."),
             column("chunks_skipped", IntegerType(), "Chunks already finished by an interrupted earlier run with the same job and settings, not redone."),
             column("completed_chunks", ArrayType(_CHUNK), "Receipt-date ranges this run (or the runs it resumed) finished, every stage included."),
-            column("covered_through", DateType(), "Last receipt date of the finished chunks; --since-last-run starts the day after the latest."),
+            column("covered_through", DateType(), "Last date of the run's finished chunks (receipt dates; completed dates for discover/daily)."),
             column("counts", MapType(StringType(), MapType(StringType(), LongType())), "Per stage, the stage's row and outcome counts summed over the run's chunks."),
             column("changes", MapType(StringType(), ArrayType(StringType())),
                    f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; the totals are in counts, under changes)."),
@@ -231,10 +231,17 @@ def finished_chunks(runs: list[dict[str, Any]], fingerprint: str) -> set[tuple[d
     return done
 
 
-def next_start(runs: list[dict[str, Any]]) -> date | None:
-    """The day after the last receipt date any run of the job finished (None: never ran)."""
-    covered = [run["covered_through"] for run in runs if run["covered_through"] is not None]
-    return max(covered) + timedelta(days=1) if covered else None
+def next_start(runs: list[dict[str, Any]], history_start: date) -> date:
+    """The first date from ``history_start`` on that no finished chunk of ``runs`` covers (any status: a
+    finished chunk is done). The chunks are joined into one span from the history's start, so a run over
+    a later range (an ad-hoc ``discover --start/--end``, a ``--date`` run) never lets ``--since-last-run``
+    skip the days before it; ``history_start`` itself when nothing covers it."""
+    cursor = history_start
+    for start, end in sorted((c["start"], c["end"]) for run in runs for c in run["completed_chunks"] or ()):
+        if start > cursor:
+            break
+        cursor = max(cursor, end + timedelta(days=1))
+    return cursor
 
 
 def read_watermarks(spark: SparkSession, lakehouse_root: str, stage: str) -> dict[str, int]:

@@ -63,7 +63,7 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     if stage == "maintain":
         p.add_argument("--vacuum-retention-hours", type=int, metavar="H", help="VACUUM keeps files of the last H hours (TTB_VACUUM_RETENTION_HOURS, >= 168)")
     if stage not in ("reference", "maintain"):
-        p.add_argument("--since-last-run", action="store_true", help="start after the last receipt date a successful run of this job finished")
+        p.add_argument("--since-last-run", action="store_true", help="start at the first date since TTB_PARTITION_START_DATE that no run of this job finished (discover/daily: with an overlap)")
         p.add_argument("--chunk-days", type=int, help="backfill chunk size in days (TTB_BACKFILL_CHUNK_DAYS)")
 
 

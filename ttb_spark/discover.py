@@ -9,8 +9,9 @@ part is under the cap, and every split must account for its window's whole total
 cannot be split further fails the stage, naming it.
 
 Each listed ID is fetched (detail, then certificate, through the same polite client and into the
-same page keys as the walk) when it is new — no stored detail page that a complete manifest names
-(bronze.pages, or a discovery manifest not ingested yet) — or its completed date moved
+same page keys as the walk) when it is new — not both of its pages stored and named by a complete
+manifest (bronze.pages, or a discovery manifest not ingested yet): a certificate that failed while
+its detail page was stored is fetched on the next run — or its completed date moved
 past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
 change. A withdrawn record is no longer listed: each run also re-lists the
 ``TTB_DISCOVERY_SWEEP_DAYS`` before its range (never before ``TTB_PARTITION_START_DATE``, where the
@@ -289,7 +290,7 @@ def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawS
 
 
 def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], int, int]:
-    """(IDs to fetch, how many are new, how many moved): no stored detail page, or a completed date past the last listed."""
+    """(IDs to fetch, how many are new, how many moved): not both pages held, or a completed date past the last listed."""
     ids, new, moved = [], 0, 0
     for row in listed:
         ttb_id = TTBId(row.ttb_id)
@@ -302,13 +303,18 @@ def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Ca
     return ids, new, moved
 
 
-def stored_details(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
-    """Which of ``ids`` have a stored detail page (one listing per receipt day and method)."""
-    stored: set[str] = set()
-    for day, method in sorted({(i.receipt_date, i.receipt_method) for i in ids}):
-        prefix = storage.partition_prefix("pages", Partition(day, method, "cola-detail"))
-        stored.update(k.rsplit("/", 1)[1].removesuffix(".html") for k in store.list(prefix))
-    return stored
+def stored_records(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
+    """Which of ``ids`` have both pages stored, detail and certificate (one listing per receipt day, method
+    and page kind): an ID whose certificate failed while its detail page was stored is fetched again."""
+    wanted = sorted(set(ids))
+    both = {str(i) for i in wanted}
+    for data_type in DATA_TYPES:
+        stored: set[str] = set()
+        for day, method in sorted({(i.receipt_date, i.receipt_method) for i in wanted}):
+            prefix = storage.partition_prefix("pages", Partition(day, method, data_type))
+            stored.update(k.rsplit("/", 1)[1].removesuffix(".html") for k in store.list(prefix))
+        both &= stored
+    return both
 
 
 def sweep_start(first: date, sweep_days: int, history_start: date) -> date:
@@ -317,9 +323,9 @@ def sweep_start(first: date, sweep_days: int, history_start: date) -> date:
     return max(first - timedelta(days=sweep_days), min(history_start, first))
 
 
-def recorded_details(spark: SparkSession, settings: Settings, store: storage.RawStore, ids: set[str]) -> set[str]:
-    """Which of ``ids`` (IDs with a stored detail page) a complete manifest names as public: held in
-    bronze.pages and not withdrawn, or found in a complete discovery manifest bronze has not ingested
+def recorded_records(spark: SparkSession, settings: Settings, store: storage.RawStore, ids: set[str]) -> set[str]:
+    """Which of ``ids`` (IDs with both pages stored) a complete manifest names as public, both pages: held
+    in bronze.pages and not withdrawn, or found in a complete discovery manifest bronze has not ingested
     yet. A page stored by a run killed before it wrote its manifest is in neither, so it is fetched
     again rather than never ingested; so is a withdrawn one listed again (public again: reinstated)."""
     from pyspark.sql import functions as F
@@ -332,17 +338,19 @@ def recorded_details(spark: SparkSession, settings: Settings, store: storage.Raw
     tids = [TTBId(i) for i in sorted(ids)]
     pages = lakehouse.read_table(spark, bronze.PAGES, root).where(
         F.col("receipt_date").isin(sorted({t.receipt_date for t in tids}))
-        & F.col("method_type").isin(sorted({f"{t.receipt_method}-cola-detail" for t in tids}))
-        & (F.col("data_type") == "cola-detail") & F.col("withdrawn_at").isNull()
+        & F.col("method_type").isin(sorted({f"{t.receipt_method}-{d}" for t in tids for d in DATA_TYPES}))
+        & F.col("withdrawn_at").isNull()
     )
     wanted = spark.createDataFrame([(str(t),) for t in tids], "ttb_id string")
-    held = {r[0] for r in pages.join(wanted, "ttb_id", "left_semi").select("ttb_id").collect()}
+    held: dict[str, set[str]] = {}
+    for r in pages.join(wanted, "ttb_id", "left_semi").select("ttb_id", "data_type").collect():
+        held.setdefault(r[0], set()).add(r[1])
     for key in bronze.pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS):
         for line in store.get(key).decode("utf-8").splitlines():
             entry = json.loads(line)
-            if entry["data_type"] == "cola-detail" and entry["outcome"] == "found" and entry["ttb_id"] in ids:
-                held.add(entry["ttb_id"])
-    return held
+            if entry["outcome"] == "found" and entry["ttb_id"] in ids:
+                held.setdefault(entry["ttb_id"], set()).add(entry["data_type"])
+    return {i for i, kinds in held.items() if kinds >= set(DATA_TYPES)}
 
 
 def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
@@ -372,9 +380,9 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
-        stored = stored_details(store, (TTBId(i) for i in listed))
+        stored = stored_records(store, (TTBId(i) for i in listed))
         if spark is not None:
-            stored = recorded_details(spark, settings, store, stored)
+            stored = recorded_records(spark, settings, store, stored)
         ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
         ids += gone
         lines = fetcher.fetch(ids, {r.ttb_id: r.completed_date for r in rows})

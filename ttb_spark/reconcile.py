@@ -75,7 +75,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     counts = {"walked": len(walked), "listed": len(listed), "listed_not_walked": 0, "walked_not_listed": 0}
     counts |= differences(walked, listed)
     missing = listed - walked
-    stored = discover.stored_details(store, (TTBId(i) for i in missing))
+    stored = discover.stored_records(store, (TTBId(i) for i in missing))
     ids = sorted(TTBId(i) for i in (missing - stored) | (walked - listed))
     fetcher = discover.Fetcher(settings, store, scope.run_id)
     try:

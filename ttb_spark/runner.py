@@ -345,24 +345,24 @@ CHANGE_DRIVEN = {"silver", "gold"}
 def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
     """Scope for ``--since-last-run``. Silver and gold then process everything that changed since
     their last successful run (their change watermarks, whatever the receipt dates): a job of only
-    those stages runs once, its nominal range being today. Scrape and bronze take a range: the day
-    after the last receipt date a run of ``job`` covered (the settings' start date if none did) to
-    the settings' end date, else today; an empty range (everything covered) plans no chunk."""
+    those stages runs once, its nominal range being today. Scrape and bronze take a range: the first
+    receipt date from the settings' start date on that no finished chunk of a ``job`` run covers
+    (:func:`audit.next_start`) to the settings' end date, else today; an empty range (everything
+    covered) plans no chunk."""
     from ttb_spark import audit
 
     root = settings.pipeline.lakehouse_root
     today = datetime.now(timezone.utc).date()
+    history = settings.pipeline.partition_start_date
     if job in DISCOVERY_JOBS:
-        # discovery's watermark: the last completed date any discovery run covered, re-listed with an overlap
+        # discovery's watermark: the end of the completed dates discovery runs covered without a gap from
+        # the history's first date, re-listed with an overlap that never reaches before that date
         runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
-        start = audit.next_start(runs)
-        if start is not None:  # the overlap never reaches before the history's first date
-            start = max(start - timedelta(days=settings.extraction.discovery_overlap_days), settings.pipeline.partition_start_date)
+        start = max(audit.next_start(runs, history) - timedelta(days=settings.extraction.discovery_overlap_days), history)
     elif set(JOBS[job]) <= CHANGE_DRIVEN:
         return with_range(settings, today, today), replace(scope, start=today, end=today, since_last_run=True)
     else:
-        start = audit.next_start(audit.read_runs(spark, root, job))
-    start = start or settings.pipeline.partition_start_date
+        start = audit.next_start(audit.read_runs(spark, root, job), history)
     end = settings.pipeline.partition_end_date or today
     return with_range(settings, start, end), replace(scope, start=start, end=end, since_last_run=True)
 

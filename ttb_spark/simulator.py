@@ -108,6 +108,7 @@ class Faults:
     captcha: float = 0.0  # a CAPTCHA challenge page
     first_hits: int | None = None  # faults strike only a page's first N requests (None: every request)
     retry_after: int = 1  # seconds announced with a 429
+    data_types: tuple[str, ...] = ()  # faults strike only these requests ("cola-detail", "certificate", "search"); (): all
 
     KINDS = ("reset", "rate_limit", "server_error", "session_timeout", "captcha", "truncate")
 
@@ -694,7 +695,7 @@ class RegistrySimulator:
 
     def _fault(self, ttb_id: str, data_type: str, hit: int) -> str | None:
         f = self.faults
-        if f.first_hits is not None and hit > f.first_hits:
+        if (f.first_hits is not None and hit > f.first_hits) or (f.data_types and data_type not in f.data_types):
             return None
         for kind in Faults.KINDS:
             probability = getattr(f, kind)
