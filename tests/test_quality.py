@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from ttb_spark import lakehouse
 from ttb_spark.gold import quality
 
 D1, D2 = date(2024, 1, 2), date(2024, 1, 3)
@@ -69,3 +70,15 @@ def test_approval_drift_flags_a_day_far_from_its_trailing_baseline():
     assert not high.passed and high.blocking
     short = quality.approval_drift({start: 400, day: 3}, 28, 3.0, blocking=False)
     assert short.passed and "too short" in short.detail
+
+
+def test_each_chunk_of_a_run_keeps_its_own_check_results(spark, tmp_path):
+    """Issue #23 (8): a multi-chunk run writes its checks once per chunk (gold runs per chunk); the later
+    chunk's results sit beside the earlier chunk's, and writing a chunk's results again changes nothing."""
+    root = str(tmp_path / "lakehouse")
+    result = quality.CheckResult("pk:gold.ttb_consolidated", "gold.ttb_consolidated", True, 0, "one row per TTB ID")
+    first, second = "2024-01-02..2024-01-08 (7 receipt dates)", "2024-01-09..2024-01-15 (7 receipt dates)"
+    for scope in (first, second, second):
+        lakehouse.merge_upsert(spark, quality.to_frame(spark, "run-1", [result], scope), quality.QUALITY_CHECKS, root)
+    rows = lakehouse.read_table(spark, quality.QUALITY_CHECKS, root).collect()
+    assert sorted((r.run_id, r.scope, r.check_name) for r in rows) == [("run-1", s, result.name) for s in (first, second)]

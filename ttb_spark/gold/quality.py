@@ -9,7 +9,7 @@ Checks against sources the batch was not built from: bronze pages found vs gold 
 day (:func:`found_vs_gold`), dimension keys of the previously published state still there while
 facts reference them (:func:`published_keys_kept`), freshness (:func:`freshness`) and the drift of
 daily approvals (:func:`approval_drift`).
-The gold stage MERGEs the results into ``gold.quality_checks`` (one row per run and check)
+The gold stage MERGEs the results into ``gold.quality_checks`` (one row per run, receipt-date scope and check)
 and, when a blocking check failed (unless ``TTB_BLOCKING_QUALITY_CHECKS`` is false), restores the
 gold tables to their published state and fails the job.
 """
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 QUALITY_CHECKS = TableSpec(
     name="gold.quality_checks",
-    comment="Results of the gold quality checks: one row per run and check (an audit log; blocking failures fail the job).",
-    keys=("run_id", "check_name"),
+    comment="Results of the gold quality checks: one row per run, receipt-date scope and check (a run of several chunks checks each; an audit log; blocking failures fail the job).",
+    keys=("run_id", "scope", "check_name"),
     schema=StructType([
         column("run_id", StringType(), "the job run", False),
         column("check_name", StringType(), "the check, e.g. fk:gold.fact_products.company_key", False),
