@@ -132,6 +132,17 @@ def test_relayout_onto_a_derived_partition_column_computes_it_and_keeps_every_ro
     assert lakehouse.read_table(spark, monthly, root).where("id = 'c'").first().month == date(2024, 3, 1)
 
 
+def test_merge_changes_with_nothing_to_delete_upserts_and_a_rerun_commits_nothing(spark, root):
+    rows = spark.createDataFrame([("a", date(2024, 1, 2), 1), ("b", date(2024, 1, 3), 2)], "id string, day date, size int")
+    assert lakehouse.merge_changes(spark, rows, None, spec(), root) == {"inserted": 2, "updated": 0, "deleted": 0}
+    version = lakehouse.current_version(spark, spec(), root)
+    assert lakehouse.merge_changes(spark, rows, None, spec(), root) == {"inserted": 0, "updated": 0, "deleted": 0}
+    assert lakehouse.current_version(spark, spec(), root) == version
+    changed = spark.createDataFrame([("a", date(2024, 1, 2), 5)], "id string, day date, size int")
+    assert lakehouse.merge_changes(spark, changed, None, spec(), root, prune={"day": [date(2024, 1, 2)]}) == {"inserted": 0, "updated": 1, "deleted": 0}
+    assert sorted((r.id, r.size) for r in lakehouse.read_table(spark, spec(), root).collect()) == [("a", 5), ("b", 2)]
+
+
 def test_relayout_command_moves_an_old_consolidated_table_to_receipt_months_and_checks_every_name_first(spark, tmp_path, monkeypatch, capsys):
     """The upgrade of a lakehouse from before the receipt-month layout: the job refuses the old table, naming
     the command; the command with a bad name touches nothing; then it rewrites the table and the job accepts it."""

@@ -33,7 +33,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from ttb_spark import lakehouse, reference
 from ttb_spark.settings import RECEIPT_METHODS
@@ -161,8 +160,6 @@ def _merge(
 ) -> None:  # fmt: skip
     """MERGE ``df`` (and delete the keys in ``deletes``) into ``spec`` via lakehouse.merge_changes,
     which skips a MERGE that would change nothing; counts as ``<name>_inserted`` ..."""
-    if deletes is None:
-        deletes = df.sparkSession.createDataFrame([], StructType([spec.schema[k] for k in spec.keys]))
     result = lakehouse.merge_changes(spark, df, deletes, spec, root, prune=prune)
     counts.update({f"{name}_{k}": v for k, v in result.items()})
 
