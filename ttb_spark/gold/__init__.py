@@ -275,11 +275,14 @@ def _write_and_check(
         "ttb_id", "receipt_date", "status", "permit_number", "detail_fetched_at", "certificate_fetched_at"
     )
     removed = removed.localCheckpoint()
+    # removed from ttb_consolidated but not from the facts: what a run killed between those MERGEs left
+    orphans = _orphaned_facts(spark, root, scope, affected, batch, stored).localCheckpoint()
     try:
         per_day = batch.groupBy("receipt_date").count().collect()
         counts["colas"] = sum(r["count"] for r in per_day)
         gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
-        dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates))
+        orphan_dates = [r[0] for r in orphans.select("receipt_date").distinct().collect()]
+        dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates))
         if not dates:
             return None
         counts["colas_removed"] = removed.count()
@@ -292,7 +295,12 @@ def _write_and_check(
         changes = events.localCheckpoint()
         _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
         _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
-        _build_dimensions_and_facts(spark, settings, batch, removed, ref, changes, dates, counts)
+        gone = removed.select(*orphans.columns).unionByName(orphans)
+        # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
+        # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
+        touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
+        recorded = _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
+        _build_dimensions_and_facts(spark, settings, batch, gone, ref, recorded, dates, counts)
         changes.unpersist()
     finally:
         batch.unpersist()
@@ -303,6 +311,29 @@ def _write_and_check(
     counts["checks_failed"] = sum(not r.passed and r.blocking for r in results)
     counts["checks_warned"] = sum(not r.passed and not r.blocking for r in results)  # failed, non-blocking
     return results
+
+
+def _orphaned_facts(
+    spark: SparkSession, root: str, scope: Scope, affected: DataFrame | None, batch: DataFrame, stored: DataFrame,
+) -> DataFrame:  # fmt: skip
+    """(ttb_id, receipt_date, permit_number) of the COLAs of the build's scope still in fact_products or
+    fact_certificates that neither the batch nor ttb_consolidated holds: ttb_consolidated's MERGE (with the
+    removals) commits before the facts', so a run killed between them leaves the removed COLAs in the facts
+    only, their removal events already recorded. Deleted from the facts and their permits' day rows now,
+    without new events, the rerun ends where an uninterrupted run ends instead of failing its checks."""
+    def keys(spec: lakehouse.TableSpec) -> DataFrame:
+        rows = lakehouse.read_table(spark, spec, root)
+        if affected is None:
+            method = F.substring("ttb_id", 6, 3)  # the TTB ID's receipt method (YYJJJ RRR SSSSSS)
+            return rows.where(in_receipt_range(scope.start, scope.end) & method.isin(list(scope.receipt_methods)))
+        affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
+        return _in_dates(rows, affected_dates).join(F.broadcast(affected.select("ttb_id").distinct()), "ttb_id", "left_semi")
+
+    products = keys(FACT_PRODUCTS).select("ttb_id", "receipt_date", "permit_number")
+    certificates = keys(FACT_CERTIFICATES).select("ttb_id", "receipt_date").join(products.select("ttb_id"), "ttb_id", "left_anti")
+    in_facts = products.unionByName(certificates.withColumn("permit_number", F.lit(None).cast("string")))
+    held = batch.select("ttb_id").unionByName(stored.select("ttb_id"))
+    return in_facts.join(held, "ttb_id", "left_anti")
 
 
 def _listings(spark: SparkSession, root: str, batch: DataFrame, dates: list[date]) -> DataFrame:
@@ -329,9 +360,10 @@ def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: 
 
 def _build_dimensions_and_facts(
     spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, ref: DataFrame,
-    changes: DataFrame, dates: list[date], counts: dict[str, int],
+    events: DataFrame, dates: list[date], counts: dict[str, int],
 ) -> None:  # fmt: skip
-    """Dimensions and facts of the batch, from the day rows of its permits and brands (gold.company_days,
+    """Dimensions and facts of the batch (``events``: the recorded status events of the COLAs touched, whose
+    dates dim_dates covers), from the day rows of its permits and brands (gold.company_days,
     gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
     COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
     the facts' old flags were computed from. Without them (a new lakehouse, or one from before them) they
@@ -402,7 +434,7 @@ def _build_dimensions_and_facts(
         (products, ("receipt_date", "application_date", "approval_date")),
         (certs, ("application_date", "issued_date", "expiration_date")),
         (companies, ("valid_from", "valid_until")),
-        (changes, ("observed_at",)),
+        (events, ("observed_at",)),
     ])
     years = range(settings.analytics.min_valid_date.year, date.today().year + HOLIDAY_YEARS_AHEAD + 1)
     _merge(counts, "dim_dates", spark, dim_dates(calendar, federal_holidays(spark, years)), DIM_DATES, root)
