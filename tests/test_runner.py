@@ -145,3 +145,20 @@ def test_audit_failure_is_reported_beside_the_jobs_own_result(spark, tmp_path, c
     summary = capsys.readouterr().out
     assert "ttb_spark gold: FAILED" in summary and "ttb_reference_data" in summary.split("  error     ")[1].splitlines()[0]
     assert "audit     NOT RECORDED" in summary
+
+
+def test_a_run_whose_silver_or_gold_follows_change_watermarks_claims_every_date():
+    """Issue #23 (5): ``pipeline --since-last-run`` runs in receipt-date chunks, but its silver and gold
+    process changes on any receipt date, so it claims every date, as analytics and daily do; a job without
+    silver or gold, or a run over an explicit range, claims its range."""
+    from dataclasses import replace
+
+    from ttb_spark import locks
+
+    scope = runner.Scope(date(2024, 3, 1), date(2024, 3, 4), ("001",), ("cola-detail",), since_last_run=True)
+    for job in ("pipeline", "analytics", "silver", "gold", "daily", "discover"):
+        claim = runner.run_claim(job, scope)
+        assert (claim.start, claim.end) == locks.EVERY_DATE, job
+    for job, job_scope in (("raw", scope), ("scrape", scope), ("bronze", scope), ("pipeline", replace(scope, since_last_run=False))):
+        claim = runner.run_claim(job, job_scope)
+        assert (claim.start, claim.end) == (date(2024, 3, 1), date(2024, 3, 4)), job

@@ -172,12 +172,13 @@ def serial(spark: Any, settings: Settings, scope: Scope, stage: str, job: str) -
 
 def run_claim(job: str, scope: Scope) -> Any:
     """The receipt dates a run of ``job`` claims (locks.Claim): its range, or every date when its
-    silver and gold follow change watermarks; none for a job that writes no dated table."""
+    silver or gold stage follows change watermarks (``--since-last-run``: they process changes on any
+    receipt date, whatever the range); none for a job that writes no dated table."""
     from ttb_spark import locks
 
     if job in UNCHUNKED:
         return None
-    every = job in DISCOVERY_JOBS or (scope.since_last_run and set(JOBS[job]) <= CHANGE_DRIVEN)
+    every = job in DISCOVERY_JOBS or (scope.since_last_run and bool(set(JOBS[job]) & CHANGE_DRIVEN))
     return locks.Claim(locks.DATES, scope.run_id, job, *(locks.EVERY_DATE if every else (scope.start, scope.end)))
 
 
