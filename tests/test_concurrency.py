@@ -55,6 +55,29 @@ def test_overlapping_claims_are_refused_naming_the_holder_disjoint_ones_granted(
     locks.acquire(spark, settings, _claim(DAY_B, DAY_B))  # released: granted
 
 
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Tokyo"])
+def test_claims_are_timed_in_utc_whatever_the_sessions_time_zone(spark, tmp_path, zone):
+    """Issue #23 (9): a live claim (heartbeat a minute old) stays live and a stale one (31 minutes) lapses in a
+    session whose time zone is not UTC; the heartbeat a refresh writes is now, as an instant."""
+    settings = _settings(tmp_path, lock_stale_minutes=30)
+    now = datetime.now(timezone.utc)
+    live, stale = _claim(DAY_A, DAY_A), _claim(DAY_B, DAY_B)
+    _plant(spark, tmp_path, live, "another-host", 1, now - timedelta(minutes=1))
+    _plant(spark, tmp_path, stale, "another-host", 1, now - timedelta(minutes=31))
+    previous = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", zone)
+    try:
+        with pytest.raises(locks.RunLocked, match=live.run_id):
+            locks.acquire(spark, settings, _claim(DAY_A, DAY_A))
+        mine = _claim(DAY_B, DAY_B)
+        locks.acquire(spark, settings, mine)  # the stale claim lapsed
+        locks.refresh(spark, str(tmp_path), mine.run_id)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous)
+    beat = lakehouse.read_table(spark, locks.RUN_LOCKS, str(tmp_path)).where(f"run_id = '{mine.run_id}'").first().heartbeat_at
+    assert abs(beat.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc)) < timedelta(minutes=5)  # read back in UTC
+
+
 def test_a_crashed_runs_claim_lapses(spark, tmp_path):
     settings = _settings(tmp_path, lock_stale_minutes=30)
     now = datetime.now(timezone.utc)

@@ -123,11 +123,11 @@ def _try_acquire(spark: SparkSession, root: str, claim: Claim, stale: timedelta)
 
     lakehouse.ensure_table(spark, RUN_LOCKS, root)
     now = datetime.now(timezone.utc)
-    cutoff = (now - stale).strftime("%Y-%m-%d %H:%M:%S")
+    cutoff = _instant(now - stale)
     row = (claim.claim, claim.run_id, claim.job, claim.start, claim.end, socket.gethostname(), os.getpid(), now, now)
     source = spark.createDataFrame([row], RUN_LOCKS.schema)
     live = (f"t.claim = s.claim AND t.range_start <= s.range_end AND s.range_start <= t.range_end "
-            f"AND t.heartbeat_at >= TIMESTAMP {sql_string(cutoff)}")  # fmt: skip
+            f"AND t.heartbeat_at >= {cutoff}")  # fmt: skip
     spark.sql(
         f"MERGE INTO {lakehouse.table_ref(RUN_LOCKS, root)} AS t USING {{source}} AS s "
         f"ON ({live}) OR (t.claim = s.claim AND t.run_id = s.run_id) WHEN NOT MATCHED THEN INSERT *",
@@ -138,8 +138,14 @@ def _try_acquire(spark: SparkSession, root: str, claim: Claim, stale: timedelta)
     if mine:
         return []
     others = locks.where(f"range_start <= DATE '{claim.end}' AND DATE '{claim.start}' <= range_end "
-                         f"AND heartbeat_at >= TIMESTAMP {sql_string(cutoff)}")
+                         f"AND heartbeat_at >= {cutoff}")
     return [r.asDict() for r in others.orderBy("acquired_at").collect()]
+
+
+def _instant(moment: datetime) -> str:
+    """A SQL TIMESTAMP literal of the aware ``moment`` with its UTC offset: the same instant whatever the
+    session's time zone (a literal without one is read in the session's zone)."""
+    return f"TIMESTAMP {sql_string(moment.astimezone(timezone.utc).isoformat())}"
 
 
 def _describe(holder: dict[str, Any]) -> str:
@@ -184,8 +190,8 @@ def refresh(spark: SparkSession, root: str, run_id: str) -> None:
     _BEATS[(root, run_id)] = time.monotonic()
     where = _held(spark, root, (run_id,))
     if where:
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
-        spark.sql(f"UPDATE {lakehouse.table_ref(RUN_LOCKS, root)} SET heartbeat_at = TIMESTAMP {sql_string(now)} WHERE {where}").collect()
+        now = _instant(datetime.now(timezone.utc))
+        spark.sql(f"UPDATE {lakehouse.table_ref(RUN_LOCKS, root)} SET heartbeat_at = {now} WHERE {where}").collect()
 
 
 @lakehouse.retry_on_conflict
