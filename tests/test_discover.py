@@ -85,6 +85,24 @@ def test_a_certificate_that_failed_is_fetched_on_the_next_run(tmp_path):
     assert again["fetched_ids"] == len(listed) and again["pages_failed"] == 0
 
 
+def test_a_later_chunk_of_a_run_re_lists_no_day_before_its_range(tmp_path):
+    """Issue #23 (10): the withdrawal sweep re-lists the days before a run once, in its first chunk; a later
+    chunk (``sweep=False``, as the runner passes it) lists its own days only."""
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        history = DAY - timedelta(days=20)
+        first = discover.discover(settings, "chunk-1", DAY - timedelta(days=1), DAY - timedelta(days=1), history_start=history)
+        second = discover.discover(settings, "chunk-2", DAY, DAY, history_start=history, sweep=False)
+
+    def searched(run_id: str) -> set[date]:
+        keys = (k for k in store.list("search/completed_date=") if f"/run_id={run_id}/" in k)
+        return {date.fromisoformat(re.search(r"completed_date=([\d-]+)/", k).group(1)) for k in keys}
+
+    assert first["swept"] > 0 and min(searched("chunk-1")) == history
+    assert second["swept"] == 0 and searched("chunk-2") == {DAY}
+
+
 def _daily(settings, sim, day: date, capsys) -> None:
     sim.today = day
     argv = ["daily", "--env", "test", "--date", day.isoformat(), "--registry-url", sim.base_url,

@@ -354,9 +354,11 @@ def recorded_records(spark: SparkSession, settings: Settings, store: storage.Raw
 
 
 def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
-             history_start: date | None = None) -> dict[str, int]:
+             history_start: date | None = None, sweep: bool = True) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
-    reaches back no further than ``history_start`` (default: the settings' partition start date)."""
+    reaches back no further than ``history_start`` (default: the settings' partition start date). Without
+    ``sweep`` (a run's later chunks: its first chunk re-listed those days, and the earlier chunks listed
+    the days since) no day before ``first`` is re-listed."""
     store = storage.raw_store(settings)
     fetcher = Fetcher(settings, store, run_id)
     searcher = fetcher.clients[0]
@@ -365,7 +367,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         answers: list[tuple[SearchAnswer, bool]] = []
         swept: set[str] = set()
         sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days,
-                                  history_start or settings.pipeline.partition_start_date)
+                                  history_start or settings.pipeline.partition_start_date) if sweep else first
         for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
             rows, got = list_completed(searcher.search, window)
             answers += got
@@ -405,4 +407,4 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
     """The stage: discover over the scope's dates, read as completed dates, sweeping back to the history's start."""
-    return discover(settings, scope.run_id, scope.start, scope.end, spark, scope.history_start)
+    return discover(settings, scope.run_id, scope.start, scope.end, spark, scope.history_start, scope.sweep)

@@ -266,13 +266,15 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         if claim is not None:
             locks.acquire(spark, settings, claim)
         with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
+            swept = False  # the withdrawal sweep re-lists the days before the run once, in the first chunk it runs
             for number, (start, end) in enumerate(chunk_list, 1):
                 label = f" [chunk {number}/{len(chunk_list)} {start}..{end}]" if len(chunk_list) > 1 else ""
                 if (start, end) in done:
                     progress(f"{job}{label}: finished by an earlier run, skipped")
                     record = record.chunk_done(start, end, {})
                     continue
-                chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end))
+                chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end), sweep=not swept)
+                swept = True
                 chunk_settings = with_range(live, start, end)
                 counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)

@@ -31,6 +31,7 @@ class Scope:
     only: tuple[Partition, ...] = ()
     since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
     history_start: date | None = None  # the settings' partition start date before --since-last-run or chunks narrowed the range
+    sweep: bool = True  # discovery re-lists the withdrawal sweep's days before the range: only a run's first chunk does
 
     @property
     def dates(self) -> list[date]:
