@@ -208,7 +208,7 @@ def read_runs(spark: SparkSession, lakehouse_root: str, job: str) -> list[dict[s
     rows = (
         lakehouse.read_table(spark, PIPELINE_RUNS, lakehouse_root)
         .where(F.col("job") == job)
-        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks", "covered_through")
+        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks")
         .orderBy(F.col("started_at").desc())
         .collect()
     )
