@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from pyspark.sql import functions as F
 
@@ -258,16 +258,23 @@ def _write_and_check(
     """The build's writes, then its checks (recorded in gold.quality_checks); None when the batch is empty."""
     root = settings.pipeline.lakehouse_root
     ref = reference.read(spark, settings).persist()
-    stored = lakehouse.read_table(spark, CONSOLIDATED, root)
     if affected is None:
-        in_scope = in_receipt_range(scope.start, scope.end) & F.col("receipt_method").isin(list(scope.receipt_methods))
-        stored = stored.where(in_scope)
+        # the TTB ID's receipt method (YYJJJ RRR SSSSSS): fact_certificates has no receipt_method column
+        in_scope = in_receipt_range(scope.start, scope.end) & F.substring("ttb_id", 6, 3).isin(list(scope.receipt_methods))
+
+        def of_scope(df: DataFrame) -> DataFrame:
+            return df.where(in_scope)
+
         inputs = (details, certificates)
     else:
         ids = F.broadcast(affected.select("ttb_id").distinct())
         affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
-        stored = _in_dates(stored, affected_dates).join(ids, "ttb_id", "left_semi")
+
+        def of_scope(df: DataFrame) -> DataFrame:
+            return _in_dates(df, affected_dates).join(ids, "ttb_id", "left_semi")
+
         inputs = (details.join(ids, "ttb_id", "left_semi"), certificates.join(ids, "ttb_id", "left_semi"))
+    stored = of_scope(lakehouse.read_table(spark, CONSOLIDATED, root))
     batch = consolidate(*inputs, ref, settings.consolidation.prefer_certificate_codes).persist()
     # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGEs below
     stored = stored.localCheckpoint()
@@ -276,7 +283,7 @@ def _write_and_check(
     )
     removed = removed.localCheckpoint()
     # removed from ttb_consolidated but not from the facts: what a run killed between those MERGEs left
-    orphans = _orphaned_facts(spark, root, scope, affected, batch, stored).localCheckpoint()
+    orphans = _orphaned_facts(spark, root, of_scope, batch, stored).localCheckpoint()
     try:
         per_day = batch.groupBy("receipt_date").count().collect()
         counts["colas"] = sum(r["count"] for r in per_day)
@@ -314,23 +321,17 @@ def _write_and_check(
 
 
 def _orphaned_facts(
-    spark: SparkSession, root: str, scope: Scope, affected: DataFrame | None, batch: DataFrame, stored: DataFrame,
+    spark: SparkSession, root: str, of_scope: Callable[[DataFrame], DataFrame], batch: DataFrame, stored: DataFrame,
 ) -> DataFrame:  # fmt: skip
-    """(ttb_id, receipt_date, permit_number) of the COLAs of the build's scope still in fact_products or
-    fact_certificates that neither the batch nor ttb_consolidated holds: ttb_consolidated's MERGE (with the
+    """(ttb_id, receipt_date, permit_number) of the COLAs of the build's scope (``of_scope``, the filter of its
+    ttb_consolidated read) still in fact_products or fact_certificates that neither the batch nor
+    ttb_consolidated holds: ttb_consolidated's MERGE (with the
     removals) commits before the facts', so a run killed between them leaves the removed COLAs in the facts
     only, their removal events already recorded. Deleted from the facts and their permits' day rows now,
     without new events, the rerun ends where an uninterrupted run ends instead of failing its checks."""
-    def keys(spec: lakehouse.TableSpec) -> DataFrame:
-        rows = lakehouse.read_table(spark, spec, root)
-        if affected is None:
-            method = F.substring("ttb_id", 6, 3)  # the TTB ID's receipt method (YYJJJ RRR SSSSSS)
-            return rows.where(in_receipt_range(scope.start, scope.end) & method.isin(list(scope.receipt_methods)))
-        affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
-        return _in_dates(rows, affected_dates).join(F.broadcast(affected.select("ttb_id").distinct()), "ttb_id", "left_semi")
-
-    products = keys(FACT_PRODUCTS).select("ttb_id", "receipt_date", "permit_number")
-    certificates = keys(FACT_CERTIFICATES).select("ttb_id", "receipt_date").join(products.select("ttb_id"), "ttb_id", "left_anti")
+    products = of_scope(lakehouse.read_table(spark, FACT_PRODUCTS, root)).select("ttb_id", "receipt_date", "permit_number")
+    certificates = of_scope(lakehouse.read_table(spark, FACT_CERTIFICATES, root)).select("ttb_id", "receipt_date")
+    certificates = certificates.join(products.select("ttb_id"), "ttb_id", "left_anti")
     in_facts = products.unionByName(certificates.withColumn("permit_number", F.lit(None).cast("string")))
     held = batch.select("ttb_id").unionByName(stored.select("ttb_id"))
     return in_facts.join(held, "ttb_id", "left_anti")
