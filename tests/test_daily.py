@@ -23,12 +23,13 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from pyspark.sql import functions as F
 
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
 from ttb_spark import audit, cli, lakehouse, search, simulator, tables
 from ttb_spark.gold.consolidated import CONSOLIDATED
-from ttb_spark.gold.facts import FACT_STATUS_CHANGES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_STATUS_CHANGES
 
 START = date(2024, 3, 4)
 SEED = 4  # one record approved on day 20 is withdrawn on day 50, between runs that see it and runs that must drop it
@@ -61,9 +62,13 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=START) as sim:
         for name, value in environment(sim, raw, lake, START).items():
             mp.setenv(name, value)
+        # one certificate of the first day is served broken through the first run, and healthy after it
+        seen["broken"] = min(r.ttb_id for r in sim.search(search.Criteria(START, START)))
+        sim.faults = simulator.Faults(**FAULTS, broken=(f"{seen['broken']}/certificate",))
         for index, day in enumerate(run_days):
             before = writes(raw, lake)
             seen["summaries"].append(daily(sim, day))
+            sim.faults = simulator.Faults(**FAULTS)
             if index == 0:
                 seen["after_first"] = base.parent / "daily-after-first-run"
                 shutil.copytree(base, seen["after_first"])
@@ -117,6 +122,13 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, sixty_days)
     assert withdrawal_run.changes["withdrawn"] == withdrawn
     assert sum(r.counts["changes"].get("new", 0) for r in runs) == len({i for i, kind, _, _ in history if kind == "initial"})
     assert any(f"  withdrawn 1: {withdrawn[0]}" in s for s in summaries) and "  new " in summaries[0]
+
+    # the broken certificate failed the first run's fetch without stopping it, and the next run fetched it
+    # (re-listed there: its completed day is in that run's overlap; later days' retries: test_discover)
+    broken = sixty_days["broken"]
+    assert runs[0].counts["discover"]["pages_failed"] == 1 and runs[0].counts["gold"]["colas"] > 0
+    assert runs[1].counts["discover"]["pages_failed"] == 0
+    assert lakehouse.read_table(spark, FACT_CERTIFICATES, root).where(F.col("ttb_id") == broken).count() == 1
 
     assert data_changes(spark, root, sixty_days["versions"]) == {}, sixty_days["again"]
     assert runs[-1].counts["discover"]["fetched_ids"] == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from pyspark.sql import functions as F
@@ -76,13 +76,60 @@ def test_a_certificate_that_failed_is_fetched_on_the_next_run(tmp_path):
         settings = settings_for(tmp_path, sim)
         store = storage.raw_store(settings)
         listed = {r.ttb_id for r in sim.search(search.Criteria(DAY, DAY))}
-        with pytest.raises(discover.FetchesFailed):
-            discover.discover(settings, "r1", DAY, DAY, history_start=DAY)
+        first = discover.discover(settings, "r1", DAY, DAY, history_start=DAY)
+        assert first["pages_failed"] == len(listed)
         assert listed and _stored_ids(store, "cola-detail", listed) == listed and not _stored_ids(store, "certificate", listed)
         sim.faults = simulator.Faults()
         again = discover.discover(settings, "r2", DAY, DAY, history_start=DAY)
     assert _stored_ids(store, "certificate", listed) == listed
     assert again["fetched_ids"] == len(listed) and again["pages_failed"] == 0
+
+
+def test_a_page_that_keeps_failing_is_recorded_without_stopping_the_run_and_retried_by_later_runs(tmp_path):
+    """Issue #23 (2b): a certificate the registry serves broken on every request ends its run recorded
+    ``failed`` and counted, the run's other pages stored; a later run over other days fetches it again
+    (it is not listed there); once the retry window since its failing began has passed, runs give it up
+    and say so."""
+    days = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        listed = {d: sorted(r.ttb_id for r in sim.search(search.Criteria(d, d))) for d in days}
+        broken, other = listed[days[0]][0], listed[days[0]][-1]
+        sim.faults = simulator.Faults(broken=(f"{broken}/certificate", f"{other}/certificate"))
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        first = discover.discover(settings, "r1", days[0], days[0], history_start=days[0])
+        assert (first["pages_failed"], first["pages_found"]) == (2, 2 * len(listed[days[0]]) - 2)
+        assert _stored_ids(store, "certificate", set(listed[days[0]])) == set(listed[days[0]]) - {broken, other}
+        failed = [json.loads(x) for k in store.list("manifests/discovery/run_id=r1/") if k.endswith(storage.MANIFEST)
+                  for x in store.get(k).decode().splitlines()]
+        assert sorted(f["ttb_id"] for f in failed if f["outcome"] == "failed") == sorted([broken, other])
+
+        sim.faults = simulator.Faults(broken=(f"{other}/certificate",))  # one is served again, the other stays broken
+        second = discover.discover(settings, "r2", days[1], days[1], history_start=days[0], sweep=False)
+        assert (second["retried"], second["given_up"], second["pages_failed"]) == (2, 0, 1)
+        assert _stored_ids(store, "certificate", {broken, other}) == {broken}
+        third = discover.discover(settings, "r3", days[2], days[2], history_start=days[0], sweep=False)
+        assert (third["retried"], third["pages_failed"]) == (1, 1)  # only the one still failing
+
+        last_failure = max(datetime.fromisoformat(f["fetched_at"]) for k in store.list("manifests/discovery/run_id=r3/")
+                           if k.endswith(storage.MANIFEST) for f in map(json.loads, store.get(k).decode().splitlines()))
+        later = last_failure + timedelta(days=settings.extraction.failed_page_retry_days)  # failing since r1: past the window
+        fourth = discover.discover(settings, "r4", days[2], days[2], history_start=days[0], sweep=False, now=later)
+    assert (fourth["retried"], fourth["given_up"], fourth["pages_failed"]) == (0, 1, 0)
+
+
+def test_failing_since_is_the_start_of_each_ids_current_failures_within_the_window():
+    at = [datetime(2024, 3, d, tzinfo=timezone.utc) for d in range(1, 9)]
+    lines = [
+        ("A", "certificate", "failed", at[0]), ("A", "certificate", "found", at[1]),  # fixed, then failing again
+        ("A", "certificate", "unexpected", at[3]), ("A", "certificate", "failed", at[5]),
+        ("A", "cola-detail", "found", at[0]),
+        ("B", "cola-detail", "failed", at[2]), ("B", "certificate", "failed", at[4]),  # both pages: the earlier start
+        ("C", "certificate", "failed", at[0]), ("C", "certificate", "found", at[6]),  # arrived: nothing to retry
+        ("D", "certificate", "failed", at[1]),  # its last failure before the window: no longer a candidate
+    ]
+    assert discover.failing_since(lines, at[2]) == {"A": at[3], "B": at[2]}
+    assert discover.failing_since(lines, at[5]) == {"A": at[3]}
 
 
 def test_a_later_chunk_of_a_run_re_lists_no_day_before_its_range(tmp_path):

@@ -23,8 +23,10 @@ Raw store, per run and range, manifest first and ``_COMPLETE`` (naming the manif
 last: the search answers as served under ``search/completed_date=<date>/run_id=<run>/...`` with
 ``search/manifests/run_id=<run>/completed=<first>_<last>/manifest.jsonl``, and the fetches in
 ``manifests/discovery/run_id=<run>/completed=<first>_<last>/manifest.jsonl`` (walk manifest lines),
-which bronze ingests once each. Fetch failures are recorded and then fail the stage, so the
-watermark does not pass them.
+which bronze ingests once each. A page that gets no usable answer (failed, or unexpected such as a
+CAPTCHA) is recorded in the manifest and does not stop the run: later runs fetch it again, whatever
+dates they list, until it arrives or ``TTB_FAILED_PAGE_RETRY_DAYS`` have passed since its failures
+began; each run counts what it retried and what it gave up on.
 """
 
 from __future__ import annotations
@@ -60,8 +62,7 @@ class WindowTooLarge(RuntimeError):
     """A search window over the registry's cap that cannot be split any further (names the window)."""
 
 
-class FetchesFailed(RuntimeError):
-    """Some listed pages could not be fetched; they are in the manifest and the next run retries them."""
+FAILED = ("failed", "unexpected")  # outcomes of a page attempt that got no usable answer
 
 
 @lru_cache(maxsize=1)
@@ -317,6 +318,62 @@ def stored_records(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
     return both
 
 
+def failing_since(lines: Iterable[tuple[str, str, str, datetime]], window_start: datetime) -> dict[str, datetime]:
+    """TTB ID -> when its failing began, from fetch attempts (ttb_id, data_type, outcome, fetched_at): the IDs
+    with a page whose attempts since its last usable answer all failed, one of them at or after
+    ``window_start``; the earliest such attempt of the ID's failing pages."""
+    good: dict[tuple[str, str], datetime] = {}
+    bad: dict[tuple[str, str], list[datetime]] = {}
+    for ttb_id, data_type, outcome, at in lines:
+        if outcome in FAILED:
+            bad.setdefault((ttb_id, data_type), []).append(at)
+        else:
+            good[(ttb_id, data_type)] = max(at, good.get((ttb_id, data_type), at))
+    since: dict[str, datetime] = {}
+    for (ttb_id, data_type), times in bad.items():
+        streak = [t for t in times if (ttb_id, data_type) not in good or t > good[(ttb_id, data_type)]]
+        if streak and max(streak) >= window_start:
+            since[ttb_id] = min(min(streak), since.get(ttb_id, min(streak)))
+    return since
+
+
+def failed_attempts(spark: SparkSession | None, settings: Settings, store: storage.RawStore,
+                    window_start: datetime) -> list[tuple[str, str, str, datetime]]:
+    """Every discovery fetch attempt (ttb_id, data_type, outcome, fetched_at) of the IDs with a failed one at
+    or after ``window_start``: bronze.scrape_manifest's discovery lines (read by those IDs' receipt dates)
+    plus the complete discovery manifests bronze has not ingested yet."""
+    from ttb_spark import bronze
+
+    def instant(seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+
+    attempts: list[tuple[str, str, str, datetime]] = []
+    if spark is not None:
+        from pyspark.sql import functions as F
+
+        from ttb_spark import lakehouse
+
+        root = settings.pipeline.lakehouse_root
+        lines = lakehouse.read_table(spark, bronze.SCRAPE_MANIFEST, root).where(
+            F.col("manifest_key").startswith(storage.DISCOVERY_MANIFESTS))
+        at = F.col("fetched_at").cast("double")  # epoch seconds, whatever the session's time zone
+        recent = lines.where(F.col("outcome").isin(*FAILED) & (at >= window_start.timestamp()))
+        ids = sorted({r[0] for r in recent.select("ttb_id").distinct().collect()})
+        if ids:
+            wanted = spark.createDataFrame([(i,) for i in ids], "ttb_id string")
+            of_ids = lines.where(F.col("receipt_date").isin(sorted({TTBId(i).receipt_date for i in ids}))).join(wanted, "ttb_id", "left_semi")
+            attempts += [(r[0], r[1], r[2], instant(r[3])) for r in of_ids.select("ttb_id", "data_type", "outcome", at).collect()]
+        pending = bronze.pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS)
+    else:
+        keys = set(store.list(storage.DISCOVERY_MANIFESTS))
+        pending = sorted(k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys)
+    for key in pending:
+        for line in store.get(key).decode("utf-8").splitlines():
+            e = json.loads(line)
+            attempts.append((e["ttb_id"], e["data_type"], e["outcome"], datetime.fromisoformat(e["fetched_at"])))
+    return attempts
+
+
 def sweep_start(first: date, sweep_days: int, history_start: date) -> date:
     """The first completed date the withdrawal sweep re-lists: ``sweep_days`` before ``first``, never
     before the history's first date (nothing before it was ever listed or fetched)."""
@@ -354,11 +411,12 @@ def recorded_records(spark: SparkSession, settings: Settings, store: storage.Raw
 
 
 def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
-             history_start: date | None = None, sweep: bool = True) -> dict[str, int]:
+             history_start: date | None = None, sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
     reaches back no further than ``history_start`` (default: the settings' partition start date). Without
     ``sweep`` (a run's later chunks: its first chunk re-listed those days, and the earlier chunks listed
-    the days since) no day before ``first`` is re-listed."""
+    the days since) no day before ``first`` is re-listed. ``now``: the time the failed pages' retry window
+    ends at (default: the current time)."""
     store = storage.raw_store(settings)
     fetcher = Fetcher(settings, store, run_id)
     searcher = fetcher.clients[0]
@@ -387,21 +445,31 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
             stored = recorded_records(spark, settings, store, stored)
         ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
         ids += gone
-        lines = fetcher.fetch(ids, {r.ttb_id: r.completed_date for r in rows})
+        # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
+        window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
+        failing = failing_since(failed_attempts(spark, settings, store, window_start), window_start)
+        held = stored_records(store, map(TTBId, failing)) if failing else set()
+        if spark is not None:
+            held = recorded_records(spark, settings, store, held)
+        failing = {i: at for i, at in failing.items() if i not in held and i not in {str(t) for t in ids}}
+        retry = sorted(i for i, at in failing.items() if at >= window_start)
+        given_up = sorted(set(failing) - set(retry))
+        if given_up:
+            log.warning("discover: %d page(s) failing since before %s are no longer retried: %s", len(given_up), window_start.date(), " ".join(given_up))
+        ids += [TTBId(i) for i in retry]
+        completed = {r.ttb_id: r.completed_date for r in rows} | previous_completions(spark, settings, store, set(retry))
+        lines = fetcher.fetch(ids, completed)
         write_manifest(store, storage.discovery_manifest_key(run_id, first, last), lines,
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id})
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
-            "listed": len(rows), "swept": len(swept), "new": new, "moved": moved, "vanished": len(gone), "fetched_ids": len(ids),
+            "listed": len(rows), "swept": len(swept), "new": new, "moved": moved, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
             **{f"pages_{k}": v for k, v in outcomes.items()},
             "search_requests": search_requests, "requests": fetcher.requests_sent,
         }
     finally:
         fetcher.close()
-    troubled = outcomes["failed"] + outcomes["unexpected"]
-    if troubled:
-        raise FetchesFailed(f"discover {first}..{last}: {troubled} page(s) ended failed/unexpected (recorded in the manifest); rerun to retry")
     return counts
 
 

@@ -109,6 +109,7 @@ class Faults:
     first_hits: int | None = None  # faults strike only a page's first N requests (None: every request)
     retry_after: int = 1  # seconds announced with a 429
     data_types: tuple[str, ...] = ()  # faults strike only these requests ("cola-detail", "certificate", "search"); (): all
+    broken: tuple[str, ...] = ()  # "<ttb_id>/<data_type>" pages served broken: HTTP 500 on every request, whatever the above
 
     KINDS = ("reset", "rate_limit", "server_error", "session_timeout", "captcha", "truncate")
 
@@ -695,6 +696,8 @@ class RegistrySimulator:
 
     def _fault(self, ttb_id: str, data_type: str, hit: int) -> str | None:
         f = self.faults
+        if f"{ttb_id}/{data_type}" in f.broken:
+            return "server_error"
         if (f.first_hits is not None and hit > f.first_hits) or (f.data_types and data_type not in f.data_types):
             return None
         for kind in Faults.KINDS:
