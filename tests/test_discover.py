@@ -118,6 +118,30 @@ def test_a_page_that_keeps_failing_is_recorded_without_stopping_the_run_and_retr
     assert (fourth["retried"], fourth["given_up"], fourth["pages_failed"]) == (0, 1, 0)
 
 
+def test_a_page_stored_by_the_walk_is_fetched_again_when_the_search_first_lists_it(tmp_path):
+    """Issue #23 (3): the walk stored a COLA's pages while it was approved; its status changes later, and the
+    search lists it for the first time on the change's day. With no earlier listing to compare with, that
+    first listing fetches it again: the stored copy now shows the new status."""
+    from ttb_spark import scrape
+
+    changed, received, changed_on = "24024001000020", date(2024, 1, 24), date(2024, 3, 28)  # seed 0: EXPIRED on 2024-03-28
+    with simulator.running(seed=0, scale=0.05, today=date(2024, 3, 1)) as sim:
+        assert sim.registry.record(changed).change_date == changed_on
+        settings = make_settings(tmp_path, pipeline={"receipt_methods": ["001"]}, extraction={
+            "registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 200})
+        store = storage.raw_store(settings)
+        work = [(Partition(received, "001", t), False) for t in discover.DATA_TYPES]
+        list(scrape.scrape_slice([(0, work)], settings, "walk-1", 1))
+        key = storage.page_key(Partition(received, "001", "cola-detail"), TTBId(changed))
+        assert b"EXPIRED" not in store.get(key)
+
+        sim.today = changed_on
+        counts = discover.discover(settings, "daily-1", changed_on, changed_on, history_start=changed_on)
+    assert changed in {r.ttb_id for r in sim.search(search.Criteria(changed_on, changed_on))}
+    assert b"EXPIRED" in store.get(key)
+    assert counts["first_listed"] >= 1
+
+
 def test_failing_since_is_the_start_of_each_ids_current_failures_within_the_window():
     at = [datetime(2024, 3, d, tzinfo=timezone.utc) for d in range(1, 9)]
     lines = [

@@ -13,7 +13,8 @@ same page keys as the walk) when it is new — not both of its pages stored and 
 manifest (bronze.pages, or a discovery manifest not ingested yet): a certificate that failed while
 its detail page was stored is fetched on the next run — or its completed date moved
 past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
-change. A withdrawn record is no longer listed: each run also re-lists the
+change — or it was never listed before (pages the walk stored: their copy may predate the status now
+listed; fetched once, on that first listing). A withdrawn record is no longer listed: each run also re-lists the
 ``TTB_DISCOVERY_SWEEP_DAYS`` before its range (never before ``TTB_PARTITION_START_DATE``, where the
 history starts), and an ID whose latest listing so far falls in the
 re-listed days but that no search of the run lists (it vanished) is fetched again; a stored page
@@ -290,18 +291,19 @@ def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawS
     return [TTBId(i) for i in sorted(candidates) if first <= latest.get(i, date.min) <= last]
 
 
-def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], int, int]:
-    """(IDs to fetch, how many are new, how many moved): not both pages held, or a completed date past the last listed."""
-    ids, new, moved = [], 0, 0
+def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], dict[str, int]]:
+    """IDs to fetch, and how many of them are new (not both pages held), moved (a completed date past the
+    last listed) or first listed (held, but never listed before: stored by the walk, whose copy may be older
+    than the status now listed)."""
+    ids, counts = [], {"new": 0, "moved": 0, "first_listed": 0}
     for row in listed:
         ttb_id = TTBId(row.ttb_id)
-        if not stored(ttb_id):
+        why = ("new" if not stored(ttb_id) else "first_listed" if row.ttb_id not in previous
+               else "moved" if row.completed_date > previous[row.ttb_id] else None)
+        if why:
             ids.append(ttb_id)
-            new += 1
-        elif row.ttb_id in previous and row.completed_date > previous[row.ttb_id]:
-            ids.append(ttb_id)
-            moved += 1
-    return ids, new, moved
+            counts[why] += 1
+    return ids, counts
 
 
 def stored_records(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
@@ -443,7 +445,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         stored = stored_records(store, (TTBId(i) for i in listed))
         if spark is not None:
             stored = recorded_records(spark, settings, store, stored)
-        ids, new, moved = to_fetch(rows, previous, lambda i: str(i) in stored)
+        ids, why = to_fetch(rows, previous, lambda i: str(i) in stored)
         ids += gone
         # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
         window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
@@ -464,7 +466,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
-            "listed": len(rows), "swept": len(swept), "new": new, "moved": moved, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
+            "listed": len(rows), "swept": len(swept), **why, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
             **{f"pages_{k}": v for k, v in outcomes.items()},
             "search_requests": search_requests, "requests": fetcher.requests_sent,
         }
