@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from datetime import date, timedelta
 
@@ -20,8 +21,8 @@ from gold_inputs import ALL_IDS, FETCHED, certificate_row, certificates_df, deta
 from ttb_spark import gold, lakehouse
 from ttb_spark.gold import queries
 from ttb_spark.gold.consolidated import CONSOLIDATED
-from ttb_spark.gold.dimensions import COMPANY_STATS, DIM_COMPANIES
-from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
+from ttb_spark.gold.dimensions import COMPANY_DAYS, COMPANY_STATS, DIM_COMPANIES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES, LABEL_DAYS
 from ttb_spark.gold.quality import QUALITY_CHECKS
 from ttb_spark.scope import Scope
 from ttb_spark.settings import DATA_TYPES
@@ -189,6 +190,24 @@ def test_rerun_of_a_later_day_changes_nothing(lake):
     changed = {k: v for k, v in seen["counts4"].items() if k.endswith(("_inserted", "_updated", "_deleted")) and v}
     assert changed == {}
     assert seen["counts4"]["checks_failed"] == 0
+
+
+def test_a_cola_whose_permit_changed_leaves_its_old_permit(spark, lake, tmp_path):
+    """Issue #23 (7): a reprocess corrects a COLA's permit number (its permit's only COLA); over a copy of the
+    lakehouse the build over its day moves the company rows, day rows and fact to the new permit, and the
+    old permit is left with none."""
+    moved, old, new = "20010001000197", "BW-CA-5638", "BW-CA-5639"
+    shutil.copytree(lake[0].pipeline.lakehouse_root, tmp_path / "lakehouse")
+    settings = make_settings(tmp_path)
+    root, day = settings.pipeline.lakehouse_root, TTBId(moved).receipt_date
+    assert _rows(spark, root, DIM_COMPANIES, f"permit_number = '{old}'")
+    _build(spark, settings, _scope(day, day), [detail_row(moved, permit_number=new)], [certificate_row(moved, permit_numbers=[new])])
+    for spec in (DIM_COMPANIES, COMPANY_STATS, COMPANY_DAYS, LABEL_DAYS):
+        assert not _rows(spark, root, spec, f"permit_number = '{old}'"), spec.name
+        assert _rows(spark, root, spec, f"permit_number = '{new}'"), spec.name
+    [company] = _rows(spark, root, DIM_COMPANIES, f"permit_number = '{new}'")
+    [fact] = _rows(spark, root, FACT_PRODUCTS, f"ttb_id = '{moved}'")
+    assert (fact["permit_number"], fact["company_key"], fact["is_first_company_cola"]) == (new, company["company_key"], True)
 
 
 def test_cola_keyed_tables_are_partitioned_by_receipt_month(spark, lake):

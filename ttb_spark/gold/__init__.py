@@ -307,7 +307,7 @@ def _write_and_check(
         # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
         touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
         recorded = _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
-        _build_dimensions_and_facts(spark, settings, batch, gone, ref, recorded, dates, counts)
+        _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
         changes.unpersist()
     finally:
         batch.unpersist()
@@ -360,11 +360,13 @@ def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: 
 
 
 def _build_dimensions_and_facts(
-    spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, ref: DataFrame,
+    spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, stored: DataFrame, ref: DataFrame,
     events: DataFrame, dates: list[date], counts: dict[str, int],
 ) -> None:  # fmt: skip
     """Dimensions and facts of the batch (``events``: the recorded status events of the COLAs touched, whose
-    dates dim_dates covers), from the day rows of its permits and brands (gold.company_days,
+    dates dim_dates covers; ``stored``: ttb_consolidated's rows of the build's scope before it, whose
+    permits are rebuilt too, so a COLA whose permit number changed leaves its old permit), from the day
+    rows of its permits and brands (gold.company_days,
     gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
     COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
     the facts' old flags were computed from. Without them (a new lakehouse, or one from before them) they
@@ -377,7 +379,8 @@ def _build_dimensions_and_facts(
         permit_list = None
         day_rows = consolidated
     else:
-        permits = batch.select("permit_number").unionByName(removed.select("permit_number")).where(F.col("permit_number").isNotNull())
+        permits = batch.select("permit_number").unionByName(removed.select("permit_number")).unionByName(stored.select("permit_number"))
+        permits = permits.where(F.col("permit_number").isNotNull())
         permit_list = sorted(r[0] for r in permits.distinct().collect())
         day_rows = _in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
     day_rows = day_rows.where(F.col("permit_number").isNotNull()).localCheckpoint()
