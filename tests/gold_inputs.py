@@ -111,3 +111,17 @@ def write_silver(spark: Any, root: str, details: list[dict[str, Any]], certifica
     unpartitioned, to keep the test's writes few: gold reads them by name either way)."""
     for spec, df in ((COLA_DETAILS, details_df(spark, details)), (COLA_CERTIFICATES, certificates_df(spark, certificates))):
         spark.sql(f"CREATE OR REPLACE TABLE {lakehouse.table_ref(spec, root)} USING delta AS SELECT * FROM {{rows}}", rows=df.coalesce(1))
+
+
+def write_bronze_pages(spark: Any, root: str, ids: list[str]) -> None:
+    """Detail and certificate rows in bronze.pages for ``ids`` (the columns gold's checks read; no HTML)."""
+    from ttb_spark import bronze
+
+    def page(ttb_id: str, kind: str) -> tuple:
+        t = TTBId(ttb_id)
+        known = {"ttb_id": ttb_id, "data_type": kind, "receipt_method": t.receipt_method, "receipt_date": t.receipt_date,
+                 "method_type": f"{t.receipt_method}-{kind}", "sequence": t.sequence}
+        return tuple(known.get(f.name) for f in bronze.PAGES.schema.fields)
+
+    pages = spark.createDataFrame([page(i, kind) for i in ids for kind in ("cola-detail", "certificate")], bronze.PAGES.schema)
+    lakehouse.merge_upsert(spark, pages, bronze.PAGES, root)

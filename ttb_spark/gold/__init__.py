@@ -369,11 +369,11 @@ def _build_dimensions_and_facts(
     rows of its permits and brands (gold.company_days,
     gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
     COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
-    the facts' old flags were computed from. Without them (a new lakehouse, or one from before them) they
-    are first built from the whole of ttb_consolidated."""
+    the facts' old flags were computed from. Without them (a new lakehouse, one from before them, or one
+    whose first build of them failed: :func:`_seeded`) they are first built from the whole of ttb_consolidated."""
     root = settings.pipeline.lakehouse_root
     consolidated = lakehouse.read_table(spark, CONSOLIDATED, root)
-    seeding = not all(lakehouse.table_exists(spark, spec, root) for spec in (COMPANY_DAYS, LABEL_DAYS))
+    seeding = not _seeded(spark, root)
     if seeding:
         _replace_numbered_dim_companies(spark, root)
         permit_list = None
@@ -446,6 +446,14 @@ def _build_dimensions_and_facts(
     day_prune = None if seeding else {"receipt_date": dates, "permit_number": permit_list}
     _merge(counts, "company_days", spark, new_cdays, COMPANY_DAYS, root, prune=day_prune, deletes=on_dates(stored_cdays))
     _merge(counts, "label_days", spark, new_ldays, LABEL_DAYS, root, prune=day_prune, deletes=on_dates(stored_ldays))
+
+
+def _seeded(spark: SparkSession, root: str) -> bool:
+    """Whether the day tables hold every COLA's days: they exist and are not empty. Not their existence
+    alone: a build that fails its checks leaves the tables it created empty, not gone (:func:`unpublish`),
+    and the next build must fill them from the whole of ttb_consolidated again."""
+    return all(lakehouse.table_exists(spark, spec, root) and not lakehouse.read_table(spark, spec, root).isEmpty()
+               for spec in (COMPANY_DAYS, LABEL_DAYS))
 
 
 def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
