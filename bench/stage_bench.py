@@ -3,8 +3,9 @@ the CPU seconds of the JVM and of this Python process per run.
 
 The first runs of tests/test_daily.py's schedule (seed 4 from 2024-03-04, scale 0.01, faults on; the
 simulated today given as ``TTB_PARTITION_END_DATE``), ``daily --env test --since-last-run`` in this
-process through ``ttb_spark.cli.main``. The first run pays the JVM's warm-up; the later ones are what a
-daily increment costs a warm session (the figures in docs/performance.md). SQL executions are read from
+process through ``ttb_spark.cli.main``, then the last of them once more: a run with nothing new. The first
+run pays the JVM's warm-up; the later ones are what a daily increment costs a warm session (the figures in
+docs/performance.md). SQL executions are read from
 the driver's SQL status store (the highest execution id, once Spark's listener bus has drained: internal
 APIs of a classic session, used here for measurement only); commits are the tables' new ``_delta_log``
 JSON files; CPU seconds come from ``/proc`` (Linux).
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp, simulator.running(seed=4, scale=0.01, faults=FAULTS, today=START) as sim:
             raw, lake = Path(tmp) / "raw", Path(tmp) / "lakehouse"
             os.environ.update(environment(sim, raw, lake, START))
-            for offset in RUN_DAYS[: args.runs]:
+            for offset in [*RUN_DAYS[: args.runs], RUN_DAYS[args.runs - 1]]:  # the last day twice: a run with nothing new
                 stages.clear()
                 jvm, python = jvm_cpu_seconds(spark), time.process_time()
                 seconds = daily(sim, START + timedelta(days=offset))
