@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ttb_spark import audit, lakehouse, locks, simulator, tables
+from ttb_spark import audit, lakehouse, locks, runner, simulator, tables
+from ttb_spark.scope import Scope
 from ttb_spark.settings import load_settings
 
 DAY_A, DAY_B = date(2024, 1, 2), date(2024, 1, 3)
@@ -31,9 +32,11 @@ def _claim(start: date, end: date, claim: str = locks.DATES) -> locks.Claim:
     return locks.Claim(claim, uuid.uuid4().hex, "pipeline", start, end)
 
 
-def _plant(spark, root: Path, claim: locks.Claim, host: str, pid: int, heartbeat: datetime) -> None:
-    """A claim as another run left it (its host, pid and last heartbeat)."""
-    row = (claim.claim, claim.run_id, claim.job, claim.start, claim.end, host, pid, heartbeat, heartbeat)
+def _plant(spark, root: Path, claim: locks.Claim, host: str, pid: int, heartbeat: datetime, process: str | None = None) -> None:
+    """A claim as another run left it (its host, pid, last heartbeat and process identity)."""
+    values = {"claim": claim.claim, "run_id": claim.run_id, "job": claim.job, "range_start": claim.start, "range_end": claim.end,
+              "host": host, "pid": pid, "acquired_at": heartbeat, "heartbeat_at": heartbeat, "process": process}
+    row = tuple(values[f.name] for f in locks.RUN_LOCKS.schema.fields)
     lakehouse.merge_upsert(spark, spark.createDataFrame([row], locks.RUN_LOCKS.schema), locks.RUN_LOCKS, str(root))
 
 
@@ -94,6 +97,54 @@ def test_a_crashed_runs_claim_lapses(spark, tmp_path):
     assert dead_here.run_id not in claims  # taken over
     with pytest.raises(locks.RunLocked, match=f"run {live_elsewhere.run_id} .* lapses at"):
         locks.acquire(spark, settings, _claim(DAY_B, DAY_B + timedelta(days=1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/ns/pid").exists(), reason="process identities need Linux's /proc")
+def test_a_claim_from_another_container_with_this_host_name_is_not_taken_for_a_crashed_one(spark, tmp_path):
+    """Issue #23 (9): containers can share a host name and their process numbers; a live run in another pid
+    namespace, whose pid does not exist here, keeps its claim (until it is stale), while a run of this
+    namespace whose process is gone, or whose pid another process now has, loses it."""
+    settings = _settings(tmp_path, lock_stale_minutes=30)
+    now, host = datetime.now(timezone.utc), socket.gethostname()
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout)
+    here = f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}/{os.readlink('/proc/self/ns/pid')}"  # this boot, pid namespace
+    elsewhere, dead, reused = _claim(DAY_A, DAY_A), _claim(DAY_B, DAY_B), _claim(DAY_B + timedelta(days=1), DAY_B + timedelta(days=1))
+    _plant(spark, tmp_path, elsewhere, host, gone, now, process=f"{here.split('/')[0]}/pid:[1]/12345")
+    _plant(spark, tmp_path, dead, host, gone, now, process=f"{here}/12345")
+    _plant(spark, tmp_path, reused, host, os.getpid(), now, process=f"{here}/1")  # this pid, another start time
+    with pytest.raises(locks.RunLocked, match=elsewhere.run_id):
+        locks.acquire(spark, settings, _claim(DAY_A, DAY_A))
+    mine = _claim(DAY_B, DAY_B + timedelta(days=1))
+    locks.acquire(spark, settings, mine)
+    claims = {r.run_id for r in lakehouse.read_table(spark, locks.RUN_LOCKS, str(tmp_path)).collect()}
+    assert claims == {elsewhere.run_id, mine.run_id}
+
+
+def test_a_stage_longer_than_the_beat_keeps_the_runs_claim_live(spark, tmp_path, monkeypatch):
+    """Issue #23 (9): a run's claims are refreshed while a stage runs, not only when one starts: a stage that
+    waits for its own claim's heartbeat to move past the claim's start (a sixth of a 1-minute stale window:
+    10 s) ends, and the run with it, instead of outlasting a window in which nothing refreshes it."""
+    settings = _settings(tmp_path, lock_stale_minutes=1)
+    run_id = uuid.uuid4().hex
+
+    def run(spark, settings, scope):
+        claims = lakehouse.read_table(spark, locks.RUN_LOCKS, str(tmp_path)).where(f"run_id = '{run_id}' AND claim = 'dates'")
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:  # polls the table until the heartbeat moved (at most 45 s)
+            claim = claims.first()
+            if claim.heartbeat_at > claim.acquired_at:
+                return {"heartbeats_seen": 1}
+            time.sleep(0.5)
+        raise AssertionError("the claim's heartbeat did not move while the stage ran")
+
+    stage = type(sys)("ttb_spark.long_stage")
+    stage.run = run
+    monkeypatch.setitem(sys.modules, "ttb_spark.long_stage", stage)
+    monkeypatch.setitem(runner.JOBS, "long", ("long_stage",))
+    result = runner.run_job("long", spark, settings, Scope(DAY_A, DAY_A, ("001",), ("cola-detail",), run_id=run_id))
+    assert (result.exit_code, result.record.error) == (0, None)
+    assert result.record.counts["long_stage"] == {"heartbeats_seen": 1}
+    assert lakehouse.read_table(spark, locks.RUN_LOCKS, str(tmp_path)).where(f"run_id = '{run_id}'").isEmpty()  # released
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ with a message naming the run holding the dates. Runs over disjoint dates both g
 gold stages (dimensions and facts span dates) take turns under the ``gold`` claim, the later
 one waiting up to ``concurrency.lock_wait_seconds``.
 
-A claim is refreshed at every stage (when its heartbeat is older than a sixth of the stale window:
-a run of short stages makes no heartbeat commit between them) and deleted when the run ends. A crashed run's claim is
+A run's claims are refreshed while it runs, by a background thread every sixth of the stale window
+(:func:`heartbeat`: a stage longer than the window keeps them live), and deleted when the run ends. A crashed run's claim is
 ignored once it has not been refreshed for ``concurrency.lock_stale_minutes``, or at once when
 its process is gone from this same host. This holds on any storage whose Delta commits are
 atomic: local and HDFS folders, a catalog's managed tables, and S3 with the DynamoDB log store
@@ -19,12 +19,16 @@ atomic: local and HDFS folders, a catalog's managed tables, and S3 with the Dyna
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pyspark.sql.types import DateType, IntegerType, StringType, StructType, TimestampType
 
@@ -36,12 +40,10 @@ if TYPE_CHECKING:
 
     from ttb_spark.settings import Settings
 
+log = logging.getLogger(__name__)
 DATES, GOLD = "dates", "gold"  # a run's receipt dates; the gold stage, one run at a time
 EVERY_DATE = (date(1, 1, 1), date(9999, 12, 31))
-BEAT_EVERY = 6  # keep_alive rewrites a run's heartbeat once it is older than 1/BEAT_EVERY of the stale window
-# (lakehouse root, run id) -> time.monotonic() when this process took the run's first claim or last refreshed
-# them all: no claim of the run has an older heartbeat than that.
-_BEATS: dict[tuple[str, str], float] = {}
+BEAT_EVERY = 6  # a run's heartbeat is rewritten BEAT_EVERY times per stale window
 
 RUN_LOCKS = lakehouse.TableSpec(
     name="ops.run_locks",
@@ -58,6 +60,8 @@ RUN_LOCKS = lakehouse.TableSpec(
             column("pid", IntegerType(), "Process id of the run's driver on that host."),
             column("acquired_at", TimestampType(), "When the claim was taken (UTC)."),
             column("heartbeat_at", TimestampType(), "When the run last refreshed the claim (UTC); a stale claim is ignored."),
+            column("process", StringType(), "<boot id>/<pid namespace>/<start time> of the driver process (Linux; null elsewhere): "
+                                            "which host and pid alone do not tell apart (containers share both)."),
         ]
     ),
 )
@@ -86,10 +90,8 @@ def acquire(spark: SparkSession, settings: Settings, claim: Claim) -> None:
     root = settings.pipeline.lakehouse_root
     stale = timedelta(minutes=settings.concurrency.lock_stale_minutes)
     for attempt in range(2):  # a second try after clearing claims of processes gone from this host
-        taken = time.monotonic()
         holders = _try_acquire(spark, root, claim, stale)
         if not holders:
-            _BEATS.setdefault((root, claim.run_id), taken)
             return
         live = [h for h in holders if not _process_gone(h)]
         if live or attempt:
@@ -124,7 +126,7 @@ def _try_acquire(spark: SparkSession, root: str, claim: Claim, stale: timedelta)
     lakehouse.ensure_table(spark, RUN_LOCKS, root)
     now = datetime.now(timezone.utc)
     cutoff = _instant(now - stale)
-    row = (claim.claim, claim.run_id, claim.job, claim.start, claim.end, socket.gethostname(), os.getpid(), now, now)
+    row = (claim.claim, claim.run_id, claim.job, claim.start, claim.end, socket.gethostname(), os.getpid(), now, now, _identity(os.getpid()))
     source = spark.createDataFrame([row], RUN_LOCKS.schema)
     live = (f"t.claim = s.claim AND t.range_start <= s.range_end AND s.range_start <= t.range_end "
             f"AND t.heartbeat_at >= {cutoff}")  # fmt: skip
@@ -154,10 +156,30 @@ def _describe(holder: dict[str, Any]) -> str:
     return Claim(holder["claim"], holder["run_id"], holder["job"], holder["range_start"], holder["range_end"]).describe()
 
 
+def _identity(pid: int) -> str | None:
+    """``<boot id>/<pid namespace>/<start time>`` of process ``pid`` as seen from here; None without Linux's
+    /proc or when no such process exists."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+    return f"{boot}/{namespace}/{start}"
+
+
 def _process_gone(holder: dict[str, Any]) -> bool:
-    """Whether the claim's driver was a process on this host that no longer exists."""
+    """Whether the claim's driver was a process on this host that no longer exists. Host name and pid are
+    not enough where containers share a host name and number their processes alike: with a process identity
+    (Linux), only a claim from this boot and pid namespace is judged, and gone means no process of that pid
+    with that start time; otherwise (elsewhere, or a claim from before the identity) host and pid decide."""
     if holder["host"] != socket.gethostname() or holder["pid"] is None:
         return False
+    mine, theirs = _identity(os.getpid()), holder.get("process")
+    if mine is not None and theirs is not None:
+        if theirs.rsplit("/", 1)[0] != mine.rsplit("/", 1)[0]:
+            return False  # another boot or pid namespace: its pid means nothing here; the claim lapses when stale
+        return _identity(int(holder["pid"])) != theirs
     try:
         os.kill(int(holder["pid"]), 0)
     except ProcessLookupError:
@@ -175,19 +197,34 @@ def _held(spark: SparkSession, root: str, run_ids: tuple[str, ...], claim: str |
     return None if lakehouse.read_table(spark, RUN_LOCKS, root).where(where).isEmpty() else where
 
 
-def keep_alive(spark: SparkSession, settings: Settings, run_id: str) -> None:
-    """:func:`refresh` the run's claims unless this process wrote their heartbeat less than 1/BEAT_EVERY of
-    ``concurrency.lock_stale_minutes`` ago: other runs then still see them as live with a wide margin."""
+@contextlib.contextmanager
+def heartbeat(spark: SparkSession, settings: Settings, run_id: str, every: float | None = None) -> Iterator[None]:
+    """While the block runs, :func:`refresh` the run's claims every ``every`` seconds (default: 1/BEAT_EVERY of
+    ``concurrency.lock_stale_minutes``) from a background thread: a stage that runs longer than the stale
+    window must not look crashed. A refresh that fails is logged and tried again at the next beat."""
     root = settings.pipeline.lakehouse_root
-    beat = _BEATS.get((root, run_id))
-    if beat is None or time.monotonic() - beat > settings.concurrency.lock_stale_minutes * 60 / BEAT_EVERY:
-        refresh(spark, root, run_id)
+    interval = every or settings.concurrency.lock_stale_minutes * 60 / BEAT_EVERY
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                refresh(spark, root, run_id)
+            except Exception as exc:  # the run goes on; its claims lapse only if no later beat gets through
+                log.warning("run %s: heartbeat failed (%s: %s)", run_id, type(exc).__name__, str(exc)[:200])
+
+    thread = threading.Thread(target=beat, name=f"ttb-heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @lakehouse.retry_on_conflict
 def refresh(spark: SparkSession, root: str, run_id: str) -> None:
     """Move the run's claims' heartbeat to now (no commit when it holds none)."""
-    _BEATS[(root, run_id)] = time.monotonic()
     where = _held(spark, root, (run_id,))
     if where:
         now = _instant(datetime.now(timezone.utc))

@@ -147,14 +147,13 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
 
 @contextlib.contextmanager
 def serial(spark: Any, settings: Settings, scope: Scope, stage: str, job: str) -> Iterator[None]:
-    """Refresh the run's claims; for a stage of SERIAL_STAGES also hold the ``gold`` claim (waiting for it) while it runs."""
+    """For a stage of SERIAL_STAGES, hold the ``gold`` claim (waiting for it) while it runs."""
     from ttb_spark import locks
 
     root = settings.pipeline.lakehouse_root
     if not settings.concurrency.run_lock:
         yield
         return
-    locks.keep_alive(spark, settings, scope.run_id)
     if stage not in SERIAL_STAGES:
         yield
         return
@@ -265,7 +264,8 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     try:
         if claim is not None:
             locks.acquire(spark, settings, claim)
-        with registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
+        beating = locks.heartbeat(spark, settings, scope.run_id) if claim is not None else contextlib.nullcontext()
+        with beating, registry(settings) if NEEDS_REGISTRY & set(JOBS[job]) else contextlib.nullcontext(settings) as live:
             swept = False  # the withdrawal sweep re-lists the days before the run once, in the first chunk it runs
             for number, (start, end) in enumerate(chunk_list, 1):
                 label = f" [chunk {number}/{len(chunk_list)} {start}..{end}]" if len(chunk_list) > 1 else ""
