@@ -1,0 +1,564 @@
+"""The gold stage: read silver (the COLAs whose rows changed since the last run, or a scope's receipt dates),
+transform (:mod:`.consolidated`, :mod:`.dimensions`, :mod:`.facts`), MERGE into the gold tables, check what was
+written (:mod:`.quality`), restoring the tables' versions before the build when a blocking check fails, and
+move the watermarks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Callable
+
+from pyspark.sql import functions as F
+
+from ttb_spark import lakehouse, reference
+from ttb_spark.settings import RECEIPT_METHODS
+from ttb_spark.gold import quality
+from ttb_spark.gold.consolidated import CONSOLIDATED, consolidate
+from ttb_spark.gold.dimensions import (
+    COMPANY_DAYS,
+    COMPANY_STATS,
+    DIM_COMPANIES,
+    DIM_DATES,
+    DIM_LOCATIONS,
+    DIM_PRODUCT_TYPES,
+    company_days,
+    company_stats,
+    dates_of,
+    dim_companies,
+    dim_dates,
+    dim_locations,
+    dim_product_types,
+    federal_holidays,
+)
+from ttb_spark.gold.facts import (
+    FACT_CERTIFICATES,
+    FACT_PRODUCTS,
+    FACT_STATUS_CHANGES,
+    LABEL_DAYS,
+    changed_or_in_batch,
+    fact_certificates,
+    fact_products,
+    first_colas,
+    label_days,
+    removals,
+    reinstatements,
+    status_changes,
+    with_completed_dates,
+    with_flags,
+)
+from ttb_spark.gold.layout import RECEIPT_MONTH, in_receipt_dates, in_receipt_range, receipt_prune
+from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from ttb_spark.scope import Scope
+    from ttb_spark.settings import Settings
+
+TABLES = (
+    CONSOLIDATED, DIM_DATES, DIM_COMPANIES, COMPANY_STATS, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
+    FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, COMPANY_DAYS, LABEL_DAYS, QUALITY_CHECKS,
+)  # fmt: skip
+PUBLISHED = tuple(spec for spec in TABLES if spec is not QUALITY_CHECKS)  # validated before they count as published
+STAGE = "gold"
+HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
+
+
+def _silver_table(spark: SparkSession, root: str, name: str) -> DataFrame:
+    """A silver table by its name in the silver layer."""
+    from ttb_spark import silver
+
+    return lakehouse.read_table(spark, {"cola_details": silver.COLA_DETAILS, "cola_certificates": silver.COLA_CERTIFICATES}[name], root)
+
+
+def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame, DataFrame]:
+    """The scope's silver details and certificates (receipt-date range x receipt methods)."""
+    def scoped(df: DataFrame) -> DataFrame:
+        in_range = F.col("receipt_date").between(F.lit(scope.start), F.lit(scope.end))
+        return df.where(in_range & F.col("receipt_method").isin(list(scope.receipt_methods)))
+
+    return scoped(_silver_table(spark, root, "cola_details")), scoped(_silver_table(spark, root, "cola_certificates"))
+
+
+def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
+    """(ttb_id, receipt_date) of the COLAs whose silver rows changed since the versions gold last
+    processed (every COLA on the first change-driven run), and the versions read through; None: no change."""
+    from ttb_spark import audit, silver
+
+    marks = audit.read_watermarks(spark, root, STAGE)
+    through: dict[str, int] = {}
+    parts: list[DataFrame] = []
+    for spec in silver.TABLES.values():
+        lakehouse.ensure_properties(spark, spec, root)
+        latest = lakehouse.current_version(spark, spec, root)
+        if latest is None:
+            continue
+        through[spec.name] = latest
+        mark = marks.get(spec.name)
+        if mark is None:
+            parts.append(lakehouse.read_version(spark, spec, root, latest).select("ttb_id", "receipt_date"))
+        elif mark < latest:
+            parts.append(lakehouse.read_changes(spark, spec, root, mark, latest).select("ttb_id", "receipt_date"))
+    if not parts:
+        return None, through
+    changed = parts[0]
+    for p in parts[1:]:
+        changed = changed.unionByName(p)
+    return changed.distinct(), through
+
+
+CHANGE_KINDS = {"initial": "new", "change": "status_changed", "withdrawn": "withdrawn", "rejected": "removed", "removed": "removed",
+                "reinstated": "reinstated"}
+
+
+def history_version(spark: SparkSession, root: str) -> int | None:
+    """The current version of gold.fact_status_changes (None before it exists)."""
+    return lakehouse.current_version(spark, FACT_STATUS_CHANGES, root)
+
+
+def recorded_since(spark: SparkSession, root: str, version: int | None) -> dict[str, list[str]]:
+    """What gold recorded in fact_status_changes after ``version`` (its rows then): new, status_changed,
+    withdrawn, removed -> the TTB IDs, each kind present."""
+    current = lakehouse.read_table(spark, FACT_STATUS_CHANGES, root)
+    if version is not None:
+        keys = list(FACT_STATUS_CHANGES.keys)
+        current = current.join(lakehouse.read_version(spark, FACT_STATUS_CHANGES, root, version).select(*keys), keys, "left_anti")
+    out: dict[str, set[str]] = {}
+    for row in current.select("change_type", "ttb_id").distinct().collect():
+        out.setdefault(CHANGE_KINDS.get(row["change_type"], row["change_type"]), set()).add(row["ttb_id"])
+    return {kind: sorted(ids) for kind, ids in sorted(out.items())}
+
+
+def _merge(
+    counts: dict[str, int], name: str, spark: SparkSession, df: DataFrame, spec: lakehouse.TableSpec, root: str,
+    prune: dict[str, list] | None = None, deletes: DataFrame | None = None,
+) -> None:  # fmt: skip
+    """MERGE ``df`` (and delete the keys in ``deletes``) into ``spec`` via lakehouse.merge_changes,
+    which skips a MERGE that would change nothing; counts as ``<name>_inserted`` ..."""
+    result = lakehouse.merge_changes(spark, df, deletes, spec, root, prune=prune)
+    counts.update({f"{name}_{k}": v for k, v in result.items()})
+
+
+def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
+    """``df``'s rows received on ``dates``; a table partitioned by receipt month read from those months only."""
+    return df.where(in_receipt_dates(dates) if RECEIPT_MONTH in df.columns else F.col("receipt_date").isin(dates))
+
+
+def published_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
+    """Each published gold table's current version (None: not created yet): the state a failed build restores."""
+    return {spec.name: lakehouse.current_version(spark, spec, root) for spec in PUBLISHED}
+
+
+def unpublish(spark: SparkSession, root: str, versions: dict[str, int | None]) -> list[str]:
+    """Restore every published gold table whose version moved since ``versions``; the names restored."""
+    restored = []
+    for spec in PUBLISHED:
+        before = versions.get(spec.name)
+        if lakehouse.current_version(spark, spec, root) not in (None, before):
+            lakehouse.restore_version(spark, spec, root, before)
+            restored.append(spec.name)
+    return restored
+
+
+def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+    """The ``gold`` stage. With ``scope.since_last_run``: the COLAs whose silver rows changed since the
+    silver versions the last change-driven run processed (every receipt method), their silver rows
+    read by pruned lookups; the watermarks move after the writes. Otherwise every COLA of the scope."""
+    from ttb_spark import audit
+
+    root = settings.pipeline.lakehouse_root
+    if not scope.since_last_run:
+        details, certificates = read_silver(spark, root, scope)
+        return build(spark, settings, scope, details, certificates)
+    changed, through = changed_colas(spark, root)
+    counts: dict[str, int] = {"colas": 0}
+    if changed is not None:
+        changed = changed.localCheckpoint()
+        dates = sorted(r[0] for r in changed.select("receipt_date").distinct().collect())
+        every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
+        details, certificates = (_in_dates(_silver_table(spark, root, n), dates) for n in ("cola_details", "cola_certificates"))
+        counts = build(spark, settings, every_method, details, certificates, changed)
+    audit.write_watermarks(spark, root, STAGE, through, scope.run_id)
+    return counts
+
+
+def build(
+    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    affected: DataFrame | None = None,
+) -> dict[str, int]:  # fmt: skip
+    """Bring gold in line with silver-shaped ``details`` / ``certificates`` (every silver row of their receipt dates).
+
+    ``affected`` (ttb_id, receipt_date) limits the COLAs rebuilt to those; without it, every COLA
+    of the scope (receipt-date range x receipt methods). A COLA rebuilt that no longer has a silver
+    row (withdrawn, or its pages now rejected) is deleted from the consolidated table and the facts,
+    and the removal is an event in fact_status_changes. When a blocking check fails, records the
+    checks, restores the gold tables to their versions before the build (:func:`unpublish`) and
+    raises :class:`QualityCheckError`; a write that raises is undone the same way.
+    """
+    root = settings.pipeline.lakehouse_root
+    counts: dict[str, int] = {}
+    for k, v in reference.ensure_seeded(spark, settings).items():
+        counts[f"reference_{k}"] = v
+    published = published_versions(spark, root)
+    try:
+        results = _write_and_check(spark, settings, scope, details, certificates, affected, published, counts)
+    except Exception as exc:
+        exc.add_note(_undo(spark, root, published))
+        raise
+    if results is None:
+        return counts
+    failed = quality.failures(results)
+    if failed and settings.analytics.blocking_quality_checks:
+        undone = _undo(spark, root, published)
+        raise QualityCheckError(
+            f"blocking gold quality checks failed: {', '.join(r.name for r in failed)} ({undone}); "
+            + "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        )
+    return counts
+
+
+def _undo(spark: SparkSession, root: str, published: dict[str, int | None]) -> str:
+    """Restore gold to ``published`` after a failed build; says what was restored, or why it could not be."""
+    try:
+        restored = unpublish(spark, root, published)
+    except Exception as failed:  # reported with, never instead of, the build's own error
+        return f"gold NOT restored to its published state ({type(failed).__name__}: {str(failed)[:300]}); rerun the gold stage"
+    return "nothing published: " + (f"{', '.join(restored)} restored to their versions before the run" if restored else "no gold table had changed")
+
+
+def _write_and_check(
+    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    affected: DataFrame | None, published: dict[str, int | None], counts: dict[str, int],
+) -> list[quality.CheckResult] | None:  # fmt: skip
+    """The build's writes, then its checks (recorded in gold.quality_checks); None when the batch is empty."""
+    root = settings.pipeline.lakehouse_root
+    ref = reference.read(spark, settings).persist()
+    if affected is None:
+        # the TTB ID's receipt method (YYJJJ RRR SSSSSS): fact_certificates has no receipt_method column
+        in_scope = in_receipt_range(scope.start, scope.end) & F.substring("ttb_id", 6, 3).isin(list(scope.receipt_methods))
+
+        def of_scope(df: DataFrame) -> DataFrame:
+            return df.where(in_scope)
+
+        inputs = (details, certificates)
+    else:
+        ids = F.broadcast(affected.select("ttb_id").distinct())
+        affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
+
+        def of_scope(df: DataFrame) -> DataFrame:
+            return _in_dates(df, affected_dates).join(ids, "ttb_id", "left_semi")
+
+        inputs = (details.join(ids, "ttb_id", "left_semi"), certificates.join(ids, "ttb_id", "left_semi"))
+    stored = of_scope(lakehouse.read_table(spark, CONSOLIDATED, root))
+    batch = consolidate(*inputs, ref, settings.consolidation.prefer_certificate_codes).persist()
+    # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGEs below
+    stored = stored.localCheckpoint()
+    removed = stored.join(batch.select("ttb_id"), "ttb_id", "left_anti").select(
+        "ttb_id", "receipt_date", "status", "permit_number", "detail_fetched_at", "certificate_fetched_at"
+    )
+    removed = removed.localCheckpoint()
+    # removed from ttb_consolidated but not from the facts: what a run killed between those MERGEs left
+    orphans = _orphaned_facts(spark, root, of_scope, batch, stored).localCheckpoint()
+    try:
+        per_day = batch.groupBy("receipt_date").count().collect()
+        counts["colas"] = sum(r["count"] for r in per_day)
+        gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
+        orphan_dates = [r[0] for r in orphans.select("receipt_date").distinct().collect()]
+        dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates))
+        if not dates:
+            return None
+        counts["colas_removed"] = removed.count()
+        prune = receipt_prune(dates)
+        events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
+        events = reinstatements(events, _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+                                .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
+        if gone_dates:
+            events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
+        changes = events.localCheckpoint()
+        _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
+        _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
+        gone = removed.select(*orphans.columns).unionByName(orphans)
+        # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
+        # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
+        touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
+        recorded = _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
+        _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
+        changes.unpersist()
+    finally:
+        batch.unpersist()
+        ref.unpersist()
+    results = check(spark, settings, scope, dates, details, certificates, published)
+    lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, _scope_text(dates)), QUALITY_CHECKS, root)
+    counts["checks_passed"] = sum(r.passed for r in results)
+    counts["checks_failed"] = sum(not r.passed and r.blocking for r in results)
+    counts["checks_warned"] = sum(not r.passed and not r.blocking for r in results)  # failed, non-blocking
+    return results
+
+
+def _orphaned_facts(
+    spark: SparkSession, root: str, of_scope: Callable[[DataFrame], DataFrame], batch: DataFrame, stored: DataFrame,
+) -> DataFrame:  # fmt: skip
+    """(ttb_id, receipt_date, permit_number) of the COLAs of the build's scope (``of_scope``, the filter of its
+    ttb_consolidated read) still in fact_products or fact_certificates that neither the batch nor
+    ttb_consolidated holds: ttb_consolidated's MERGE (with the
+    removals) commits before the facts', so a run killed between them leaves the removed COLAs in the facts
+    only, their removal events already recorded. Deleted from the facts and their permits' day rows now,
+    without new events, the rerun ends where an uninterrupted run ends instead of failing its checks."""
+    products = of_scope(lakehouse.read_table(spark, FACT_PRODUCTS, root)).select("ttb_id", "receipt_date", "permit_number")
+    certificates = of_scope(lakehouse.read_table(spark, FACT_CERTIFICATES, root)).select("ttb_id", "receipt_date")
+    certificates = certificates.join(products.select("ttb_id"), "ttb_id", "left_anti")
+    in_facts = products.unionByName(certificates.withColumn("permit_number", F.lit(None).cast("string")))
+    held = batch.select("ttb_id").unionByName(stored.select("ttb_id"))
+    return in_facts.join(held, "ttb_id", "left_anti")
+
+
+def _listings(spark: SparkSession, root: str, batch: DataFrame, dates: list[date]) -> DataFrame:
+    """The bronze.search_listings rows of the batch's COLAs, by pruned lookup: completed dates from the
+    batch's first receipt date on (partition filter), its receipt dates and TTB IDs."""
+    from ttb_spark import bronze
+
+    listings = lakehouse.read_table(spark, bronze.SEARCH_LISTINGS, root)
+    in_dates = (F.col("completed_date") >= F.lit(dates[0])) & F.col("receipt_date").isin(dates)
+    return listings.where(in_dates).join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi")
+
+
+def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: list[date]) -> tuple[DataFrame, DataFrame]:
+    """The silver.withdrawals and silver.rejects rows of the removed COLAs (pruned lookups by receipt date and TTB ID)."""
+    from ttb_spark import silver
+
+    ids = F.broadcast(removed.select("ttb_id"))
+
+    def rows(spec: lakehouse.TableSpec) -> DataFrame:
+        return _in_dates(lakehouse.read_table(spark, spec, root), dates).join(ids, "ttb_id", "left_semi")
+
+    return rows(silver.WITHDRAWALS), rows(silver.REJECTS)
+
+
+def _build_dimensions_and_facts(
+    spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, stored: DataFrame, ref: DataFrame,
+    events: DataFrame, dates: list[date], counts: dict[str, int],
+) -> None:  # fmt: skip
+    """Dimensions and facts of the batch (``events``: the recorded status events of the COLAs touched, whose
+    dates dim_dates covers; ``stored``: ttb_consolidated's rows of the build's scope before it, whose
+    permits are rebuilt too, so a COLA whose permit number changed leaves its old permit), from the day
+    rows of its permits and brands (gold.company_days,
+    gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
+    COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
+    the facts' old flags were computed from. Without them (a new lakehouse, one from before them, or one
+    whose first build of them failed: :func:`_seeded`) they are first built from the whole of ttb_consolidated."""
+    root = settings.pipeline.lakehouse_root
+    consolidated = lakehouse.read_table(spark, CONSOLIDATED, root)
+    seeding = not _seeded(spark, root)
+    if seeding:
+        _replace_numbered_dim_companies(spark, root)
+        permit_list = None
+        day_rows = consolidated
+    else:
+        permits = batch.select("permit_number").unionByName(removed.select("permit_number")).unionByName(stored.select("permit_number"))
+        permits = permits.where(F.col("permit_number").isNotNull())
+        permit_list = sorted(r[0] for r in permits.distinct().collect())
+        day_rows = _in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
+    day_rows = day_rows.where(F.col("permit_number").isNotNull()).localCheckpoint()
+
+    def of_permits(spec: lakehouse.TableSpec) -> DataFrame:
+        df = lakehouse.read_table(spark, spec, root)
+        return df if permit_list is None else df.where(F.col("permit_number").isin(permit_list))
+
+    def on_dates(df: DataFrame) -> DataFrame:
+        return df if seeding else _in_dates(df, dates)
+
+    def merged(stored: DataFrame, new: DataFrame) -> DataFrame:
+        """Every day row of the groups in ``stored``/``new``: the batch's days as they are now, the others as stored."""
+        kept = stored.limit(0) if seeding else stored.where(~F.col("receipt_date").isin(dates))
+        return kept.select(*new.columns).unionByName(new).localCheckpoint()
+
+    new_cdays, new_ldays = company_days(day_rows).localCheckpoint(), label_days(day_rows).localCheckpoint()
+    stored_cdays = of_permits(COMPANY_DAYS).localCheckpoint()
+    ldays = of_permits(LABEL_DAYS)
+    brands = new_ldays.select("permit_number", "brand_name").unionByName(on_dates(ldays).select("permit_number", "brand_name"))
+    brands = brands.distinct().localCheckpoint()
+    stored_ldays = ldays.join(brands, ["permit_number", "brand_name"], "left_semi").localCheckpoint()
+    all_cdays, all_ldays = merged(stored_cdays, new_cdays), merged(stored_ldays, new_ldays)
+
+    by_permit = None if permit_list is None else {"permit_number": permit_list}
+    companies = dim_companies(all_cdays).localCheckpoint()
+    _merge(counts, "dim_companies", spark, companies, DIM_COMPANIES, root, prune=by_permit, deletes=of_permits(DIM_COMPANIES))
+    stats = company_stats(all_cdays, companies)
+    _merge(counts, "company_stats", spark, stats, COMPANY_STATS, root, prune=by_permit, deletes=of_permits(COMPANY_STATS))
+    _merge(counts, "dim_locations", spark, dim_locations(batch, ref), DIM_LOCATIONS, root)
+    _merge(counts, "dim_product_types", spark, dim_product_types(batch, ref), DIM_PRODUCT_TYPES, root)
+
+    # facts to rebuild: the batch's, and the COLAs that were or now are a first (their flags may flip)
+    firsts = first_colas(all_cdays, all_ldays).localCheckpoint()
+    were_firsts = first_colas(stored_cdays, stored_ldays).select("ttb_id", "receipt_date")
+    rebuilt = (
+        batch.select("ttb_id", "receipt_date").unionByName(firsts.select("ttb_id", "receipt_date")).unionByName(were_firsts)
+        .distinct().join(removed.select("ttb_id"), "ttb_id", "left_anti").localCheckpoint()
+    )  # fmt: skip
+    fact_dates = sorted({r[0] for r in rebuilt.select("receipt_date").distinct().collect()} | set(dates))
+    ids = rebuilt.select("ttb_id")
+    rows = _in_dates(consolidated, fact_dates).join(ids, "ttb_id", "left_semi").localCheckpoint()
+    # a permit's first COLA may carry a brand the batch does not touch: its flags need that brand's days too
+    other_brands = rows.select("permit_number", "brand_name").distinct().join(brands, ["permit_number", "brand_name"], "left_anti")
+    every_brand = all_ldays.unionByName(ldays.join(other_brands, ["permit_number", "brand_name"], "left_semi").select(*all_ldays.columns))
+    stored_facts = _in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
+    flagged = with_flags(rows, first_colas(all_cdays, every_brand))
+    products = changed_or_in_batch(fact_products(flagged), batch, stored_facts).localCheckpoint()
+    _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune=receipt_prune(fact_dates), deletes=removed)
+    certs = fact_certificates(batch)
+    replaced = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
+    _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune=receipt_prune(dates), deletes=replaced)
+
+    calendar = dates_of([
+        (products, ("receipt_date", "application_date", "approval_date")),
+        (certs, ("application_date", "issued_date", "expiration_date")),
+        (companies, ("valid_from", "valid_until")),
+        (events, ("observed_at",)),
+    ])
+    years = range(settings.analytics.min_valid_date.year, date.today().year + HOLIDAY_YEARS_AHEAD + 1)
+    _merge(counts, "dim_dates", spark, dim_dates(calendar, federal_holidays(spark, years)), DIM_DATES, root)
+
+    day_prune = None if seeding else {"receipt_date": dates, "permit_number": permit_list}
+    _merge(counts, "company_days", spark, new_cdays, COMPANY_DAYS, root, prune=day_prune, deletes=on_dates(stored_cdays))
+    _merge(counts, "label_days", spark, new_ldays, LABEL_DAYS, root, prune=day_prune, deletes=on_dates(stored_ldays))
+
+
+def _seeded(spark: SparkSession, root: str) -> bool:
+    """Whether the day tables hold every COLA's days: they exist and are not empty. Not their existence
+    alone: a build that fails its checks leaves the tables it created empty, not gone (:func:`unpublish`),
+    and the next build must fill them from the whole of ttb_consolidated again."""
+    return all(lakehouse.table_exists(spark, spec, root) and not lakehouse.read_table(spark, spec, root).isEmpty()
+               for spec in (COMPANY_DAYS, LABEL_DAYS))
+
+
+def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
+    """One-off upgrade: a gold.dim_companies from before versions were keyed by (permit_number, valid_from)
+    (it has the old ``version`` column, which :func:`lakehouse.migrate` will not drop) is replaced by an empty
+    table of the new shape, which the seeding run then fills from ttb_consolidated; the old rows stay
+    readable by time travel (``VERSION AS OF``) until VACUUM."""
+    if not lakehouse.table_exists(spark, DIM_COMPANIES, root) or "version" not in lakehouse.read_table(spark, DIM_COMPANIES, root).columns:
+        return
+    lakehouse.replace_table(spark, DIM_COMPANIES, root)
+
+
+def check(
+    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], details: DataFrame, certificates: DataFrame,
+    published: dict[str, int | None] | None = None,
+) -> list[quality.CheckResult]:
+    """The quality checks over the batch's receipt dates (and the whole of each dimension); ``published``:
+    the gold tables' versions before the build (:func:`published_versions`), for the checks against them."""
+    root = settings.pipeline.lakehouse_root
+
+    def read(spec: lakehouse.TableSpec) -> DataFrame:
+        return lakehouse.read_table(spark, spec, root)
+
+    methods = list(scope.receipt_methods)
+    cons = _in_dates(read(CONSOLIDATED), dates).where(F.col("receipt_method").isin(methods))
+    products = _in_dates(read(FACT_PRODUCTS), dates).where(F.col("receipt_method").isin(methods))
+    certs = _in_dates(read(FACT_CERTIFICATES), dates).join(cons.select("ttb_id"), "ttb_id", "left_semi")
+    changes = _in_dates(read(FACT_STATUS_CHANGES), dates)
+    dates_dim, companies, locations, types = (read(s) for s in (DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES))
+
+    def fk(column: str, spec: lakehouse.TableSpec, dim: DataFrame, key: str) -> quality.ForeignKey:
+        return quality.ForeignKey(column, spec.name, dim, key)
+
+    def day(column: str) -> quality.ForeignKey:
+        return fk(column, DIM_DATES, dates_dim, "date_key")
+
+    shared = [
+        fk("company_key", DIM_COMPANIES, companies, "company_key"),
+        fk("product_type_key", DIM_PRODUCT_TYPES, types, "product_type_key"),
+        fk("origin_location_key", DIM_LOCATIONS, locations, "location_key"),
+    ]
+    window = (settings.analytics.min_valid_date, date.today() + timedelta(days=1))
+    checked = quality.tables_checks([
+        quality.TableCheck(CONSOLIDATED.name, cons),
+        quality.TableCheck(
+            FACT_PRODUCTS.name, products,
+            [*shared, fk("applicant_location_key", DIM_LOCATIONS, locations, "location_key"),
+             day("receipt_date_key"), day("application_date_key"), day("approval_date_key")],
+            date_columns=("receipt_date", "application_date", "approval_date"), date_range=window, approval_after_receipt=True,
+        ),
+        quality.TableCheck(
+            FACT_CERTIFICATES.name, certs, [*shared, day("application_date_key"), day("issued_date_key"), day("expiration_date_key")]
+        ),
+        quality.TableCheck(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False),
+    ])  # fmt: skip
+    results = [r for found, _ in checked for r in found]
+    n_cons, n_products, n_certs = (rows for _, rows in checked[:3])
+    silver_ids, silver_certs = quality.silver_counts(_in_dates(details, dates), _in_dates(certificates, dates))
+    results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
+    results += quality.dimension_checks(
+        DIM_COMPANIES.name, companies, DIM_COMPANIES.keys,
+        [("company_key", ["permit_number"]), ("company_version_key", ["permit_number", "valid_from"])], scd2_entity="permit_number",
+    )  # fmt: skip
+    results += quality.dimension_checks(DIM_LOCATIONS.name, locations, surrogates=[("location_key", ["location_id"])])
+    results += quality.dimension_checks(DIM_PRODUCT_TYPES.name, types, surrogates=[("product_type_key", ["class_type_code"])])
+    results += _independent_checks(spark, settings, scope, dates, cons, published or {})
+    return results
+
+
+def _independent_checks(
+    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], cons: DataFrame, published: dict[str, int | None]
+) -> list[quality.CheckResult]:
+    """Checks against sources the batch was not built from: bronze pages found per receipt day, the dimension
+    keys published before the run, and (change-driven runs, whose date is the schedule's) freshness and drift."""
+    from ttb_spark import bronze, silver
+
+    root = settings.pipeline.lakehouse_root
+    results = []
+    if lakehouse.table_exists(spark, bronze.PAGES, root):  # gold built from silver rows alone (tests) has no bronze
+        def pages(spec: lakehouse.TableSpec) -> DataFrame:
+            return _in_dates(lakehouse.read_table(spark, spec, root), dates)
+
+        found = pages(bronze.PAGES).where(F.col("receipt_method").isin(list(scope.receipt_methods)))
+        results.append(quality.found_vs_gold(found, pages(silver.REJECTS), pages(silver.WITHDRAWALS), cons))
+    results += quality.published_keys_kept([
+        _dimension(spark, root, published, DIM_COMPANIES, "company_key",
+                   [(FACT_PRODUCTS, "company_key"), (FACT_CERTIFICATES, "company_key")]),
+        _dimension(spark, root, published, DIM_LOCATIONS, "location_key",
+                   [(FACT_PRODUCTS, "origin_location_key"), (FACT_PRODUCTS, "applicant_location_key"), (FACT_CERTIFICATES, "origin_location_key")]),
+        _dimension(spark, root, published, DIM_PRODUCT_TYPES, "product_type_key",
+                   [(FACT_PRODUCTS, "product_type_key"), (FACT_CERTIFICATES, "product_type_key")]),
+        _dimension(spark, root, published, DIM_DATES, "date_key",
+                   [(FACT_PRODUCTS, c) for c in ("receipt_date_key", "application_date_key", "approval_date_key")]
+                   + [(FACT_CERTIFICATES, c) for c in ("application_date_key", "issued_date_key", "expiration_date_key")]
+                   + [(FACT_STATUS_CHANGES, "observed_date_key")]),
+    ])  # fmt: skip
+    if scope.since_last_run:
+        results += _recency_checks(spark, settings, scope.end)
+    return results
+
+
+def _dimension(
+    spark: SparkSession, root: str, published: dict[str, int | None], dim: lakehouse.TableSpec, key: str,
+    references: list[tuple[lakehouse.TableSpec, str]],
+) -> quality.DimensionKeys:  # fmt: skip
+    version = published.get(dim.name)
+    before = lakehouse.read_version(spark, dim, root, version) if version is not None else None
+    refs = [(spec.name, lakehouse.read_table(spark, spec, root), column) for spec, column in references]
+    return quality.DimensionKeys(dim.name, key, before, lakehouse.read_table(spark, dim, root), refs)
+
+
+def _recency_checks(spark: SparkSession, settings: Settings, run_date: date) -> list[quality.CheckResult]:
+    """Freshness and approval drift as of ``run_date``, from one aggregation over the COLAs received in the
+    year (plus the drift baseline) before it: approvals per day up to ``run_date`` and the newest page fetch."""
+    a = settings.analytics
+    since = run_date - timedelta(days=366 + a.drift_baseline_days)
+    since_month = (F.col(RECEIPT_MONTH) >= F.lit(since.replace(day=1))) & (F.col("receipt_date") >= F.lit(since))
+    recent = lakehouse.read_table(spark, CONSOLIDATED, settings.pipeline.lakehouse_root).where(since_month)
+    rows = recent.groupBy("approval_date").agg(
+        F.count("*").alias("n"), F.max(F.greatest("detail_fetched_at", "certificate_fetched_at")).alias("fetched")
+    ).collect()
+    per_day = {r["approval_date"]: int(r["n"]) for r in rows if r["approval_date"] is not None and r["approval_date"] <= run_date}
+    fetched = [r["fetched"] for r in rows if r["fetched"] is not None]
+    return [
+        quality.freshness(run_date, max(per_day, default=None), max(fetched).date() if fetched else None,
+                          a.freshness_warn_days, a.freshness_block_days),
+        quality.approval_drift(per_day, a.drift_baseline_days, a.drift_ratio, a.drift_blocking),
+    ]  # fmt: skip
+
+
+def _scope_text(dates: list[date]) -> str:
+    return f"{dates[0]}..{dates[-1]} ({len(dates)} receipt dates)" if dates else "no receipt dates"
