@@ -255,8 +255,7 @@ def previous_completions(spark: SparkSession | None, settings: Settings, store: 
             best[row[0]] = row[1]
         pending = bronze.pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
     else:
-        keys = set(store.list(storage.SEARCH_MANIFESTS))
-        pending = sorted(k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys)
+        pending = storage.complete_manifests(store, storage.SEARCH_MANIFESTS)
     for key in pending:
         for row in bronze.read_search_manifest(store, key):
             if row["ttb_id"] in ids and row["completed_date"] > best.get(row["ttb_id"], date.min):
@@ -367,8 +366,7 @@ def failed_attempts(spark: SparkSession | None, settings: Settings, store: stora
             attempts += [(r[0], r[1], r[2], instant(r[3])) for r in of_ids.select("ttb_id", "data_type", "outcome", at).collect()]
         pending = bronze.pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS)
     else:
-        keys = set(store.list(storage.DISCOVERY_MANIFESTS))
-        pending = sorted(k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys)
+        pending = storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS)
     for key in pending:
         for line in store.get(key).decode("utf-8").splitlines():
             e = json.loads(line)
@@ -412,6 +410,14 @@ def recorded_records(spark: SparkSession, settings: Settings, store: storage.Raw
     return {i for i, kinds in held.items() if kinds >= set(DATA_TYPES)}
 
 
+def held_records(spark: SparkSession | None, settings: Settings, store: storage.RawStore, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` discovery counts as held: both pages stored (:func:`stored_records`) and, with a
+    session, named by a complete manifest (:func:`recorded_records`)."""
+    wanted = set(ids)
+    held = stored_records(store, map(TTBId, wanted)) if wanted else set()
+    return held if spark is None else recorded_records(spark, settings, store, held)
+
+
 def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
              history_start: date | None = None, sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
@@ -437,29 +443,26 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
                 else:
                     swept.add(r.ttb_id)
         search_requests = fetcher.requests_sent
-        previous = previous_completions(spark, settings, store, set(listed))  # before this run's listing is stored
+        # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
+        window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
+        failing = failing_since(failed_attempts(spark, settings, store, window_start), window_start)
+        # before this run's listing is stored (a failing ID fetched again is not in it: it would be fetched as new)
+        previous = previous_completions(spark, settings, store, set(listed) | set(failing))
         gone = vanished(spark, settings, store, sweep_first, last, swept | set(listed))
         write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
-        stored = stored_records(store, (TTBId(i) for i in listed))
-        if spark is not None:
-            stored = recorded_records(spark, settings, store, stored)
-        ids, why = to_fetch(rows, previous, lambda i: str(i) in stored)
+        held = held_records(spark, settings, store, set(listed) | set(failing))
+        ids, why = to_fetch(rows, previous, lambda i: str(i) in held)
         ids += gone
-        # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
-        window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
-        failing = failing_since(failed_attempts(spark, settings, store, window_start), window_start)
-        held = stored_records(store, map(TTBId, failing)) if failing else set()
-        if spark is not None:
-            held = recorded_records(spark, settings, store, held)
-        failing = {i: at for i, at in failing.items() if i not in held and i not in {str(t) for t in ids}}
+        fetching = {str(t) for t in ids}
+        failing = {i: at for i, at in failing.items() if i not in held and i not in fetching}
         retry = sorted(i for i, at in failing.items() if at >= window_start)
         given_up = sorted(set(failing) - set(retry))
         if given_up:
             log.warning("discover: %d page(s) failing since before %s are no longer retried: %s", len(given_up), window_start.date(), " ".join(given_up))
         ids += [TTBId(i) for i in retry]
-        completed = {r.ttb_id: r.completed_date for r in rows} | previous_completions(spark, settings, store, set(retry))
+        completed = {i: previous[i] for i in retry if i in previous} | {r.ttb_id: r.completed_date for r in rows}
         lines = fetcher.fetch(ids, completed)
         write_manifest(store, storage.discovery_manifest_key(run_id, first, last), lines,
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id})

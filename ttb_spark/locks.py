@@ -24,7 +24,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path

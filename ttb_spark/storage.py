@@ -91,6 +91,12 @@ def marker_of(manifest: str) -> str:
     return manifest.rsplit("/", 1)[0] + "/" + COMPLETE
 
 
+def complete_manifests(store: RawStore, prefix: str) -> list[str]:
+    """The manifest keys under ``prefix`` with their ``_COMPLETE`` marker beside them, sorted."""
+    keys = set(store.list(prefix))
+    return sorted(k for k in keys if k.endswith("/" + MANIFEST) and marker_of(k) in keys)
+
+
 class RawStore(Protocol):
     """Object-store operations the scraper and bronze need."""
 

@@ -41,8 +41,7 @@ def pending_manifests(spark: SparkSession, store: storage.RawStore, root: str, p
     """Complete manifests under ``prefix`` (marker beside them) not in ops.ingested_manifests yet."""
     from pyspark.sql import functions as F
 
-    keys = set(store.list(prefix))
-    complete = {k for k in keys if k.endswith("/" + storage.MANIFEST) and storage.marker_of(k) in keys}
+    complete = set(storage.complete_manifests(store, prefix))
     if not complete:
         return []
     seen = lakehouse.read_table(spark, INGESTED_MANIFESTS, root).where(F.col("manifest_key").startswith(prefix))
