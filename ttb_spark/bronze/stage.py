@@ -82,10 +82,11 @@ def read_search_manifest(store: storage.RawStore, manifest_key: str) -> list[dic
     return rows
 
 
-def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ingest_run_id: str) -> dict[str, int]:
-    """Complete search manifests not ingested yet -> bronze.search_listings. A listing already stored (same
-    TTB ID and completed date) keeps its row: the export and the results pages can give its names
-    differently (unquoted commas), and a re-listing must neither flip them nor rewrite the table."""
+def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ingest_run_id: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Complete search manifests not ingested yet -> bronze.search_listings; the counts, and the manifests read
+    (key -> rows) for :func:`mark_ingested`. A listing already stored (same TTB ID and completed date) keeps its
+    row: the export and the results pages can give its names differently (unquoted commas), and a re-listing
+    must neither flip them nor rewrite the table."""
     from pyspark.sql import functions as F
 
     keys = pending_manifests(spark, store, root, storage.SEARCH_MANIFESTS)
@@ -100,8 +101,8 @@ def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ing
         if not fresh.isEmpty():
             inserted = lakehouse.merge_upsert(spark, fresh, SEARCH_LISTINGS, root,
                                               prune={"completed_date": [d.isoformat() for d in dates]})["inserted"]
-    mark_ingested(spark, root, keys, {k: len(v) for k, v in per_key.items()}, ingest_run_id)
-    return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}
+    read = {k: len(v) for k, v in per_key.items()}
+    return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}, read
 
 
 def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
@@ -112,13 +113,14 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     root = settings.pipeline.lakehouse_root
     complete, incomplete = complete_manifests(store, scope)
     discovered = pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS)
-    listings = ingest_listings(spark, store, root, scope.run_id)
+    listings, listed = ingest_listings(spark, store, root, scope.run_id)
     counts = {"partitions": len(complete), "partitions_incomplete": len(incomplete), "discovery_manifests": len(discovered)} | listings
     manifests = complete + discovered
-    if not manifests:
-        return counts | {"manifest_lines": 0, "pages_read": 0, "pages_inserted": 0, "pages_updated": 0}
-    result = _ingest_manifests(spark, args, root, manifests, scope.run_id)
-    mark_ingested(spark, root, discovered, {}, scope.run_id)
+    result = {"manifest_lines": 0, "pages_read": 0, "pages_inserted": 0, "pages_updated": 0}
+    if manifests:
+        result = _ingest_manifests(spark, args, root, manifests, scope.run_id)
+    # one MERGE for the search and discovery manifests read, after both their writes
+    mark_ingested(spark, root, [*listed, *discovered], listed, scope.run_id)
     return counts | result
 
 
