@@ -195,10 +195,13 @@ def add_counts(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> di
     return out
 
 
-def write(spark: SparkSession, record: RunRecord, lakehouse_root: str) -> None:
-    """Insert or update the run's row."""
+def write(spark: SparkSession, record: RunRecord, lakehouse_root: str, first: bool = False) -> None:
+    """Update the run's row; ``first``: insert it (an append: a new run's ID is in no row yet)."""
     frame = spark.createDataFrame([record.as_row()], PIPELINE_RUNS.schema)
-    lakehouse.merge_upsert(spark, frame, PIPELINE_RUNS, lakehouse_root)
+    if first:
+        lakehouse.insert_new(spark, frame, PIPELINE_RUNS, lakehouse_root)
+    else:
+        lakehouse.merge_upsert(spark, frame, PIPELINE_RUNS, lakehouse_root)
 
 
 def read_runs(spark: SparkSession, lakehouse_root: str, job: str) -> list[dict[str, Any]]:

@@ -369,11 +369,24 @@ def merge_upsert(
     return _merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), conform(df, spec))
 
 
-def _run_merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
-    """Run a ``MERGE INTO ... USING {source}`` statement with ``source`` as the DataFrame argument; its row counts."""
+def insert_new(spark: SparkSession, df: DataFrame, spec: TableSpec, lakehouse_root: str) -> None:
+    """Append ``df``, whose keys the table cannot hold yet (a new run's row): one blind ``INSERT INTO``, which
+    skips the target scan a MERGE makes and never conflicts with another writer's commit."""
+    ensure_table(spark, spec, lakehouse_root)
+    names = ", ".join(_ident(f) for f in spec.schema.fieldNames())
+    _with_source(spark, f"INSERT INTO {table_ref(spec, lakehouse_root)} ({names}) SELECT {names} FROM {{source}}", conform(df, spec)).collect()
+
+
+def _with_source(spark: SparkSession, statement: str, source: DataFrame) -> DataFrame:
+    """``spark.sql`` of a statement that names ``{source}`` (the DataFrame argument) and no other placeholder."""
     # the statement is a format string for spark.sql's DataFrame argument: literal braces doubled
     text = statement.replace("{", "{{").replace("}", "}}").replace("{{source}}", "{source}")
-    row = spark.sql(text, source=source).first()
+    return spark.sql(text, source=source)
+
+
+def _run_merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
+    """Run a ``MERGE INTO ... USING {source}`` statement with ``source`` as the DataFrame argument; its row counts."""
+    row = _with_source(spark, statement, source).first()
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
 
 

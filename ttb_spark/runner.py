@@ -232,11 +232,11 @@ class RunAudit:
             self._failed("read (resume skipped)", exc)
             return set()
 
-    def write(self, record: Any) -> None:
+    def write(self, record: Any, first: bool = False) -> None:
         from ttb_spark import audit
 
         try:
-            audit.write(self.spark, record, self.root)
+            audit.write(self.spark, record, self.root, first)
         except Exception as exc:
             self._failed("write the run's row to", exc)
 
@@ -256,7 +256,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         range_start=scope.start, range_end=scope.end, partitions=tuple(p.key for p in scope.only),
         chunks_total=len(chunk_list), chunks_skipped=sum(c in done for c in chunk_list),
     )
-    run_audit.write(record)
+    run_audit.write(record, first=True)
     once = after_chunks(job)
     per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
