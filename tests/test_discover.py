@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from ttb_spark import audit, bronze, cli, discover, lakehouse, parse, runner, search, simulator, storage
+from ttb_spark import audit, bronze, cli, discover, lakehouse, listing, parse, runner, search, simulator, storage
 from ttb_spark.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
@@ -30,7 +30,7 @@ def test_a_window_over_the_cap_is_split_until_every_id_is_listed(tmp_path):
     with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=8) as sim:
         client = RegistryClient(settings_for(tmp_path, sim).extraction, Pacer(0))
         window = search.Criteria(DAY - timedelta(days=1), DAY)
-        rows, answers = discover.list_completed(client.search, window)
+        rows, answers = listing.list_completed(client.search, window)
         truth = sim.search(window)
     assert len(truth) > 8
     assert sorted((r.ttb_id, r.completed_date) for r in rows) == [(r.ttb_id, r.completed_date) for r in truth]
@@ -42,17 +42,38 @@ def test_a_window_over_the_cap_is_split_until_every_id_is_listed(tmp_path):
     assert any(a.criteria.origin_code for a in finals)  # ... then by origin
 
 
-def test_a_window_that_cannot_be_split_fails_naming_it(tmp_path):
-    with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=7) as sim:
+@pytest.mark.parametrize("order", ["string", "numeric"])
+def test_a_day_split_deep_lists_every_record_whatever_the_code_order_and_codes_outside_the_seed(tmp_path, order):
+    """Issue #22 (1): a cap of 3 rows splits each day several levels deep; the search compares codes as strings
+    or as zero-padded numbers (``81`` then before ``100``), and files some records under codes the seed lacks
+    (between two seed codes, before and after all of them). Every completed record is listed."""
+    with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=3, code_order=order, unlisted_codes=0.2) as sim:
         client = RegistryClient(settings_for(tmp_path, sim).extraction, Pacer(0))
-        with pytest.raises(discover.WindowTooLarge) as failure:
-            discover.list_completed(client.search, search.Criteria(DAY, DAY))
-        named = re.match(r"search window (\S+): (\d+) records, more than the 7 a search returns", str(failure.value))
-        assert named, str(failure.value)
-        label, total = named.groups()
-        code, origin = re.fullmatch(rf"{DAY}_{DAY}_ct-(\w+)-\1_or-(\w+)", label).groups()
-        pair = sim.search(search.Criteria(DAY, DAY, code, code, origin))
-    assert len(pair) == int(total) > 7
+        window = search.Criteria(DAY - timedelta(days=1), DAY)
+        rows, answers = listing.list_completed(client.search, window)
+        truth = sim.search(window)
+    unlisted = {r.class_type_code for r in truth} - set(listing.known_codes()[0])
+    assert len(unlisted) >= 3 and len(truth) > 100
+    assert sorted((r.ttb_id, r.completed_date) for r in rows) == [(r.ttb_id, r.completed_date) for r in truth]
+    assert all(a.total <= 3 for a, final in answers if final) and any(not final for _, final in answers)
+
+
+def test_a_window_that_cannot_be_split_fails_naming_it_and_what_was_tried(tmp_path):
+    # cap 2: on DAY three records share class/type 411, origin 4A and the brand's first three letters
+    with simulator.running(seed=0, scale=0.3, today=TODAY, search_cap=2) as sim:
+        client = RegistryClient(settings_for(tmp_path, sim).extraction, Pacer(0))
+        with pytest.raises(listing.WindowTooLarge) as failure:
+            listing.list_completed(client.search, search.Criteria(DAY, DAY))
+        text = str(failure.value)
+        assert text.startswith(f"search window {DAY}_{DAY}: 83 records, more than the 2 a search returns"), text
+        for way in ("class/type ranges", "each class/type code", "each origin", "each brand-name prefix"):
+            assert f"{way}: search window" in text, text
+        # the narrowest search over the cap: one day, class/type code and origin, a brand prefix of 3 characters
+        named = re.search(rf"search window {DAY}_{DAY}_ct-(\w+)-\1_or-(\w+)_bn-(\w{{3}}): (\d+) records, more than the 2", text)
+        assert named, text
+        code, origin, prefix, total = named.groups()
+        narrowest = sim.search(search.Criteria(DAY, DAY, code, code, origin, prefix))
+    assert len(narrowest) == int(total) > 2
 
 
 def test_the_withdrawal_sweep_stops_at_the_history_start():

@@ -4,9 +4,9 @@ The scope's dates are **completed** dates here (the runner starts ``--since-last
 watermark minus ``TTB_DISCOVERY_OVERLAP_DAYS``; the watermark is the run audit's last covered
 date, in the lakehouse). The range is searched in windows of at most
 ``TTB_DISCOVERY_WINDOW_DAYS``; a window whose "Total Matching Records" exceeds what a search
-returns is split — by completed date, then by class/type code range, then by origin — until each
-part is under the cap, and every split must account for its window's whole total. A window that
-cannot be split further fails the stage, naming it.
+returns is split until each part is under the cap, and a day's parts must list its whole total
+(:mod:`ttb_spark.listing`); a day no way of splitting accounts for fails the stage, naming it and what
+was tried.
 
 Each listed ID is fetched (detail, then certificate, through the same polite client and into the
 same page keys as the walk) when it is new — not both of its pages stored and named by a complete
@@ -40,11 +40,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ttb_spark import search, storage
 from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
+from ttb_spark.listing import list_completed, windows
 from ttb_spark.partitions import Partition
 from ttb_spark.scrape import previously_withdrawn
 from ttb_spark.ttb_id import TTBId
@@ -59,82 +59,7 @@ log = logging.getLogger(__name__)
 DATA_TYPES = ("cola-detail", "certificate")
 
 
-class WindowTooLarge(RuntimeError):
-    """A search window over the registry's cap that cannot be split any further (names the window)."""
-
-
 FAILED = ("failed", "unexpected")  # outcomes of a page attempt that got no usable answer
-
-
-@lru_cache(maxsize=1)
-def known_codes() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(class/type codes, origin codes) of the reference seed, sorted as the search compares them (strings)."""
-    from ttb_spark import reference
-
-    rows = reference.seed_rows()
-    return (tuple(sorted({r.code for r in rows if r.ref_type == "class_type"})),
-            tuple(sorted({r.code for r in rows if r.ref_type == "origin"})))
-
-
-def split(criteria: search.Criteria, answer: SearchAnswer, codes: tuple[tuple[str, ...], tuple[str, ...]]) -> list[search.Criteria]:
-    """The parts of an over-cap window: two date halves, else two class/type ranges, else one search
-    per origin (origins seen in the capped rows first); empty when it cannot be split."""
-    c = criteria
-    if c.date_from < c.date_to:
-        middle = c.date_from + timedelta(days=(c.date_to - c.date_from).days // 2)
-        return [search.Criteria(c.date_from, middle, c.class_type_from, c.class_type_to, c.origin_code),
-                search.Criteria(middle + timedelta(days=1), c.date_to, c.class_type_from, c.class_type_to, c.origin_code)]
-    class_codes, origins = codes
-    inside = [k for k in class_codes if (not c.class_type_from or k >= c.class_type_from) and (not c.class_type_to or k <= c.class_type_to)]
-    if len(inside) > 1:
-        half = len(inside) // 2
-        return [search.Criteria(c.date_from, c.date_to, c.class_type_from, inside[half - 1], c.origin_code),
-                search.Criteria(c.date_from, c.date_to, inside[half], c.class_type_to, c.origin_code)]
-    if not c.origin_code:
-        seen = [o for o in dict.fromkeys(r.origin_code for r in answer.rows) if o]
-        return [search.Criteria(c.date_from, c.date_to, c.class_type_from, c.class_type_to, o)
-                for o in [*seen, *(o for o in origins if o not in seen)]]
-    return []
-
-
-def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criteria: search.Criteria,
-                   codes: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> tuple[list[search.Listing], list[tuple[SearchAnswer, bool]]]:
-    """Every row completed in the window, splitting it under the cap; and each answer (final: not split)."""
-    codes = codes or known_codes()
-    answers: list[tuple[SearchAnswer, bool]] = []
-
-    def listed(c: search.Criteria) -> list[search.Listing]:
-        answer = run_search(c)
-        final = answer.total == len(answer.rows)
-        answers.append((answer, final))
-        if final:
-            return list(answer.rows)
-        parts = split(c, answer, codes)
-        if not parts:
-            raise WindowTooLarge(
-                f"search window {c.label}: {answer.total} records, more than the {answer.returned} a search returns, "
-                "and it cannot be split further (one completed date, one class/type code, one origin)"
-            )
-        rows: list[search.Listing] = []
-        for part in parts:
-            if len(rows) >= answer.total:
-                break  # the remaining origins can hold nothing: the window is accounted for
-            rows += listed(part)
-        if len(rows) != answer.total:
-            raise WindowTooLarge(f"search window {c.label}: its parts list {len(rows)} records, the window says {answer.total}")
-        return rows
-
-    return listed(criteria), answers
-
-
-def windows(first: date, last: date, days: int) -> list[search.Criteria]:
-    """Completed-date windows of at most ``days`` days covering ``first..last``."""
-    out = []
-    while first <= last:
-        end = min(last, first + timedelta(days=days - 1))
-        out.append(search.Criteria(first, end))
-        first = end + timedelta(days=1)
-    return out
 
 
 @dataclass

@@ -46,21 +46,23 @@ class SearchPageError(ValueError):
 
 @dataclass(frozen=True)
 class Criteria:
-    """One search: a completed-date window, optionally narrowed by a class/type range and an origin."""
+    """One search: a completed-date window, optionally narrowed by a class/type range, an origin and the
+    first characters of the brand name (``productOrFancifulName`` ``<prefix>%``, name type ``B``)."""
 
     date_from: date
     date_to: date
     class_type_from: str = ""
     class_type_to: str = ""
     origin_code: str = ""
+    brand_prefix: str = ""
 
     def form(self) -> dict[str, str]:
         """The POST fields, as the search form names them."""
         return {
             "searchCriteria.dateCompletedFrom": self.date_from.strftime("%m/%d/%Y"),
             "searchCriteria.dateCompletedTo": self.date_to.strftime("%m/%d/%Y"),
-            "searchCriteria.productOrFancifulName": "",
-            "searchCriteria.productNameSearchType": "E",
+            "searchCriteria.productOrFancifulName": f"{self.brand_prefix}%" if self.brand_prefix else "",
+            "searchCriteria.productNameSearchType": "B" if self.brand_prefix else "E",
             "searchCriteria.classTypeFrom": self.class_type_from,
             "searchCriteria.classTypeTo": self.class_type_to,
             "searchCriteria.originCode": self.origin_code,
@@ -74,7 +76,10 @@ class Criteria:
             text += f"_ct-{self.class_type_from or 'min'}-{self.class_type_to or 'max'}"
         if self.origin_code:
             text += f"_or-{self.origin_code}"
-        return re.sub(r"[^0-9A-Za-z_.-]", "-", text)
+        text = re.sub(r"[^0-9A-Za-z_.-]", "-", text)
+        if self.brand_prefix:  # any character a brand can start with, kept apart: x<hex> for all but letters and digits
+            text += "_bn-" + "".join(ch if ch.isascii() and ch.isalnum() else f"x{ord(ch):02X}" for ch in self.brand_prefix)
+        return text
 
 
 @dataclass(frozen=True)

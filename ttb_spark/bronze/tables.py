@@ -150,7 +150,7 @@ SEARCH_LISTINGS = lakehouse.TableSpec(
             column("origin_description", StringType(), "Origin Desc as listed."),
             column("class_type_code", StringType(), "Class/Type code as listed (a string: 81, 80A)."),
             column("class_type_description", StringType(), "Class/Type Desc as listed."),
-            column("search_window", StringType(), "The search that listed it: completed-date window, class/type range, origin."),
+            column("search_window", StringType(), "The search that listed it: completed-date window, class/type range, origin, brand-name prefix."),
             column("source_key", StringType(), "Raw store key of the answer the row was read from (export.csv or a results page)."),
             column("manifest_key", StringType(), "Raw store key of the search manifest naming that answer."),
             column("search_run_id", StringType(), "Id of the discovery run that searched."),

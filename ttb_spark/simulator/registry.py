@@ -37,6 +37,10 @@ STATUS_CHANGES = ("SURRENDERED", "REVOKED", "EXPIRED")
 APPROVAL_LAG = ((0.80, 1, 21), (0.95, 22, 89), (1.0, 90, 180))  # (cumulative share, min days, max days)
 CHANGE_SHARE, CHANGE_LAG = 0.04, (14, 365)  # status changes: share of records, days after approval
 WITHDRAW_SHARE, WITHDRAW_LAG = 0.01, (7, 180)  # withdrawals from public view
+# class/type codes the real search files records under that the reference seed lacks: between two seed codes
+# as strings ("80B", "815"), before every one ("0A") and after every one ("9K")
+UNLISTED_CODES = ("80B", "815", "0A", "9K")
+CODE_ORDERS = ("string", "numeric")
 MAX_LAG = APPROVAL_LAG[-1][2] + CHANGE_LAG[1]  # receipt -> last possible completed date
 PROFILES = ("templates", "registry")
 EFILED = {"templates": ((250, 450), (20, 60)), "registry": ((600, 1300), (10, 60))}  # e-filed a day at scale 1: (weekday, weekend)
@@ -90,10 +94,12 @@ class State:
 class SyntheticRegistry:
     """The deterministic set of records: which sequence numbers are ever public, their timelines and pages."""
 
-    def __init__(self, seed: int = 0, scale: float = 1.0, profile: str = "templates") -> None:
+    def __init__(self, seed: int = 0, scale: float = 1.0, profile: str = "templates", unlisted_codes: float = 0.0) -> None:
+        """``unlisted_codes``: the share of records the search lists under one of :data:`UNLISTED_CODES` (their
+        pages are unchanged: only the search's index files them so)."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; one of {', '.join(PROFILES)}")
-        self.seed, self.scale, self.profile = seed, scale, profile
+        self.seed, self.scale, self.profile, self.unlisted_codes = seed, scale, profile, unlisted_codes
         self._lock = threading.Lock()
         self._indexed: set[date] = set()
         self._completions: dict[date, list[str]] = {}  # completed date (approval or change) -> IDs
@@ -224,10 +230,14 @@ class SyntheticRegistry:
         """The search row of a record."""
         rec = self.record(ttb_id)
         tpl = _templates()[rec.template]
+        code = rec.value("class_type_code", tpl.class_type_code)
+        draw = random.Random(f"{self.seed}|unlisted|{ttb_id}")
+        if self.unlisted_codes and draw.random() < self.unlisted_codes:
+            code = draw.choice(UNLISTED_CODES)
         return search.Listing(
             ttb_id, completed, rec.value("permit", tpl.permit_number), rec.serial, tpl.fanciful_name, rec.brand,
             rec.value("origin_code", tpl.origin_code), rec.value("origin_description", tpl.origin_description),
-            rec.value("class_type_code", tpl.class_type_code), rec.value("class_type_description", tpl.class_type_description),
+            code, rec.value("class_type_description", tpl.class_type_description),
         )
 
     def render(self, record: Record, data_type: str, as_of: date | None = None) -> bytes:
@@ -315,11 +325,23 @@ def _population_draw(rng: random.Random, template: int) -> dict[str, str]:
     return out
 
 
-def matches(row: search.Listing, criteria: search.Criteria) -> bool:
-    """Whether a listed row meets the class/type range and origin of a search (codes compare as strings)."""
-    code = row.class_type_code or ""
-    if criteria.class_type_from and code < criteria.class_type_from:
+def code_key(code: str, order: str = "string") -> tuple[int, str]:
+    """How a search compares class/type codes: as strings, or ``numeric`` (as zero-padded numbers: their
+    leading digits as a number, then the rest, so ``80`` < ``80A`` < ``100``). The registry does not say which."""
+    if order == "string":
+        return (0, code)
+    digits = re.match(r"\d*", code).group()
+    return (int(digits) if digits else -1, code[len(digits):])
+
+
+def matches(row: search.Listing, criteria: search.Criteria, order: str = "string") -> bool:
+    """Whether a listed row meets the class/type range (codes compared in ``order``), brand-name prefix (any
+    case) and origin of a search."""
+    code = code_key(row.class_type_code or "", order)
+    if criteria.class_type_from and code < code_key(criteria.class_type_from, order):
         return False
-    if criteria.class_type_to and code > criteria.class_type_to:
+    if criteria.class_type_to and code > code_key(criteria.class_type_to, order):
+        return False
+    if criteria.brand_prefix and not (row.brand_name or "").upper().startswith(criteria.brand_prefix.upper()):
         return False
     return not criteria.origin_code or row.origin_code == criteria.origin_code

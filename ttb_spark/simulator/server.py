@@ -37,7 +37,7 @@ from ttb_spark import search
 from ttb_spark.simulator.pages import (
     captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
 )  # fmt: skip
-from ttb_spark.simulator.registry import SyntheticRegistry, matches
+from ttb_spark.simulator.registry import CODE_ORDERS, SyntheticRegistry, matches
 from ttb_spark.ttb_id import is_valid_ttb_id
 
 PREFIX = "/colasonline/"
@@ -103,8 +103,13 @@ class RegistrySimulator:
         today: date | None = None,
         search_cap: int = SEARCH_CAP,
         profile: str = "templates",
+        code_order: str = "string",
+        unlisted_codes: float = 0.0,
     ) -> None:
-        self.registry = SyntheticRegistry(seed, scale, profile)
+        if code_order not in CODE_ORDERS:
+            raise ValueError(f"unknown code order {code_order!r}; one of {', '.join(CODE_ORDERS)}")
+        self.registry = SyntheticRegistry(seed, scale, profile, unlisted_codes)
+        self.code_order = code_order  # how the search compares class/type codes (registry.code_key)
         self.seed = seed
         self.faults = faults or Faults()
         self.today = today  # the simulated day; None: no clock, every record public as approved
@@ -165,7 +170,7 @@ class RegistrySimulator:
     def search(self, criteria: search.Criteria) -> list[search.Listing]:
         """Every row a search matches as of today (uncapped), by TTB ID."""
         rows = self.registry.completed_between(criteria.date_from, criteria.date_to, self.today)
-        return [r for r in rows if matches(r, criteria)]
+        return [r for r in rows if matches(r, criteria, self.code_order)]
 
     def max_rate(self, window: int) -> float:
         """Highest request rate seen over any ``window + 1`` consecutive requests (requests/second)."""
@@ -390,7 +395,8 @@ class _Search:
 
 
 def _criteria(form: dict[str, str]) -> search.Criteria | None:
-    """The search's criteria from the POSTed form; None when the dates are missing, bad or too far apart."""
+    """The search's criteria from the POSTed form; None when the dates are missing, bad or too far apart, or the name is
+    not a brand-name prefix."""
     from datetime import datetime
 
     try:
@@ -401,9 +407,13 @@ def _criteria(form: dict[str, str]) -> search.Criteria | None:
         return None
     if last < first or (last - first).days > SEARCH_SPAN_DAYS:
         return None
+    # names: only what this simulator models, a brand-name prefix (``<prefix>%`` with name type B)
+    name, name_type = form.get("searchCriteria.productOrFancifulName", ""), form.get("searchCriteria.productNameSearchType", "E")
+    if name and (name_type != "B" or not name.endswith("%") or "%" in name[:-1]):
+        return None
     return search.Criteria(
         first, last, form.get("searchCriteria.classTypeFrom", "").strip(), form.get("searchCriteria.classTypeTo", "").strip(),
-        form.get("searchCriteria.originCode", "").strip(),
+        form.get("searchCriteria.originCode", "").strip(), name[:-1],
     )
 
 
