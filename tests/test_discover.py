@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from ttb_spark import audit, bronze, cli, discover, lakehouse, listing, parse, runner, search, simulator, storage
+from ttb_spark import audit, bronze, cli, discover, lakehouse, listing, parse, reference, runner, search, simulator, storage
 from ttb_spark.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
@@ -56,6 +56,16 @@ def test_a_day_split_deep_lists_every_record_whatever_the_code_order_and_codes_o
     assert len(unlisted) >= 3 and len(truth) > 100
     assert sorted((r.ttb_id, r.completed_date) for r in rows) == [(r.ttb_id, r.completed_date) for r in truth]
     assert all(a.total <= 3 for a, final in answers if final) and any(not final for _, final in answers)
+
+
+def test_listing_splits_by_the_codes_the_reference_job_refreshed_too(spark, tmp_path):
+    """Codes the registry's lookup lists hold and the seed lacks (merged by the ``reference`` job) are split by."""
+    settings = make_settings(tmp_path)
+    assert discover.split_codes(spark, settings) == listing.known_codes()  # no reference table yet: the seed's
+    reference.merge(spark, settings, [reference.RefRow("class_type", "80B", "A CODE ONLY THE REGISTRY LISTS", source="registry"),
+                                      reference.RefRow("origin", "9Z", "AN ORIGIN ONLY THE REGISTRY LISTS", source="registry")])
+    classes, origins = discover.split_codes(spark, settings)
+    assert "80B" in classes and "9Z" in origins and set(listing.known_codes()[0]) < set(classes)
 
 
 def test_a_window_that_cannot_be_split_fails_naming_it_and_what_was_tried(tmp_path):

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ttb_spark import search, storage
 from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
-from ttb_spark.listing import list_completed, windows
+from ttb_spark.listing import known_codes, list_completed, windows
 from ttb_spark.partitions import Partition
 from ttb_spark.scrape import previously_withdrawn
 from ttb_spark.ttb_id import TTBId
@@ -343,6 +343,19 @@ def held_records(spark: SparkSession | None, settings: Settings, store: storage.
     return held if spark is None else recorded_records(spark, settings, store, held)
 
 
+def split_codes(spark: SparkSession | None, settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(class/type codes, origin codes) listing splits by: the seed's, and those of gold.ttb_reference_data,
+    which the ``reference`` job refreshes from the registry's own lookup lists (longer than the seed)."""
+    from ttb_spark import lakehouse, reference
+
+    classes, origins = known_codes()
+    if spark is None or not lakehouse.table_exists(spark, reference.REFERENCE_DATA, settings.pipeline.lakehouse_root):
+        return classes, origins
+    rows = reference.read(spark, settings).where("ref_type IN ('class_type', 'origin')").select("ref_type", "code").distinct().collect()
+    more = {kind: {r["code"] for r in rows if r["ref_type"] == kind and r["code"]} for kind in ("class_type", "origin")}
+    return tuple(sorted(set(classes) | more["class_type"])), tuple(sorted(set(origins) | more["origin"]))
+
+
 def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
              history_start: date | None = None, sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
@@ -359,8 +372,9 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         swept: set[str] = set()
         sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days,
                                   history_start or settings.pipeline.partition_start_date) if sweep else first
+        codes = split_codes(spark, settings)
         for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
-            rows, got = list_completed(searcher.search, window)
+            rows, got = list_completed(searcher.search, window, codes)
             answers += got
             for r in rows:
                 if r.completed_date >= first:
