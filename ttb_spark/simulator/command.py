@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import date
 
-from ttb_spark.simulator.registry import PROFILES, SyntheticRegistry
+from ttb_spark.simulator.registry import CODE_ORDERS, PROFILES, UNLISTED_CODES, SyntheticRegistry
 from ttb_spark.simulator.server import SEARCH_CAP, Faults, RegistrySimulator
 
 
@@ -44,6 +44,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--today", type=date.fromisoformat, metavar="YYYY-MM-DD",
                         help="the simulated day: records are public from approval to withdrawal, pages show the status as of it (default: no clock, all public)")
     parser.add_argument("--search-cap", type=int, default=SEARCH_CAP, help=f"most rows a search returns (default {SEARCH_CAP})")
+    parser.add_argument("--code-order", choices=CODE_ORDERS, default="string",
+                        help="how the search compares class/type codes in a range: as strings, or numeric (zero-padded numbers: 80 before 100)")
+    parser.add_argument("--unlisted-codes", type=float, default=0.0, metavar="SHARE",
+                        help=f"share of records the search files under codes the seed lacks ({', '.join(UNLISTED_CODES)}; default 0)")
     parser.add_argument("--list-public", type=date.fromisoformat, metavar="YYYY-MM-DD",
                         help="print the TTB IDs received that day and public as of --today, and exit")
 
@@ -55,6 +59,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.search_cap < 1:
         sys.stderr.write("ttb_spark simulate-registry: error: --search-cap must be >= 1\n")
         return 2
+    if not 0 <= args.unlisted_codes <= 1:
+        sys.stderr.write("ttb_spark simulate-registry: error: --unlisted-codes must be within 0..1\n")
+        return 2
     if args.list_public:
         registry = SyntheticRegistry(args.seed, args.scale, args.profile)
         for method in ("000", "001", "002", "003"):
@@ -65,7 +72,8 @@ def run_command(args: argparse.Namespace) -> int:
         latency=args.latency, first_hits=args.fault_first_hits, retry_after=args.retry_after, **dict(args.fault)
     )
     sim = RegistrySimulator(seed=args.seed, scale=args.scale, faults=faults, host=args.host, port=args.port,
-                            today=args.today, search_cap=args.search_cap, profile=args.profile)
+                            today=args.today, search_cap=args.search_cap, profile=args.profile, code_order=args.code_order,
+                            unlisted_codes=args.unlisted_codes)
     clock = f", today {args.today}" if args.today else ""
     sys.stdout.write(f"registry simulator at {sim.base_url} (seed {args.seed}, scale {args.scale}{clock}); Ctrl-C stops\n")
     sys.stdout.flush()
