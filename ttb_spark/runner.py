@@ -133,16 +133,23 @@ def _describe(scope: Scope) -> str:
 
 
 def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: str = "", job: str = "") -> dict[str, int]:
-    """Run one stage over ``scope`` with a start and a done line; returns its counts. A stage of
-    SERIAL_STAGES first waits for the ``gold`` claim (another run's gold stage to end)."""
+    """Run one stage over ``scope`` with a start and a done line; returns its counts and what it cost:
+    ``ms`` (wall milliseconds) and ``sql_executions`` (Spark SQL executions while it ran, the lock heartbeat's
+    included; left out over Spark Connect, which does not show them). A stage of SERIAL_STAGES first waits
+    for the ``gold`` claim (another run's gold stage to end)."""
+    from ttb_spark.spark import last_sql_execution
+
     module = importlib.import_module(f"ttb_spark.{name}")
     with serial(spark, settings, scope, name, job or name):
-        started = time.monotonic()
+        first, started = last_sql_execution(spark), time.monotonic()
         progress(f"{name}{label}: start {_describe(scope)}")
         describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
-        counts = module.run(spark, settings, scope)
-    progress(f"{name}{label}: done in {time.monotonic() - started:.1f}s " + " ".join(f"{k}={v}" for k, v in counts.items()))
-    return {k: int(v) for k, v in counts.items()}
+        counts = {k: int(v) for k, v in module.run(spark, settings, scope).items()}
+        elapsed, last = time.monotonic() - started, last_sql_execution(spark)
+    cost = {"ms": round(elapsed * 1000)} | ({"sql_executions": last - first} if first is not None and last is not None else {})
+    executions = f", {cost['sql_executions']} SQL executions" if "sql_executions" in cost else ""
+    progress(f"{name}{label}: done in {elapsed:.1f}s{executions} " + " ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts | cost
 
 
 @contextlib.contextmanager

@@ -198,6 +198,19 @@ LOCAL_PAGE_SIZE = "1m"
 INTERPRETED = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
+def last_sql_execution(spark: SparkSession) -> int | None:
+    """The ID of the newest SQL execution the driver has recorded (-1: none yet), from the session's SQL status
+    store (execution IDs only grow, so two readings give the executions in between). None where there is no
+    such store to read: a Spark Connect session, or a runtime that does not expose it."""
+    try:
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty()  # the newest executions recorded
+        store = spark._jsparkSession.sharedState().statusStore()
+        count = int(store.executionsCount())
+        return int(store.executionsList(count - 1, 1).head().executionId()) if count else -1
+    except Exception:  # no JVM session behind this one (Spark Connect), or its internals differ
+        return None
+
+
 def local_conf(settings: Settings) -> dict[str, str]:
     """Configuration of a locally built session."""
     s = settings.spark
