@@ -58,6 +58,18 @@ def test_a_day_split_deep_lists_every_record_whatever_the_code_order_and_codes_o
     assert all(a.total <= 3 for a, final in answers if final) and any(not final for _, final in answers)
 
 
+def test_class_type_halves_follow_the_order_and_meet_at_a_code_nothing_listed():
+    day = search.Criteria(DAY, DAY)
+    codes = ["100", "101", "80", "81", "82", "9"]
+    first, second = listing.split(day, codes, "string", busy={"101"})  # 100 101 80 81 82 9: meet at 81, the middle
+    assert (first.class_type_from, first.class_type_to, second.class_type_from, second.class_type_to) == ("", "81", "81", "")
+    first, second = listing.split(day, codes, "numeric", busy={"82"})  # 9 80 81 82 100 101: the middle is busy, 81 is next
+    assert (first.class_type_to, second.class_type_from) == ("81", "81")
+    first, second = listing.split(day, codes, "string", busy=codes)  # every code listed: halves meet between two
+    assert (first.class_type_to, second.class_type_from) == ("80", "81")
+    assert listing.split(search.Criteria(DAY, DAY, "0", "000"), ["0", "00", "000"], "numeric") == []  # one place in the order
+
+
 def test_listing_splits_by_the_codes_the_reference_job_refreshed_too(spark, tmp_path):
     """Codes the registry's lookup lists hold and the seed lacks (merged by the ``reference`` job) are split by."""
     settings = make_settings(tmp_path)
@@ -76,7 +88,8 @@ def test_a_window_that_cannot_be_split_fails_naming_it_and_what_was_tried(tmp_pa
             listing.list_completed(client.search, search.Criteria(DAY, DAY))
         text = str(failure.value)
         assert text.startswith(f"search window {DAY}_{DAY}: 83 records, more than the 2 a search returns"), text
-        for way in ("class/type ranges", "each class/type code", "each origin", "each brand-name prefix"):
+        for way in ("class/type ranges (string order)", "class/type ranges (numeric order)", "each class/type code", "each origin",
+                    "each brand-name prefix"):
             assert f"{way}: search window" in text, text
         # the narrowest search over the cap: one day, class/type code and origin, a brand prefix of 3 characters
         named = re.search(rf"search window {DAY}_{DAY}_ct-(\w+)-\1_or-(\w+)_bn-(\w{{3}}): (\d+) records, more than the 2", text)

@@ -11,6 +11,7 @@ lists a record outside it, so a count that adds up proves the listing whole.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import date, timedelta
 from functools import lru_cache
@@ -29,7 +30,7 @@ class WindowTooLarge(RuntimeError):
 
 @lru_cache(maxsize=1)
 def known_codes() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(class/type codes, origin codes) of the reference seed, sorted as strings (how :func:`split` orders ranges)."""
+    """(class/type codes, origin codes) of the reference seed, sorted as strings."""
     from ttb_spark import reference
 
     rows = reference.seed_rows()
@@ -37,20 +38,44 @@ def known_codes() -> tuple[tuple[str, ...], tuple[str, ...]]:
             tuple(sorted({r.code for r in rows if r.ref_type == "origin"})))
 
 
-def split(criteria: search.Criteria, codes: Iterable[str]) -> list[search.Criteria]:
-    """Two halves of a window: by completed date, else by class/type range over ``codes`` (the known codes
-    inside its range, as strings); empty when neither splits it (one day, at most one known code inside)."""
+def code_key(code: str, order: str = "string") -> tuple[int, str]:
+    """A class/type code as a search may compare it: as a string, or ``numeric`` (as a zero-padded number: its
+    leading digits as a number, then the rest, so ``80`` < ``80A`` < ``100``). The registry does not say which."""
+    if order == "string":
+        return (0, code)
+    digits = re.match(r"\d*", code).group()
+    return (int(digits) if digits else -1, code[len(digits):])
+
+
+CODE_ORDERS = ("string", "numeric")
+
+
+def split(criteria: search.Criteria, codes: Iterable[str], order: str = "string", busy: Iterable[str] = ()) -> list[search.Criteria]:
+    """Two halves of a window: by completed date, else by class/type range over ``codes`` (the known codes inside
+    its range, compared in ``order``); empty when neither splits it (one day, fewer than two known codes inside).
+
+    The halves meet at a known code near the middle that no answer listed yet (not in ``busy``): both include
+    it, so a code no list of ours holds that lies next to it is in one of them, at the price of nothing listed
+    twice. Without such a code they meet between two codes, and a code of ours neither holds can fall between
+    (the day's count then tells, and the next way is tried)."""
     c = criteria
     if c.date_from < c.date_to:
         middle = c.date_from + timedelta(days=(c.date_to - c.date_from).days // 2)
-        return [search.Criteria(c.date_from, middle, c.class_type_from, c.class_type_to, c.origin_code),
-                search.Criteria(middle + timedelta(days=1), c.date_to, c.class_type_from, c.class_type_to, c.origin_code)]
-    inside = sorted(k for k in set(codes) if (not c.class_type_from or k >= c.class_type_from) and (not c.class_type_to or k <= c.class_type_to))
+        return [replace(c, date_to=middle), replace(c, date_from=middle + timedelta(days=1))]
+
+    def key(code: str) -> tuple[int, str]:
+        return code_key(code, order)
+
+    within = [k for k in set(codes) if (not c.class_type_from or key(k) >= key(c.class_type_from))
+              and (not c.class_type_to or key(k) <= key(c.class_type_to))]
+    inside = sorted({key(k): k for k in sorted(within)}.values(), key=key)  # one code per place in the order ("0" = "000" as numbers)
     if len(inside) < 2:
         return []
-    half = len(inside) // 2
-    return [search.Criteria(c.date_from, c.date_to, c.class_type_from, inside[half - 1], c.origin_code),
-            search.Criteria(c.date_from, c.date_to, inside[half], c.class_type_to, c.origin_code)]
+    half, seen = len(inside) // 2, set(busy)
+    quiet = sorted((i for i in range(1, len(inside) - 1) if inside[i] not in seen), key=lambda i: abs(i - half))
+    if quiet:  # strictly inside, so each half holds fewer known codes than the window
+        return [replace(c, class_type_to=inside[quiet[0]]), replace(c, class_type_from=inside[quiet[0]])]
+    return [replace(c, class_type_to=inside[half - 1]), replace(c, class_type_from=inside[half])]
 
 
 # the first characters of brand names, for the narrowest split (a brand starting with anything else is
@@ -64,7 +89,8 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
     """Every row completed in the window, by TTB ID, and each answer (final: under the cap, not split).
 
     A window over the registry's cap is searched in narrower parts: date halves; within one day, class/type
-    ranges over the known codes (``codes``: the seed's, plus every code an answer of the run listed), else
+    ranges over the known codes (``codes``: the seed's, plus every code an answer of the run listed), compared
+    as strings, else as zero-padded numbers (the order that accounted for a day is tried first after it), else
     each class/type code exactly, else each origin, else each brand-name prefix (a part over the cap is
     narrowed further: class/type halves, then origins, then longer prefixes). How the registry orders codes
     is not documented and it has codes no list of ours holds, so a way is trusted only when the distinct IDs
@@ -75,6 +101,7 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
     answers: list[tuple[SearchAnswer, bool]] = []
     seen_codes: dict[str, None] = {}  # the codes and origins answers listed, in the order first seen
     seen_origins: dict[str, None] = {}
+    orders = list(CODE_ORDERS)  # how the registry compares codes in a range: unknown, so each in turn
 
     def ask(c: search.Criteria) -> SearchAnswer:
         answer = run_search(c)
@@ -94,14 +121,15 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
             rows |= part()
         return rows
 
-    def rows_of(c: search.Criteria) -> dict[str, search.Listing]:
-        """The rows of a part (unchecked: the day's window checks the union), narrowed while over the cap."""
+    def rows_of(c: search.Criteria, order: str = "string") -> dict[str, search.Listing]:
+        """The rows of a part (unchecked: the day's window checks the union), narrowed while over the cap
+        (class/type ranges compared in ``order``)."""
         answer = ask(c)
         if answer.total == len(answer.rows):
             return {r.ttb_id: r for r in answer.rows}
-        halves = [] if c.brand_prefix else split(c, [*class_codes, *seen_codes])  # a brand prefix only gets longer
+        halves = [] if c.brand_prefix else split(c, [*class_codes, *seen_codes], order, seen_codes)  # a brand prefix only gets longer
         if halves:
-            return union([lambda h=h: rows_of(h) for h in halves], answer.total)
+            return union([lambda h=h: rows_of(h, order) for h in halves], answer.total)
         if not c.origin_code and not c.brand_prefix:
             listed_first = [*seen_origins, *(o for o in origins if o not in seen_origins)]
             return union((lambda o=o: rows_of(replace(c, origin_code=o)) for o in listed_first), answer.total)
@@ -114,7 +142,8 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
         if c.date_from < c.date_to:
             yield "date halves", [lambda h=h: window(h) for h in split(c, ())]
             return
-        yield "class/type ranges", [lambda h=h: rows_of(h) for h in split(c, [*class_codes, *seen_codes])]
+        for order in list(orders):
+            yield f"class/type ranges ({order} order)", [lambda h=h, o=order: rows_of(h, o) for h in split(c, [*class_codes, *seen_codes], order, seen_codes)]
         every = [*seen_codes, *(k for k in class_codes if k not in seen_codes)]
         yield "each class/type code", (lambda k=k: rows_of(replace(c, class_type_from=k, class_type_to=k)) for k in every)
         if not c.origin_code:
@@ -135,6 +164,8 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
                 tried.append(f"{way}: {exc}")
                 continue
             if len(rows) == answer.total or (len(rows) > answer.total and len(rows) == ask(c).total):
+                if way.startswith("class/type ranges"):  # the order that worked is tried first from now on
+                    orders.sort(key=lambda o: o not in way)
                 return rows
             tried.append(f"{way}: the parts list {len(rows)}")
         raise too_large(c, answer, f"and no way of splitting it accounts for them ({'; '.join(tried)})")

@@ -8,7 +8,8 @@ import sys
 import time
 from datetime import date
 
-from ttb_spark.simulator.registry import CODE_ORDERS, PROFILES, UNLISTED_CODES, SyntheticRegistry
+from ttb_spark.listing import CODE_ORDERS
+from ttb_spark.simulator.registry import PROFILES, UNLISTED_CODES, SyntheticRegistry
 from ttb_spark.simulator.server import SEARCH_CAP, Faults, RegistrySimulator
 
 

@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from ttb_spark import search
+from ttb_spark.listing import code_key
 from ttb_spark.simulator.pages import _templates
 from ttb_spark.ttb_id import TTBId, is_valid_ttb_id
 
@@ -40,7 +41,6 @@ WITHDRAW_SHARE, WITHDRAW_LAG = 0.01, (7, 180)  # withdrawals from public view
 # class/type codes the real search files records under that the reference seed lacks: between two seed codes
 # as strings ("80B", "815"), before every one ("0A") and after every one ("9K")
 UNLISTED_CODES = ("80B", "815", "0A", "9K")
-CODE_ORDERS = ("string", "numeric")
 MAX_LAG = APPROVAL_LAG[-1][2] + CHANGE_LAG[1]  # receipt -> last possible completed date
 PROFILES = ("templates", "registry")
 EFILED = {"templates": ((250, 450), (20, 60)), "registry": ((600, 1300), (10, 60))}  # e-filed a day at scale 1: (weekday, weekend)
@@ -325,18 +325,10 @@ def _population_draw(rng: random.Random, template: int) -> dict[str, str]:
     return out
 
 
-def code_key(code: str, order: str = "string") -> tuple[int, str]:
-    """How a search compares class/type codes: as strings, or ``numeric`` (as zero-padded numbers: their
-    leading digits as a number, then the rest, so ``80`` < ``80A`` < ``100``). The registry does not say which."""
-    if order == "string":
-        return (0, code)
-    digits = re.match(r"\d*", code).group()
-    return (int(digits) if digits else -1, code[len(digits):])
-
-
 def matches(row: search.Listing, criteria: search.Criteria, order: str = "string") -> bool:
-    """Whether a listed row meets the class/type range (codes compared in ``order``), brand-name prefix (any
-    case) and origin of a search."""
+    """Whether a listed row meets the class/type range (codes compared in ``order``, one of
+    :data:`ttb_spark.listing.CODE_ORDERS`: the registry does not say which it uses), brand-name prefix (any case)
+    and origin of a search."""
     code = code_key(row.class_type_code or "", order)
     if criteria.class_type_from and code < code_key(criteria.class_type_from, order):
         return False

@@ -37,7 +37,8 @@ from ttb_spark import search
 from ttb_spark.simulator.pages import (
     captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
 )  # fmt: skip
-from ttb_spark.simulator.registry import CODE_ORDERS, SyntheticRegistry, matches
+from ttb_spark.listing import CODE_ORDERS
+from ttb_spark.simulator.registry import SyntheticRegistry, matches
 from ttb_spark.ttb_id import is_valid_ttb_id
 
 PREFIX = "/colasonline/"
