@@ -44,15 +44,20 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     warehouse = str(tmp_path_factory.mktemp("warehouse"))
     # long-lived: its JVM keeps the C2 compiler, whatever the job processes below are given
-    session = get_spark(load_settings("test", {"spark": {"warehouse_dir": warehouse, "driver_java_options": ""}}), app_name="ttb_spark-tests")
+    session = get_spark(load_settings("test", {"spark": {"warehouse_dir": warehouse, "driver_java_options": THROUGHPUT_GC}}),
+                        app_name="ttb_spark-tests")
     yield session
     session.stop()
 
 
+# The suite is CPU-bound on a 2-core machine. Every JVM it starts collects garbage with the parallel collector
+# instead of G1: three warm daily runs in one session (days 1-3 of bench.stage_bench's schedule, quiet machine)
+# took 157 s of JVM CPU and 125 s wall instead of 181 s and 140 s (docs/performance.md).
+THROUGHPUT_GC = "-XX:+UseParallelGC"
 # The suite's job processes (``python -m ttb_spark ...``) each run a stage or two on a cold JVM and exit:
 # compiling with C1 only, without flushing its code, spends ~27 % less CPU on such a run (settings.SparkSettings.
-# driver_java_options), and the suite is CPU-bound on a 2-core machine.
-JOB_PROCESS_JVM = "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing"
+# driver_java_options).
+JOB_PROCESS_JVM = f"-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing {THROUGHPUT_GC}"
 
 
 @pytest.fixture(scope="session", autouse=True)
