@@ -11,7 +11,8 @@
 # the Python of build/ttb_spark_env.tar.gz (`make package`), shipped with --archives.
 # Environment: SPARK_SUBMIT (default: spark-submit on PATH, else the venv's), PYTHON (the submitting
 # side's interpreter), TTB_PYTHON_ENV (the packed environment), TTB_* / AWS_REGION (settings; passed
-# on to a cluster-mode driver), TTB_CONF_DIR (profiles folder, shipped as --files).
+# on to a cluster-mode driver), TTB_CONF_DIR (profiles folder, shipped as --files), TTB_CLUSTER_DELTA_DIR
+# (the cluster's Delta jars, used by its own spark-submit; default /usr/share/aws/delta/lib, EMR's).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${PYTHON:-$( [ -x "$here/.venv/bin/python" ] && echo "$here/.venv/bin/python" || echo python3 )}"
@@ -20,9 +21,19 @@ TTB_PYTHON_ENV="${TTB_PYTHON_ENV:-$here/build/ttb_spark_env.tar.gz}"
 # pip's spark-submit (the one beside $PYTHON) finds its Spark with whatever `python3` is on PATH: point
 # it at $PYTHON's. Any other spark-submit (a cluster node's) keeps its own Spark: SPARK_HOME untouched.
 python_bin="$(dirname "$(command -v "$PYTHON")")"
-if [ -z "${SPARK_HOME:-}" ] && [ "$(cd "$(dirname "$SPARK_SUBMIT")" 2>/dev/null && pwd -P)" = "$(cd "$python_bin" && pwd -P)" ]; then
+pips_spark=no
+[ "$(cd "$(dirname "$SPARK_SUBMIT")" 2>/dev/null && pwd -P)" = "$(cd "$python_bin" && pwd -P)" ] && pips_spark=yes
+if [ -z "${SPARK_HOME:-}" ] && [ "$pips_spark" = yes ]; then
   SPARK_HOME="$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null)" || true
   [ -z "${SPARK_HOME:-}" ] || export SPARK_HOME
+fi
+# A cluster node's own spark-submit with the cluster's Delta beside it (EMR: the jars Amazon documents under
+# /usr/share/aws/delta/lib) runs the job on that Delta, s3:// served by the cluster (EMRFS): the jars resolved
+# here match this venv's Spark, not the cluster's.
+TTB_CLUSTER_DELTA_DIR="${TTB_CLUSTER_DELTA_DIR:-/usr/share/aws/delta/lib}"
+cluster_delta=()
+if [ "$pips_spark" = no ] && [ -f "$TTB_CLUSTER_DELTA_DIR/delta-spark.jar" ]; then
+  cluster_delta=(--cluster-delta "$TTB_CLUSTER_DELTA_DIR")
 fi
 
 usage() {
@@ -58,7 +69,7 @@ job="$1"; shift
 [ -f "$here/jobs/$job.py" ] || die "unknown job '$job' (see --help)"
 
 # Jars and S3 settings from the settings the job will load; bad arguments stop here (exit 2).
-options="$("$PYTHON" -m ttb_spark.submit "$job" "$@")" || exit $?
+options="$("$PYTHON" -m ttb_spark.submit ${cluster_delta[@]+"${cluster_delta[@]}"} "$job" "$@")" || exit $?
 mapfile -t submit_options <<<"$options"
 
 case "$master" in

@@ -128,6 +128,38 @@ def test_a_spark_submit_on_path_keeps_its_own_spark_and_pips_gets_the_venvs(reco
     assert (tmp_path / "spark_home").read_text() == os.path.dirname(pyspark.__file__)
 
 
+def test_a_cluster_nodes_spark_submit_runs_on_the_clusters_own_delta(recorder, tmp_path):
+    """Issue #24 (5): on an EMR node (its spark-submit on PATH, Delta's jars where Amazon documents them) the
+    job gets the cluster's Delta jars, not ones resolved for this venv's Spark, and s3:// stays the cluster's
+    (no S3A mapping); the DynamoDB log store's jar comes from there too. Pip's spark-submit ignores them."""
+    delta = tmp_path / "delta-lib"
+    delta.mkdir()
+    for name in ("delta-spark.jar", "delta-storage.jar"):
+        (delta / name).write_bytes(b"")
+    job = ["raw", "--env", "production", "--date", "2024-01-02", "--lakehouse-root", "s3://ttb-cola-lakehouse/lake"]
+    on_path = {"SPARK_SUBMIT": "", "SPARK_HOME": "", "PATH": f"{recorder.parent}:{os.environ['PATH']}", "AWS_REGION": "us-east-1"}
+    done, argv = _submit(job, recorder, TTB_CLUSTER_DELTA_DIR=str(delta), **on_path)
+    assert done.returncode == 0, done.stderr
+    assert argv[argv.index("--jars") + 1] == f"{delta / 'delta-spark.jar'},{delta / 'delta-storage.jar'}"
+    assert not [a for a in argv if a.startswith("spark.hadoop.fs.s3")], "s3:// is the cluster's, not S3A"
+
+    (tmp_path / "argv").unlink()
+    done, argv = _submit(job, recorder, TTB_CLUSTER_DELTA_DIR=str(delta), TTB_DELTA_DYNAMODB_TABLE="ttb_delta_log", **on_path)
+    assert done.returncode == 2 and f"the cluster's Delta at {delta} has no delta-storage-s3-dynamodb.jar" in done.stderr and not argv
+    (delta / "delta-storage-s3-dynamodb.jar").write_bytes(b"")
+    done, argv = _submit(job, recorder, TTB_CLUSTER_DELTA_DIR=str(delta), TTB_DELTA_DYNAMODB_TABLE="ttb_delta_log", **on_path)
+    assert done.returncode == 0, done.stderr
+    assert argv[argv.index("--jars") + 1].split(",") == [str(delta / n) for n in ("delta-spark.jar", "delta-storage.jar", "delta-storage-s3-dynamodb.jar")]
+    assert "spark.delta.logStore.s3.impl=io.delta.storage.S3DynamoDBLogStore" in argv
+
+    python = recorder.parent / "python"  # pip's spark-submit, beside the submitting Python: the venv's Delta
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    done, argv = _submit(["raw", "--env", "test", "--date", "2024-01-02"], recorder, PYTHON=str(python), TTB_CLUSTER_DELTA_DIR=str(delta))
+    assert done.returncode == 0, done.stderr
+    assert str(delta) not in argv[argv.index("--jars") + 1] and "delta-spark" in argv[argv.index("--jars") + 1]
+
+
 def test_cluster_submission_without_a_packed_env_is_refused(recorder, tmp_path):
     done, argv = _submit(["--master", "yarn", "pipeline", "--env", "test"], recorder,
                          TTB_PYTHON_ENV=str(tmp_path / "missing.tar.gz"))

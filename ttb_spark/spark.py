@@ -165,10 +165,27 @@ def log_store_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def submit_options(settings: Settings) -> list[str]:
-    """spark-submit options for a job with these settings: the jars and the S3 settings."""
-    options = ["--jars", ",".join(resolve_jars(packages(settings)))]
-    for key, value in storage_conf(settings).items():
+# A cluster's own Delta, as Amazon documents it for EMR 7.0 and later (delta-core.jar renamed delta-spark.jar)
+CLUSTER_DELTA_JARS = ("delta-spark.jar", "delta-storage.jar")
+CLUSTER_DELTA_DYNAMODB_JAR = "delta-storage-s3-dynamodb.jar"
+
+
+def submit_options(settings: Settings, cluster_delta: Path | None = None) -> list[str]:
+    """spark-submit options for a job with these settings: the jars and the S3 settings. With ``cluster_delta``
+    (the folder of a cluster's own Delta jars) those jars and Delta's log store settings only: the cluster's
+    Spark needs its own Delta, and serves ``s3://`` itself."""
+    if cluster_delta is None:
+        jars, conf = resolve_jars(packages(settings)), storage_conf(settings)
+    else:
+        names = [*CLUSTER_DELTA_JARS, *([CLUSTER_DELTA_DYNAMODB_JAR] if multi_writer_s3(settings) else [])]
+        missing = [n for n in names if not (cluster_delta / n).is_file()]
+        if missing:
+            from ttb_spark.settings import SettingsError
+
+            raise SettingsError(f"the cluster's Delta at {cluster_delta} has no {', '.join(missing)} (TTB_CLUSTER_DELTA_DIR)")
+        jars, conf = [str(cluster_delta / n) for n in names], log_store_conf(settings)
+    options = ["--jars", ",".join(jars)]
+    for key, value in conf.items():
         options += ["--conf", f"{key}={value}"]
     return options
 
