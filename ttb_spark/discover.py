@@ -263,7 +263,7 @@ def failing_since(lines: Iterable[tuple[str, str, str, datetime]], window_start:
     return since
 
 
-def failed_attempts(spark: SparkSession | None, settings: Settings, store: storage.RawStore,
+def attempts_of_failing_ids(spark: SparkSession | None, settings: Settings, store: storage.RawStore,
                     window_start: datetime) -> list[tuple[str, str, str, datetime]]:
     """Every discovery fetch attempt (ttb_id, data_type, outcome, fetched_at) of the IDs with a failed one at
     or after ``window_start``: bronze.scrape_manifest's discovery lines (read by those IDs' receipt dates)
@@ -384,7 +384,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         search_requests = fetcher.requests_sent
         # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
         window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
-        failing = failing_since(failed_attempts(spark, settings, store, window_start), window_start)
+        failing = failing_since(attempts_of_failing_ids(spark, settings, store, window_start), window_start)
         # before this run's listing is stored (a failing ID fetched again is not in it: it would be fetched as new)
         previous = previous_completions(spark, settings, store, set(listed) | set(failing))
         gone = vanished(spark, settings, store, sweep_first, last, swept | set(listed))

@@ -46,11 +46,10 @@ EXAMPLES: dict[str, str] = {
 
 def register_views(spark: SparkSession, lakehouse_root: str) -> list[str]:
     """Register every gold table as a temporary view named after the table; returns the names."""
-    from ttb_spark.gold import TABLES
-    from ttb_spark.reference import REFERENCE_DATA
+    from ttb_spark.tables import ALL
 
     names = []
-    for spec in (*TABLES, REFERENCE_DATA):
+    for spec in (s for s in ALL if s.name.startswith("gold.")):
         view = spec.name.split(".", 1)[1]
         lakehouse.read_table(spark, spec, lakehouse_root).createOrReplaceTempView(view)
         names.append(view)

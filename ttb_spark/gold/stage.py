@@ -65,11 +65,11 @@ STAGE = "gold"
 HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
 
 
-def _silver_table(spark: SparkSession, root: str, name: str) -> DataFrame:
-    """A silver table by its name in the silver layer."""
-    from ttb_spark import silver
+def _silver_tables(spark: SparkSession, root: str) -> tuple[DataFrame, DataFrame]:
+    """silver.cola_details and silver.cola_certificates."""
+    from ttb_spark.silver.tables import COLA_CERTIFICATES, COLA_DETAILS
 
-    return lakehouse.read_table(spark, {"cola_details": silver.COLA_DETAILS, "cola_certificates": silver.COLA_CERTIFICATES}[name], root)
+    return lakehouse.read_table(spark, COLA_DETAILS, root), lakehouse.read_table(spark, COLA_CERTIFICATES, root)
 
 
 def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame, DataFrame]:
@@ -78,7 +78,8 @@ def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame
         in_range = F.col("receipt_date").between(F.lit(scope.start), F.lit(scope.end))
         return df.where(in_range & F.col("receipt_method").isin(list(scope.receipt_methods)))
 
-    return scoped(_silver_table(spark, root, "cola_details")), scoped(_silver_table(spark, root, "cola_certificates"))
+    details, certificates = _silver_tables(spark, root)
+    return scoped(details), scoped(certificates)
 
 
 def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
@@ -177,7 +178,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
         changed = changed.localCheckpoint()
         dates = sorted(r[0] for r in changed.select("receipt_date").distinct().collect())
         every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
-        details, certificates = (_in_dates(_silver_table(spark, root, n), dates) for n in ("cola_details", "cola_certificates"))
+        details, certificates = (_in_dates(df, dates) for df in _silver_tables(spark, root))
         counts = build(spark, settings, every_method, details, certificates, changed)
     audit.write_watermarks(spark, root, STAGE, through, scope.run_id)
     return counts
