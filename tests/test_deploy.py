@@ -204,6 +204,23 @@ def test_bundle_prod_target_is_deployable_and_scheduled():
     assert all(c["spark_env_vars"]["TTB_ENVIRONMENT"] == "production" for c in _clusters(prod))
 
 
+def test_bundle_prod_keeps_its_tables_in_unity_catalog_and_dev_on_paths(monkeypatch):
+    """Issue #24 (3): prod's jobs run in Unity Catalog mode (managed tables of catalog ``ttb``, raw pages on a
+    volume of it); dev's on path tables. What each job cluster's environment gives the settings."""
+    from ttb_spark.settings import load_settings
+
+    roots = {}
+    for target in ("dev", "prod"):
+        [env] = {tuple(sorted(c["spark_env_vars"].items())) for c in _clusters(_bundle(target))}
+        with monkeypatch.context() as mp:
+            for name, value in env:
+                mp.setenv(name, value)
+            pipeline = load_settings().pipeline
+        roots[target] = (pipeline.lakehouse_root, pipeline.raw_root)
+    assert roots["prod"] == ("catalog:ttb.", "/Volumes/ttb/raw/pages")
+    assert roots["dev"][0] == "s3://ttb-cola-dev/lakehouse"
+
+
 def test_bundle_prod_root_is_the_service_principals_own_folder():
     """Not /Workspace/Shared, where every workspace user can replace the wheel prod runs as the service
     principal: the run-as service principal's folder (its user name is its application ID), the path the

@@ -29,6 +29,7 @@ import pytest
 
 from conftest import make_settings
 from raw_pages import SPIRIT, WINE, real_page
+from bench.daily_bench import data_changes, table_differences
 from test_e2e import PER_WALK, _assert_same, _capture, _frame, _kill_when, _watch
 from ttb_spark import audit, bronze, cli, lakehouse, locks, silver, tables
 from ttb_spark.gold.consolidated import CONSOLIDATED
@@ -195,3 +196,32 @@ def test_kill_inside_gold_then_rerun_gives_the_clean_result(spark, lake, tmp_pat
     for spec in (*silver.TABLES.values(), silver.REJECTS, silver.WITHDRAWALS, CONSOLIDATED, FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES):
         drop = PER_WALK.search
         _assert_same(spec.name, _frame(spark, spec, lake["root"], drop), _frame(spark, spec, root, drop))
+
+
+def test_a_path_lakehouse_adopted_into_a_catalog_keeps_its_rows_and_goes_on_from_there(spark, lake, tmp_path, monkeypatch):
+    """Issue #24 (3): ``adopt-catalog --from <path root>`` copies every table into the catalog of the settings
+    (TTB_CATALOG, TTB_SCHEMA_PREFIX) with the same rows; run again it changes nothing; the change-driven stages
+    then go on from the copies (their watermarks moved to the copies' versions) without redoing anything. A
+    lakehouse with changes no stage has read yet is refused, naming them."""
+    path = str(lake["root"] / "lakehouse")
+    monkeypatch.setenv("TTB_CATALOG", "spark_catalog")
+    monkeypatch.setenv("TTB_SCHEMA_PREFIX", "adopted_")
+    target = make_settings(tmp_path).pipeline.lakehouse_root
+    assert lakehouse.is_catalog(target)
+    code, out, err = _capture(lambda: cli.main(["adopt-catalog", "--from", path, "--env", "test"]))
+    assert code == 0, err[-3000:]
+    assert "gold.ttb_consolidated: 2 rows -> spark_catalog.adopted_gold.ttb_consolidated" in out
+    assert table_differences(spark, path, target) == {}
+    copied = versions(spark, target)
+    assert _capture(lambda: cli.main(["adopt-catalog", "--from", path, "--env", "test"]))[:2] == (0, out)
+    assert versions(spark, target) == copied
+
+    code, out, err = _capture(lambda: cli.main(["analytics", "--env", "test", "--since-last-run", "--raw-root", str(tmp_path / "raw")]))
+    assert code == 0, (out + err)[-3000:]
+    assert data_changes(spark, target, copied) == {}, out
+
+    pending = tmp_path / "pending"
+    shutil.copytree(path, pending)
+    write_bronze(spark, str(pending), pages_of(WINE, at=T3))
+    code, out, err = _capture(lambda: cli.main(["adopt-catalog", "--from", str(pending), "--env", "test"]))
+    assert code == 2 and "changes not processed yet (run the daily job on the path lakehouse first): silver <- bronze.pages" in err, err

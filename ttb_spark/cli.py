@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     relayout = sub.add_parser("relayout", help="rewrite tables into their declared partitioning or clustering (jobs stopped)")
     relayout.add_argument("tables", nargs="+", metavar="table", help="layer.table, e.g. gold.ttb_consolidated")
     relayout.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
+    adopt = sub.add_parser("adopt-catalog", help="copy a lakehouse of path tables into the catalog of the settings (TTB_CATALOG), jobs stopped")
+    adopt.add_argument("--from", dest="source", required=True, metavar="ROOT", help="the path lakehouse root, e.g. s3://bucket/lakehouse")
+    adopt.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
     return parser
 
 
@@ -113,6 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "relayout":
             return _relayout(args)
+        if args.command == "adopt-catalog":
+            from ttb_spark import adopt
+
+            return adopt.run_command(args.source, args.env)
         from ttb_spark import runner
 
         return runner.run_from_args(args)

@@ -149,7 +149,9 @@ class PipelineSettings(_Section):
     @field_validator("catalog")
     @classmethod
     def _catalog(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        if not value:  # unset or empty (a deployment passing TTB_CATALOG="" in every target): path tables
+            return None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError(f"must be a catalog name (letters, digits, underscores), got {value!r}")
         return value
 
