@@ -56,6 +56,19 @@ def test_a_day_split_deep_lists_every_record_whatever_the_code_order_and_codes_o
     assert len(unlisted) >= 3 and len(truth) > 100
     assert sorted((r.ttb_id, r.completed_date) for r in rows) == [(r.ttb_id, r.completed_date) for r in truth]
     assert all(a.total <= 3 for a, final in answers if final) and any(not final for _, final in answers)
+    assert len({a.criteria for a, _ in answers}) == len(answers)  # no search asked twice, whichever ways reached it
+
+
+def test_a_search_asked_again_is_kept_beside_the_first(tmp_path):
+    from ttb_spark.client import SearchAnswer
+
+    window = search.Criteria(DAY, DAY)
+    answers = [(SearchAnswer(window, n, n, (), "results", (("results-001.html", f"<html>{n}</html>".encode()),), 1,
+                             datetime(2024, 3, 1, tzinfo=timezone.utc)), True) for n in (3, 4)]
+    store = storage.open_store(str(tmp_path / "raw"))
+    lines = discover.keep_answers(store, "r1", answers)
+    first, second = (line["keys"] for line in lines)
+    assert first != second and [store.get(k) for k in first + second] == [b"<html>3</html>", b"<html>4</html>"]
 
 
 def test_class_type_halves_follow_the_order_and_meet_at_a_code_nothing_listed():

@@ -144,13 +144,17 @@ def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]
 
 
 def keep_answers(store: storage.RawStore, run_id: str, answers: list[tuple[SearchAnswer, bool]]) -> list[dict[str, Any]]:
-    """Store every search answer as served; the search manifest's lines (one per search)."""
+    """Store every search answer as served; the search manifest's lines (one per search). A search asked again
+    in the run (a window that grew while it was listed) is kept beside the first, as ``<label>.2`` ..."""
     lines = []
+    times: dict[str, int] = {}
     for answer, final in answers:
         c = answer.criteria
+        times[c.label] = times.get(c.label, 0) + 1
+        where = c.label if times[c.label] == 1 else f"{c.label}.{times[c.label]}"
         keys = []
         for name, body in answer.answers:
-            key = storage.search_answer_key(run_id, c.date_from, c.label, name)
+            key = storage.search_answer_key(run_id, c.date_from, where, name)
             store.put(key, body)
             keys.append(key)
         lines.append({

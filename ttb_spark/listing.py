@@ -103,8 +103,13 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
     seen_origins: dict[str, None] = {}
     orders = list(CODE_ORDERS)  # how the registry compares codes in a range: unknown, so each in turn
 
-    def ask(c: search.Criteria) -> SearchAnswer:
-        answer = run_search(c)
+    asked: dict[search.Criteria, SearchAnswer] = {}
+
+    def ask(c: search.Criteria, again: bool = False) -> SearchAnswer:
+        """The registry's answer to ``c``: asked once per run (two ways can reach the same search), ``again`` anew."""
+        if c in asked and not again:
+            return asked[c]
+        answer = asked[c] = run_search(c)
         answers.append((answer, answer.total == len(answer.rows)))
         seen_codes.update((r.class_type_code, None) for r in answer.rows if r.class_type_code)
         seen_origins.update((r.origin_code, None) for r in answer.rows if r.origin_code)
@@ -163,7 +168,7 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
             except WindowTooLarge as exc:
                 tried.append(f"{way}: {exc}")
                 continue
-            if len(rows) == answer.total or (len(rows) > answer.total and len(rows) == ask(c).total):
+            if len(rows) == answer.total or (len(rows) > answer.total and len(rows) == ask(c, again=True).total):
                 if way.startswith("class/type ranges"):  # the order that worked is tried first from now on
                     orders.sort(key=lambda o: o not in way)
                 return rows
