@@ -50,14 +50,15 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
-# The suite is CPU-bound on a 2-core machine. Every JVM it starts collects garbage with the parallel collector
-# instead of G1: three warm daily runs in one session (days 1-3 of bench.stage_bench's schedule, quiet machine)
-# took 157 s of JVM CPU and 125 s wall instead of 181 s and 140 s (docs/performance.md).
+# The suite is CPU-bound on a 2-core machine. Its long-lived session collects garbage with the parallel
+# collector instead of G1: three warm daily runs in one session (days 1-3 of bench.stage_bench's schedule, quiet
+# machine) took 157 s of JVM CPU and 125 s wall instead of 181 s and 140 s (docs/performance.md).
 THROUGHPUT_GC = "-XX:+UseParallelGC"
 # The suite's job processes (``python -m ttb_spark ...``) each run a stage or two on a cold JVM and exit:
 # compiling with C1 only, without flushing its code, spends ~27 % less CPU on such a run (settings.SparkSettings.
-# driver_java_options).
-JOB_PROCESS_JVM = f"-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing {THROUGHPUT_GC}"
+# driver_java_options). They keep G1: with the parallel collector, which frees the code of unloaded classes only
+# in a full collection, one ran out of code cache (no flushing) in a silver stage.
+JOB_PROCESS_JVM = "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -81,7 +81,7 @@ def test_driver_java_options_follow_the_logging_configuration_and_the_suites_ses
     # conftest gives the job processes C1 only; this long-lived session was built without it
     launched = list(spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     assert options[0] in launched and not any("TieredStopAtLevel" in a for a in launched)
-    assert "-XX:+UseParallelGC" in launched  # conftest.THROUGHPUT_GC: less CPU than G1 for the suite's JVMs
+    assert "-XX:+UseParallelGC" in launched  # conftest.THROUGHPUT_GC: less CPU than G1 for the suite's session
 
 
 def test_the_test_profile_records_no_python_call_site_per_column_call(spark):

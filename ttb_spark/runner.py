@@ -47,6 +47,7 @@ JOBS: dict[str, tuple[str, ...]] = {
 }
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
+COST = ("ms", "sql_executions")  # what run_stage adds to each stage's counts: what the stage cost
 UNCHUNKED = ("reference", "maintain")  # jobs run once over the whole scope, not per chunk of dates
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 ERROR_CHARS = 4000
@@ -146,7 +147,8 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
         describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
         counts = {k: int(v) for k, v in module.run(spark, settings, scope).items()}
         elapsed, last = time.monotonic() - started, last_sql_execution(spark)
-    cost = {"ms": round(elapsed * 1000)} | ({"sql_executions": last - first} if first is not None and last is not None else {})
+    cost = dict(zip(COST, (round(elapsed * 1000), None if first is None or last is None else last - first)))
+    cost = {k: v for k, v in cost.items() if v is not None}
     executions = f", {cost['sql_executions']} SQL executions" if "sql_executions" in cost else ""
     progress(f"{name}{label}: done in {elapsed:.1f}s{executions} " + " ".join(f"{k}={v}" for k, v in counts.items()))
     return counts | cost
