@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # `make package`: the interpreter of the cluster's Python (build on the target's OS: for EMR
-# emr-spark-8.0.0, Amazon Linux 2023 with `dnf install python3.11`, PACKAGE_PYTHON=python3.11).
+# emr-spark-8.0.0, Amazon Linux 2023 with `dnf install python3.11`, PACKAGE_PYTHON=/usr/bin/python3.11).
+# The packed environment links to it, so an interpreter only the build machine has (pyenv, conda, a home
+# folder) is refused, as is a native library needing a newer glibc than the cluster OS's (ttb_spark/packed_env.py).
 PACKAGE_PYTHON ?= $(PYTHON)
+CLUSTER_GLIBC ?= 2.34
 # Where `make package` says to upload the code (the deploy/emr* JSON files name this prefix).
 CODE_URI ?= s3://ttb-cola-lakehouse/code
 # Delta's Python API for the cluster's own Delta (emr-spark-8.0.0 ships Delta 4.0.0): its jars
@@ -62,8 +65,10 @@ package: setup
 	rm -rf $(DIST) $(PKG)/pyenv $(PKG)/ttb_spark_env.tar.gz
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	$(PACKAGE_PYTHON) -m venv $(PKG)/pyenv
+	$(BIN)/python -m ttb_spark.packed_env $(PKG)/pyenv --glibc $(CLUSTER_GLIBC) > /dev/null
 	$(PKG)/pyenv/bin/pip install --quiet -c constraints/local.txt $(DIST)/ttb_spark-*.whl
 	$(PKG)/pyenv/bin/pip install --quiet --no-deps delta-spark==$(CLUSTER_DELTA)
+	$(BIN)/python -m ttb_spark.packed_env $(PKG)/pyenv --glibc $(CLUSTER_GLIBC)
 	$(BIN)/venv-pack --quiet -p $(PKG)/pyenv -o $(PKG)/ttb_spark_env.tar.gz
 	@echo "upload:"
 	@echo "  aws s3 cp $(PKG)/ttb_spark_env.tar.gz $(CODE_URI)/ttb_spark_env.tar.gz"

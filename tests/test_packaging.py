@@ -7,6 +7,8 @@ tests/test_emr_run.py (on EMR's Spark line)."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ttb_spark import packed_env
 from ttb_spark.settings import load_settings
 from ttb_spark.spark import S3A_FILESYSTEM, storage_conf
 
@@ -24,12 +27,22 @@ NOISE = (":: resolution report ::", ":: loading settings ::", "found io.delta#",
          "Truncated the string representation of a plan", "Using Spark's default log4j profile")
 
 
+# The OS's packaged Python, where Amazon Linux 2023's python3.11 package puts it: the interpreter a packed
+# environment may link to (this machine's Debian 12 has it at the same path).
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+
+
+def _make_package(out: Path, python: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", "package", f"PACKAGE_PYTHON={python}", f"DIST={out / 'dist'}",
+                           f"PKG={out / 'build'}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     """`make package` into a temporary folder: the wheel, the environment, the packed archive."""
+    assert SYSTEM_PYTHON.is_file(), f"{SYSTEM_PYTHON}: the packed environment needs the OS's packaged Python 3.11"
     out = tmp_path_factory.mktemp("package")
-    done = subprocess.run(["make", "--no-print-directory", "package", f"DIST={out / 'dist'}", f"PKG={out / 'build'}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    done = _make_package(out, SYSTEM_PYTHON)
     assert done.returncode == 0, done.stderr[-3000:]
     return {"dist": out / "dist", "build": out / "build", "stdout": done.stdout}
 
@@ -63,8 +76,36 @@ def test_package_has_deltas_python_api_and_prints_the_uploads(package):
     assert not (site / "pyspark").exists(), "the cluster's own pyspark must not be shadowed"
     archive = Path(package["build"]) / "ttb_spark_env.tar.gz"
     assert archive.is_file()
+    assert re.search(rf"packed environment: interpreter {SYSTEM_PYTHON}, [1-9]\d* native libraries need glibc <= 2\.34", package["stdout"])
     assert f"aws s3 cp {archive} s3://ttb-cola-lakehouse/code/ttb_spark_env.tar.gz" in package["stdout"]
     assert "aws s3 cp --recursive jobs/ s3://ttb-cola-lakehouse/code/jobs/" in package["stdout"]
+
+
+def test_package_refuses_an_interpreter_only_this_machine_has(tmp_path):
+    # An interpreter outside the OS's own folder (as pyenv, conda or a home folder put one): the venv links to it.
+    private = tmp_path / "opt" / "bin" / SYSTEM_PYTHON.name
+    private.parent.mkdir(parents=True)
+    shutil.copy2(SYSTEM_PYTHON, private)
+    done = _make_package(tmp_path, private)
+    assert done.returncode != 0
+    assert f"pyenv/bin/python resolves to {private}, which only this machine has" in done.stderr
+    assert "PACKAGE_PYTHON=/usr/bin/python3.11" in done.stderr
+    assert not (tmp_path / "build" / "ttb_spark_env.tar.gz").exists()
+
+
+def test_a_native_library_needing_a_newer_glibc_than_the_clusters_is_named(tmp_path):
+    library = tmp_path / "lib" / "python3.11" / "site-packages" / "native.so"
+    library.parent.mkdir(parents=True)
+    shutil.copy2(SYSTEM_PYTHON, library)  # any ELF file: this one needs some glibc
+    (tmp_path / "notes.so.txt").write_text("not ELF")
+    needed = packed_env.glibc_needed(library)
+    assert needed is not None and packed_env.glibc_needed(tmp_path / "notes.so.txt") is None
+    exact = ".".join(map(str, needed))
+    older = ".".join(map(str, (needed[0], needed[1] - 1)))
+    assert packed_env.library_problems(tmp_path, exact) == ([], 1)
+    problems, checked = packed_env.library_problems(tmp_path, older)
+    assert checked == 1 and problems == [f"lib/python3.11/site-packages/native.so needs glibc {exact}, newer than the "
+                                         f"cluster's {older}: build the package on the cluster's OS (docs/deployment.md)"]
 
 
 # ------------------------------------------------------------------------------------ spark-submit.sh
