@@ -136,6 +136,11 @@ class SearchAnswer:
     attempts: int
     searched_at: datetime
 
+    @property
+    def complete(self) -> bool:
+        """Every matching record is listed: the search stayed under the registry's cap."""
+        return self.total == len(self.rows)
+
 
 class SearchFailed(RuntimeError):
     """A search that did not give a usable answer after retries (names the search)."""

@@ -110,7 +110,7 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
         if c in asked and not again:
             return asked[c]
         answer = asked[c] = run_search(c)
-        answers.append((answer, answer.total == len(answer.rows)))
+        answers.append((answer, answer.complete))
         seen_codes.update((r.class_type_code, None) for r in answer.rows if r.class_type_code)
         seen_origins.update((r.origin_code, None) for r in answer.rows if r.origin_code)
         return answer
@@ -130,53 +130,62 @@ def list_completed(run_search: Callable[[search.Criteria], SearchAnswer], criter
         """The rows of a part (unchecked: the day's window checks the union), narrowed while over the cap
         (class/type ranges compared in ``order``)."""
         answer = ask(c)
-        if answer.total == len(answer.rows):
+        if answer.complete:
             return {r.ttb_id: r for r in answer.rows}
-        halves = [] if c.brand_prefix else split(c, [*class_codes, *seen_codes], order, seen_codes)  # a brand prefix only gets longer
+        halves = [] if c.brand_prefix else code_halves(c, order)  # a brand prefix only gets longer
         if halves:
             return union([lambda h=h: rows_of(h, order) for h in halves], answer.total)
         if not c.origin_code and not c.brand_prefix:
-            listed_first = [*seen_origins, *(o for o in origins if o not in seen_origins)]
-            return union((lambda o=o: rows_of(replace(c, origin_code=o)) for o in listed_first), answer.total)
+            return union((lambda o=o: rows_of(replace(c, origin_code=o)) for o in seen_first(seen_origins, origins)), answer.total)
         if len(c.brand_prefix) < BRAND_PREFIX_MAX:
             return union((lambda p=p: rows_of(replace(c, brand_prefix=c.brand_prefix + p)) for p in BRAND_START), answer.total)
         raise too_large(c, answer, f"and it cannot be split further (one completed date, class/type code and origin, "
                                    f"a brand-name prefix of {BRAND_PREFIX_MAX} characters)")
 
-    def ways(c: search.Criteria) -> Iterable[tuple[str, Iterable[Callable[[], dict[str, search.Listing]]]]]:
+    def code_halves(c: search.Criteria, order: str) -> list[search.Criteria]:
+        return split(c, [*class_codes, *seen_codes], order, seen_codes)
+
+    Way = tuple[str, str | None, Iterable[Callable[[], dict[str, search.Listing]]]]  # label, code order, parts
+
+    def ways(c: search.Criteria) -> Iterable[Way]:
         if c.date_from < c.date_to:
-            yield "date halves", [lambda h=h: window(h) for h in split(c, ())]
+            yield "date halves", None, [lambda h=h: window(h) for h in split(c, ())]
             return
         for order in list(orders):
-            yield f"class/type ranges ({order} order)", [lambda h=h, o=order: rows_of(h, o) for h in split(c, [*class_codes, *seen_codes], order, seen_codes)]
-        every = [*seen_codes, *(k for k in class_codes if k not in seen_codes)]
-        yield "each class/type code", (lambda k=k: rows_of(replace(c, class_type_from=k, class_type_to=k)) for k in every)
+            yield f"class/type ranges ({order} order)", order, [lambda h=h, o=order: rows_of(h, o) for h in code_halves(c, order)]
+        yield "each class/type code", None, (lambda k=k: rows_of(replace(c, class_type_from=k, class_type_to=k))
+                                             for k in seen_first(seen_codes, class_codes))
         if not c.origin_code:
-            listed_first = [*seen_origins, *(o for o in origins if o not in seen_origins)]
-            yield "each origin", (lambda o=o: window(replace(c, origin_code=o)) for o in listed_first)
-        yield "each brand-name prefix", (lambda p=p: rows_of(replace(c, brand_prefix=p)) for p in BRAND_START)
+            yield "each origin", None, (lambda o=o: window(replace(c, origin_code=o)) for o in seen_first(seen_origins, origins))
+        yield "each brand-name prefix", None, (lambda p=p: rows_of(replace(c, brand_prefix=p)) for p in BRAND_START)
 
     def window(c: search.Criteria) -> dict[str, search.Listing]:
         """Every row of ``c`` (no class/type range, no brand prefix), its parts checked against its total."""
         answer = ask(c)
-        if answer.total == len(answer.rows):
+        if answer.complete:
             return {r.ttb_id: r for r in answer.rows}
         tried = []
-        for way, parts in ways(c):
+        for way, order, parts in ways(c):
             try:
                 rows = union(parts, answer.total)
             except WindowTooLarge as exc:
                 tried.append(f"{way}: {exc}")
                 continue
             if len(rows) == answer.total or (len(rows) > answer.total and len(rows) == ask(c, again=True).total):
-                if way.startswith("class/type ranges"):  # the order that worked is tried first from now on
-                    orders.sort(key=lambda o: o not in way)
+                if order:  # the order that worked is tried first from now on
+                    orders.sort(key=lambda o: o != order)
                 return rows
             tried.append(f"{way}: the parts list {len(rows)}")
         raise too_large(c, answer, f"and no way of splitting it accounts for them ({'; '.join(tried)})")
 
     rows = window(criteria)
     return [rows[k] for k in sorted(rows)], answers
+
+
+def seen_first(seen: Iterable[str], known: Iterable[str]) -> list[str]:
+    """``seen`` (codes or origins answers listed, most likely to hold records), then the rest of ``known``."""
+    first = dict.fromkeys(seen)
+    return [*first, *(k for k in known if k not in first)]
 
 
 def windows(first: date, last: date, days: int) -> list[search.Criteria]:
