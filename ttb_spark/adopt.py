@@ -65,10 +65,12 @@ def _move_watermarks(spark: SparkSession, target: str) -> None:
     """Every watermark of the copies to its source copy's current version (nothing was pending)."""
     if not lakehouse.table_exists(spark, audit.WATERMARKS, target):
         return
-    for stage in {r["stage"] for r in lakehouse.read_table(spark, audit.WATERMARKS, target).select("stage").collect()}:
-        marks = audit.read_watermarks(spark, target, stage)
-        moved = {name: lakehouse.current_version(spark, tables.BY_NAME[name], target) for name in marks}
-        audit.write_watermarks(spark, target, stage, {k: v for k, v in moved.items() if v is not None}, "adopt-catalog")
+    marks: dict[str, list[str]] = {}
+    for row in lakehouse.read_table(spark, audit.WATERMARKS, target).select("stage", "source_table").collect():
+        marks.setdefault(row["stage"], []).append(row["source_table"])
+    versions = {name: lakehouse.current_version(spark, tables.BY_NAME[name], target) for name in set().union(*marks.values())}
+    for stage, names in marks.items():
+        audit.write_watermarks(spark, target, stage, {n: versions[n] for n in names if versions[n] is not None}, "adopt-catalog")
 
 
 def run_command(source: str, env: str | None) -> int:
