@@ -27,15 +27,16 @@ raised, so readers never keep unvalidated rows; the check results stay in ``gold
 and, the watermarks not having moved, the next run retries the same changes.
 
 Laid out as every layer is: each table's spec next to its pure transform (DataFrame -> DataFrame) in
-:mod:`.consolidated`, :mod:`.dimensions`, :mod:`.facts` and :mod:`.quality` (the checks), what they share in
+:mod:`.consolidated`, :mod:`.dimensions`, :mod:`.facts` and :mod:`.quality` (the checks, wired to the tables in :mod:`.checking`), what they share in
 :mod:`.keys` (surrogate keys) and :mod:`.layout` (receipt-month partitioning), and :mod:`.stage` (read silver ->
 transform -> MERGE, check, publish or restore, watermarks); no executors module: gold runs no Python code of its
 own on the executors. :mod:`.queries` holds the example analyst queries. The names other code uses are imported here.
 """
 
+from ttb_spark.gold.checking import check
 from ttb_spark.gold.quality import QualityCheckError
 from ttb_spark.gold.stage import (
-    CHANGE_KINDS, PUBLISHED, STAGE, TABLES, build, changed_colas, check, history_version, published_versions, read_silver,
+    CHANGE_KINDS, PUBLISHED, STAGE, TABLES, build, changed_colas, history_version, published_versions, read_silver,
     recorded_since, run, unpublish,
 )  # fmt: skip
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Iterable
 
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType
 
 from ttb_spark.lakehouse import column
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
 RECEIPT_MONTH = "receipt_month"
 RECEIPT_MONTH_COLUMN = column(RECEIPT_MONTH, DateType(), "first day of the receipt date's month; partition column")
@@ -51,3 +52,8 @@ def in_receipt_range(start: date, end: date) -> Column:
     from pyspark.sql import functions as F
 
     return F.col(RECEIPT_MONTH).between(F.lit(start.replace(day=1)), F.lit(end)) & F.col("receipt_date").between(F.lit(start), F.lit(end))
+
+
+def in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
+    """``df``'s rows received on ``dates``; a table partitioned by receipt month read from those months only."""
+    return df.where(in_receipt_dates(dates) if RECEIPT_MONTH in df.columns else F.col("receipt_date").isin(dates))

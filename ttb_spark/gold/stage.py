@@ -6,7 +6,7 @@ move the watermarks."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Callable
 
 from pyspark.sql import functions as F
@@ -47,7 +47,8 @@ from ttb_spark.gold.facts import (
     with_completed_dates,
     with_flags,
 )
-from ttb_spark.gold.layout import RECEIPT_MONTH, in_receipt_dates, in_receipt_range, receipt_prune
+from ttb_spark.gold.checking import check, scope_text
+from ttb_spark.gold.layout import in_dates, in_receipt_range, receipt_prune
 from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
 
 if TYPE_CHECKING:
@@ -141,11 +142,6 @@ def _merge(
     counts.update({f"{name}_{k}": v for k, v in result.items()})
 
 
-def _in_dates(df: DataFrame, dates: list[date]) -> DataFrame:
-    """``df``'s rows received on ``dates``; a table partitioned by receipt month read from those months only."""
-    return df.where(in_receipt_dates(dates) if RECEIPT_MONTH in df.columns else F.col("receipt_date").isin(dates))
-
-
 def published_versions(spark: SparkSession, root: str) -> dict[str, int | None]:
     """Each published gold table's current version (None: not created yet): the state a failed build restores."""
     return {spec.name: lakehouse.current_version(spark, spec, root) for spec in PUBLISHED}
@@ -178,7 +174,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
         changed = changed.localCheckpoint()
         dates = sorted(r[0] for r in changed.select("receipt_date").distinct().collect())
         every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
-        details, certificates = (_in_dates(df, dates) for df in _silver_tables(spark, root))
+        details, certificates = (in_dates(df, dates) for df in _silver_tables(spark, root))
         counts = build(spark, settings, every_method, details, certificates, changed)
     audit.write_watermarks(spark, root, STAGE, through, scope.run_id)
     return counts
@@ -248,7 +244,7 @@ def _write_and_check(
         affected_dates = sorted(r[0] for r in affected.select("receipt_date").distinct().collect())
 
         def of_scope(df: DataFrame) -> DataFrame:
-            return _in_dates(df, affected_dates).join(ids, "ttb_id", "left_semi")
+            return in_dates(df, affected_dates).join(ids, "ttb_id", "left_semi")
 
         inputs = (details.join(ids, "ttb_id", "left_semi"), certificates.join(ids, "ttb_id", "left_semi"))
     stored = of_scope(lakehouse.read_table(spark, CONSOLIDATED, root))
@@ -272,7 +268,7 @@ def _write_and_check(
         counts["colas_removed"] = removed.count()
         prune = receipt_prune(dates)
         events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
-        events = reinstatements(events, _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+        events = reinstatements(events, in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
                                 .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
         if gone_dates:
             events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
@@ -283,14 +279,14 @@ def _write_and_check(
         # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
         # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
         touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
-        recorded = _in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
+        recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
         _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
         changes.unpersist()
     finally:
         batch.unpersist()
         ref.unpersist()
     results = check(spark, settings, scope, dates, details, certificates, published)
-    lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, _scope_text(dates)), QUALITY_CHECKS, root)
+    lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
     counts["checks_failed"] = sum(not r.passed and r.blocking for r in results)
     counts["checks_warned"] = sum(not r.passed and not r.blocking for r in results)  # failed, non-blocking
@@ -331,7 +327,7 @@ def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: 
     ids = F.broadcast(removed.select("ttb_id"))
 
     def rows(spec: lakehouse.TableSpec) -> DataFrame:
-        return _in_dates(lakehouse.read_table(spark, spec, root), dates).join(ids, "ttb_id", "left_semi")
+        return in_dates(lakehouse.read_table(spark, spec, root), dates).join(ids, "ttb_id", "left_semi")
 
     return rows(silver.WITHDRAWALS), rows(silver.REJECTS)
 
@@ -359,7 +355,7 @@ def _build_dimensions_and_facts(
         permits = batch.select("permit_number").unionByName(removed.select("permit_number")).unionByName(stored.select("permit_number"))
         permits = permits.where(F.col("permit_number").isNotNull())
         permit_list = sorted(r[0] for r in permits.distinct().collect())
-        day_rows = _in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
+        day_rows = in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
     day_rows = day_rows.where(F.col("permit_number").isNotNull()).localCheckpoint()
 
     def of_permits(spec: lakehouse.TableSpec) -> DataFrame:
@@ -367,7 +363,7 @@ def _build_dimensions_and_facts(
         return df if permit_list is None else df.where(F.col("permit_number").isin(permit_list))
 
     def on_dates(df: DataFrame) -> DataFrame:
-        return df if seeding else _in_dates(df, dates)
+        return df if seeding else in_dates(df, dates)
 
     def merged(stored: DataFrame, new: DataFrame) -> DataFrame:
         """Every day row of the groups in ``stored``/``new``: the batch's days as they are now, the others as stored."""
@@ -399,11 +395,11 @@ def _build_dimensions_and_facts(
     )  # fmt: skip
     fact_dates = sorted({r[0] for r in rebuilt.select("receipt_date").distinct().collect()} | set(dates))
     ids = rebuilt.select("ttb_id")
-    rows = _in_dates(consolidated, fact_dates).join(ids, "ttb_id", "left_semi").localCheckpoint()
+    rows = in_dates(consolidated, fact_dates).join(ids, "ttb_id", "left_semi").localCheckpoint()
     # a permit's first COLA may carry a brand the batch does not touch: its flags need that brand's days too
     other_brands = rows.select("permit_number", "brand_name").distinct().join(brands, ["permit_number", "brand_name"], "left_anti")
     every_brand = all_ldays.unionByName(ldays.join(other_brands, ["permit_number", "brand_name"], "left_semi").select(*all_ldays.columns))
-    stored_facts = _in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
+    stored_facts = in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
     flagged = with_flags(rows, first_colas(all_cdays, every_brand))
     products = changed_or_in_batch(fact_products(flagged), batch, stored_facts).localCheckpoint()
     _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune=receipt_prune(fact_dates), deletes=removed)
@@ -441,125 +437,3 @@ def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
     if not lakehouse.table_exists(spark, DIM_COMPANIES, root) or "version" not in lakehouse.read_table(spark, DIM_COMPANIES, root).columns:
         return
     lakehouse.replace_table(spark, DIM_COMPANIES, root)
-
-
-def check(
-    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], details: DataFrame, certificates: DataFrame,
-    published: dict[str, int | None] | None = None,
-) -> list[quality.CheckResult]:
-    """The quality checks over the batch's receipt dates (and the whole of each dimension); ``published``:
-    the gold tables' versions before the build (:func:`published_versions`), for the checks against them."""
-    root = settings.pipeline.lakehouse_root
-
-    def read(spec: lakehouse.TableSpec) -> DataFrame:
-        return lakehouse.read_table(spark, spec, root)
-
-    methods = list(scope.receipt_methods)
-    cons = _in_dates(read(CONSOLIDATED), dates).where(F.col("receipt_method").isin(methods))
-    products = _in_dates(read(FACT_PRODUCTS), dates).where(F.col("receipt_method").isin(methods))
-    certs = _in_dates(read(FACT_CERTIFICATES), dates).join(cons.select("ttb_id"), "ttb_id", "left_semi")
-    changes = _in_dates(read(FACT_STATUS_CHANGES), dates)
-    dates_dim, companies, locations, types = (read(s) for s in (DIM_DATES, DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES))
-
-    def fk(column: str, spec: lakehouse.TableSpec, dim: DataFrame, key: str) -> quality.ForeignKey:
-        return quality.ForeignKey(column, spec.name, dim, key)
-
-    def day(column: str) -> quality.ForeignKey:
-        return fk(column, DIM_DATES, dates_dim, "date_key")
-
-    shared = [
-        fk("company_key", DIM_COMPANIES, companies, "company_key"),
-        fk("product_type_key", DIM_PRODUCT_TYPES, types, "product_type_key"),
-        fk("origin_location_key", DIM_LOCATIONS, locations, "location_key"),
-    ]
-    window = (settings.analytics.min_valid_date, date.today() + timedelta(days=1))
-    checked = quality.tables_checks([
-        quality.TableCheck(CONSOLIDATED.name, cons),
-        quality.TableCheck(
-            FACT_PRODUCTS.name, products,
-            [*shared, fk("applicant_location_key", DIM_LOCATIONS, locations, "location_key"),
-             day("receipt_date_key"), day("application_date_key"), day("approval_date_key")],
-            date_columns=("receipt_date", "application_date", "approval_date"), date_range=window, approval_after_receipt=True,
-        ),
-        quality.TableCheck(
-            FACT_CERTIFICATES.name, certs, [*shared, day("application_date_key"), day("issued_date_key"), day("expiration_date_key")]
-        ),
-        quality.TableCheck(FACT_STATUS_CHANGES.name, changes, [day("observed_date_key")], unique=False),
-    ])  # fmt: skip
-    results = [r for found, _ in checked for r in found]
-    n_cons, n_products, n_certs = (rows for _, rows in checked[:3])
-    silver_ids, silver_certs = quality.silver_counts(_in_dates(details, dates), _in_dates(certificates, dates))
-    results.append(quality.counts_reconcile(silver_ids, silver_certs, n_cons, n_products, n_certs))
-    results += quality.dimension_checks(
-        DIM_COMPANIES.name, companies, DIM_COMPANIES.keys,
-        [("company_key", ["permit_number"]), ("company_version_key", ["permit_number", "valid_from"])], scd2_entity="permit_number",
-    )  # fmt: skip
-    results += quality.dimension_checks(DIM_LOCATIONS.name, locations, surrogates=[("location_key", ["location_id"])])
-    results += quality.dimension_checks(DIM_PRODUCT_TYPES.name, types, surrogates=[("product_type_key", ["class_type_code"])])
-    results += _independent_checks(spark, settings, scope, dates, cons, published or {})
-    return results
-
-
-def _independent_checks(
-    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], cons: DataFrame, published: dict[str, int | None]
-) -> list[quality.CheckResult]:
-    """Checks against sources the batch was not built from: bronze pages found per receipt day, the dimension
-    keys published before the run, and (change-driven runs, whose date is the schedule's) freshness and drift."""
-    from ttb_spark import bronze, silver
-
-    root = settings.pipeline.lakehouse_root
-    results = []
-    if lakehouse.table_exists(spark, bronze.PAGES, root):  # gold built from silver rows alone (tests) has no bronze
-        def pages(spec: lakehouse.TableSpec) -> DataFrame:
-            return _in_dates(lakehouse.read_table(spark, spec, root), dates)
-
-        found = pages(bronze.PAGES).where(F.col("receipt_method").isin(list(scope.receipt_methods)))
-        results.append(quality.found_vs_gold(found, pages(silver.REJECTS), pages(silver.WITHDRAWALS), cons))
-    results += quality.published_keys_kept([
-        _dimension(spark, root, published, DIM_COMPANIES, "company_key",
-                   [(FACT_PRODUCTS, "company_key"), (FACT_CERTIFICATES, "company_key")]),
-        _dimension(spark, root, published, DIM_LOCATIONS, "location_key",
-                   [(FACT_PRODUCTS, "origin_location_key"), (FACT_PRODUCTS, "applicant_location_key"), (FACT_CERTIFICATES, "origin_location_key")]),
-        _dimension(spark, root, published, DIM_PRODUCT_TYPES, "product_type_key",
-                   [(FACT_PRODUCTS, "product_type_key"), (FACT_CERTIFICATES, "product_type_key")]),
-        _dimension(spark, root, published, DIM_DATES, "date_key",
-                   [(FACT_PRODUCTS, c) for c in ("receipt_date_key", "application_date_key", "approval_date_key")]
-                   + [(FACT_CERTIFICATES, c) for c in ("application_date_key", "issued_date_key", "expiration_date_key")]
-                   + [(FACT_STATUS_CHANGES, "observed_date_key")]),
-    ])  # fmt: skip
-    if scope.since_last_run:
-        results += _recency_checks(spark, settings, scope.end)
-    return results
-
-
-def _dimension(
-    spark: SparkSession, root: str, published: dict[str, int | None], dim: lakehouse.TableSpec, key: str,
-    references: list[tuple[lakehouse.TableSpec, str]],
-) -> quality.DimensionKeys:  # fmt: skip
-    version = published.get(dim.name)
-    before = lakehouse.read_version(spark, dim, root, version) if version is not None else None
-    refs = [(spec.name, lakehouse.read_table(spark, spec, root), column) for spec, column in references]
-    return quality.DimensionKeys(dim.name, key, before, lakehouse.read_table(spark, dim, root), refs)
-
-
-def _recency_checks(spark: SparkSession, settings: Settings, run_date: date) -> list[quality.CheckResult]:
-    """Freshness and approval drift as of ``run_date``, from one aggregation over the COLAs received in the
-    year (plus the drift baseline) before it: approvals per day up to ``run_date`` and the newest page fetch."""
-    a = settings.analytics
-    since = run_date - timedelta(days=366 + a.drift_baseline_days)
-    since_month = (F.col(RECEIPT_MONTH) >= F.lit(since.replace(day=1))) & (F.col("receipt_date") >= F.lit(since))
-    recent = lakehouse.read_table(spark, CONSOLIDATED, settings.pipeline.lakehouse_root).where(since_month)
-    rows = recent.groupBy("approval_date").agg(
-        F.count("*").alias("n"), F.max(F.greatest("detail_fetched_at", "certificate_fetched_at")).alias("fetched")
-    ).collect()
-    per_day = {r["approval_date"]: int(r["n"]) for r in rows if r["approval_date"] is not None and r["approval_date"] <= run_date}
-    fetched = [r["fetched"] for r in rows if r["fetched"] is not None]
-    return [
-        quality.freshness(run_date, max(per_day, default=None), max(fetched).date() if fetched else None,
-                          a.freshness_warn_days, a.freshness_block_days),
-        quality.approval_drift(per_day, a.drift_baseline_days, a.drift_ratio, a.drift_blocking),
-    ]  # fmt: skip
-
-
-def _scope_text(dates: list[date]) -> str:
-    return f"{dates[0]}..{dates[-1]} ({len(dates)} receipt dates)" if dates else "no receipt dates"
