@@ -38,12 +38,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from ttb_spark import search
 from ttb_spark.parse import classify
-from ttb_spark.settings import ExtractionSettings
+from ttb_spark.settings import PAGE_KINDS, ExtractionSettings
 from ttb_spark.ttb_id import TTBId
 
 DEFAULT_EXTRA_CA = "data/certs/entrust-ov-tls-issuing-rsa-ca-2.pem"
 ACTIONS: dict[str, str] = {"cola-detail": "publicDisplaySearchAdvanced", "certificate": "publicFormDisplay"}
-PAGE_KINDS: dict[str, str] = {"cola-detail": "detail", "certificate": "certificate"}
 # Classifier reasons worth another try: the next answer may well be the real page.
 TRANSIENT_REASONS = frozenset({"empty", "truncated", "session_timeout", "captcha"})
 RETRY_AFTER_CAP_SECONDS = 300.0

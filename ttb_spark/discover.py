@@ -33,7 +33,6 @@ began; each run counts what it retried and what it gave up on.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import queue
 import threading
@@ -47,6 +46,7 @@ from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
 from ttb_spark.listing import known_codes, list_completed, windows
 from ttb_spark.partitions import Partition
 from ttb_spark.scrape import previously_withdrawn
+from ttb_spark.settings import DATA_TYPES
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from ttb_spark.settings import Settings
 
 log = logging.getLogger(__name__)
-DATA_TYPES = ("cola-detail", "certificate")
 
 
 FAILED = ("failed", "unexpected")  # outcomes of a page attempt that got no usable answer
@@ -135,12 +134,10 @@ class Fetcher:
 
 def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     """The manifest, then its ``_COMPLETE`` naming it (found count and SHA-256)."""
-    body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    body = storage.manifest_body(lines)
     store.put(key, body)
     found = sum(1 for line in lines if line.get("outcome") == "found")
-    marker = summary | {"found": found, "manifest": key, "manifest_sha256": hashlib.sha256(body).hexdigest(),
-                        "completed_at": datetime.now(timezone.utc).isoformat()}
-    store.put(storage.marker_of(key), json.dumps(marker, indent=1).encode())
+    storage.put_marker(store, key, body, summary | {"found": found, "completed_at": datetime.now(timezone.utc).isoformat()})
 
 
 def keep_answers(store: storage.RawStore, run_id: str, answers: list[tuple[SearchAnswer, bool]]) -> list[dict[str, Any]]:
@@ -297,8 +294,7 @@ def attempts_of_failing_ids(spark: SparkSession | None, settings: Settings, stor
     else:
         pending = storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS)
     for key in pending:
-        for line in store.get(key).decode("utf-8").splitlines():
-            e = json.loads(line)
+        for e in storage.manifest_entries(store, key):
             attempts.append((e["ttb_id"], e["data_type"], e["outcome"], datetime.fromisoformat(e["fetched_at"])))
     return attempts
 
@@ -332,8 +328,7 @@ def recorded_records(spark: SparkSession, settings: Settings, store: storage.Raw
     for r in pages.join(wanted, "ttb_id", "left_semi").select("ttb_id", "data_type").collect():
         held.setdefault(r[0], set()).add(r[1])
     for key in bronze.pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS):
-        for line in store.get(key).decode("utf-8").splitlines():
-            entry = json.loads(line)
+        for entry in storage.manifest_entries(store, key):
             if entry["outcome"] == "found" and entry["ttb_id"] in ids:
                 held.setdefault(entry["ttb_id"], set()).add(entry["data_type"])
     return {i for i, kinds in held.items() if kinds >= set(DATA_TYPES)}

@@ -13,6 +13,11 @@ from typing import Iterable, Iterator
 from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS, SettingsError
 
 
+class ReconciliationError(RuntimeError):
+    """Counts of one partition's pages that must agree do not: a manifest and its _COMPLETE marker
+    (bronze), bronze pages and silver's rows plus rejects (silver). Names the partition and the counts."""
+
+
 @dataclass(frozen=True, order=True)
 class Partition:
     """One receipt date x receipt method x data type."""

@@ -11,7 +11,6 @@ page is recorded ``withdrawn``), in a discovery manifest bronze ingests.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import date
 from typing import TYPE_CHECKING
@@ -35,8 +34,7 @@ def walk_found(store: storage.RawStore, days: list[date], methods: tuple[str, ..
             part = Partition(day, method, "cola-detail")
             if not store.exists(storage.complete_key(part)):
                 continue
-            for line in store.get(storage.manifest_key(part)).decode().splitlines():
-                entry = json.loads(line)
+            for entry in storage.manifest_entries(store, storage.manifest_key(part)):
                 if entry.get("outcome") == "found":
                     found.add(entry["ttb_id"])
     return found

@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
+from ttb_spark import storage
 from ttb_spark.client import TRANSIENT_REASONS, Fetch, Pacer, RegistryClient, task_interval
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
@@ -240,7 +241,7 @@ class _PartitionScrape:
 
     def _finish(self) -> None:
         lines = [self.entries[s] for s in sorted(self.entries)]
-        body = "".join(json.dumps(e) + "\n" for e in lines).encode()
+        body = storage.manifest_body(lines)
         self.store.put(manifest_key(self.partition), body)
         self._timing()
         s = self.summary
@@ -253,8 +254,7 @@ class _PartitionScrape:
         else:
             s.completed_at = datetime.now(timezone.utc).isoformat()
             s.complete, s.status = True, "complete"
-            marker = s.marker() | {"manifest": manifest_key(self.partition), "manifest_sha256": hashlib.sha256(body).hexdigest()}
-            self.store.put(complete_key(self.partition), json.dumps(marker, indent=1).encode())
+            storage.put_marker(self.store, manifest_key(self.partition), body, s.marker())
         _progress(f"scrape {self.partition.key}: {s.status} {self._counts_text()}")
         log.info("scrape partition %s", json.dumps(s.marker()))
 
@@ -264,8 +264,7 @@ def previously_withdrawn(store: RawStore, partition: Partition) -> dict[str, str
     key = manifest_key(partition)
     if not store.exists(key):
         return {}
-    lines = (json.loads(line) for line in store.get(key).decode().splitlines() if line.strip())
-    return {e["ttb_id"]: e["withdrawn_at"] for e in lines if e.get("outcome") == "withdrawn" and e.get("withdrawn_at")}
+    return {e["ttb_id"]: e["withdrawn_at"] for e in storage.manifest_entries(store, key) if e.get("outcome") == "withdrawn" and e.get("withdrawn_at")}
 
 
 def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | None:
@@ -276,8 +275,7 @@ def detail_found_ids(store: RawStore, partition: Partition) -> list[TTBId] | Non
     if not store.exists(key):
         return None
     ids = []
-    for line in store.get(key).decode().splitlines():
-        entry = json.loads(line)
+    for entry in storage.manifest_entries(store, key):
         if entry.get("outcome") in ("found", "withdrawn"):
             ttb_id = TTBId(entry["ttb_id"])
             page_key(detail, ttb_id)  # refuses an ID of another day or method

@@ -29,7 +29,9 @@ RECEIPT_METHODS: dict[str, str] = {
     "002": "MAIL",
     "003": "OVERNIGHT COURIER",
 }
-DATA_TYPES: tuple[str, ...] = ("cola-detail", "certificate")
+# Each data type (the pages a TTB ID has) and the kind its page is to the parser (ttb_spark.parse).
+PAGE_KINDS: dict[str, str] = {"cola-detail": "detail", "certificate": "certificate"}
+DATA_TYPES: tuple[str, ...] = tuple(PAGE_KINDS)
 ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")
 
 _PROFILE: ContextVar[dict[str, dict[str, Any]]] = ContextVar("ttb_profile", default={})

@@ -17,12 +17,14 @@ ever built from a validated :class:`~ttb_spark.ttb_id.TTBId` and a known partiti
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tempfile
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Iterable, Protocol
 from urllib.parse import urlparse
 
 from ttb_spark.partitions import Partition
@@ -95,6 +97,22 @@ def complete_manifests(store: RawStore, prefix: str) -> list[str]:
     """The manifest keys under ``prefix`` with their ``_COMPLETE`` marker beside them, sorted."""
     keys = set(store.list(prefix))
     return sorted(k for k in keys if k.endswith("/" + MANIFEST) and marker_of(k) in keys)
+
+
+def manifest_body(entries: Iterable[dict[str, Any]]) -> bytes:
+    """A manifest as stored: one JSON object per line."""
+    return "".join(json.dumps(e) + "\n" for e in entries).encode()
+
+
+def manifest_entries(store: RawStore, key: str) -> list[dict[str, Any]]:
+    """The JSON objects of a stored manifest (walk, discovery or search), in order."""
+    return [json.loads(line) for line in store.get(key).decode("utf-8").splitlines() if line.strip()]
+
+
+def put_marker(store: RawStore, manifest: str, body: bytes, summary: dict[str, Any]) -> None:
+    """The ``_COMPLETE`` beside ``manifest``: ``summary`` naming the manifest and its SHA-256 (written last)."""
+    marker = summary | {"manifest": manifest, "manifest_sha256": hashlib.sha256(body).hexdigest()}
+    store.put(marker_of(manifest), json.dumps(marker, indent=1).encode())
 
 
 class RawStore(Protocol):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ttb_spark import storage
 from ttb_spark.bronze.tables import FETCHED, MANIFEST_LINE, MANIFEST_LINES
-from ttb_spark.partitions import Partition
+from ttb_spark.partitions import Partition, ReconciliationError
 from ttb_spark.ttb_id import TTBId
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from ttb_spark.settings import Settings
 
 FETCH_THREADS = 16
-
-
-class ReconciliationError(RuntimeError):
-    """Counts that must agree do not (names the partition and the counts)."""
 
 
 def store_args(settings: Settings) -> tuple[str, str, str | None]:

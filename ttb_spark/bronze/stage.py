@@ -4,7 +4,6 @@ MERGEd into the bronze tables, and the discovery and search manifests recorded i
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from ttb_spark import lakehouse, storage
@@ -66,8 +65,7 @@ def read_search_manifest(store: storage.RawStore, manifest_key: str) -> list[dic
     from ttb_spark import search
 
     rows = []
-    for line in store.get(manifest_key).decode("utf-8").splitlines():
-        entry = json.loads(line)
+    for entry in storage.manifest_entries(store, manifest_key):
         if not entry["final"]:
             continue
         wanted = {"export": ".csv", "results": ".html"}.get(entry["source"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ttb_spark.silver.tables import PAGE_KINDS, PARSE_RESULT, PARSED
+from ttb_spark.settings import PAGE_KINDS
+from ttb_spark.silver.tables import PARSE_RESULT, PARSED
 
 
 def parse_one(html: str | None, ttb_id: str, data_type: str) -> tuple[str, str | None, str | None, str | None]:

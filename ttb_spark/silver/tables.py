@@ -19,9 +19,9 @@ from pyspark.sql.types import (
 
 from ttb_spark import lakehouse
 from ttb_spark.lakehouse import column
+from ttb_spark.settings import DATA_TYPES
 
-DETAIL, CERTIFICATE = "cola-detail", "certificate"
-PAGE_KINDS = {DETAIL: "detail", CERTIFICATE: "certificate"}
+DETAIL, CERTIFICATE = DATA_TYPES
 PARSED = "parsed"
 NULL_VALUES = ("", "NOT PROVIDED", "N/A")
 US_STATES = (

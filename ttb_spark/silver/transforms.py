@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql.types import ArrayType, DateType, StringType, StructType
 
 from ttb_spark import lakehouse
+from ttb_spark.partitions import ReconciliationError
 from ttb_spark.silver.executors import parse_batches
 from ttb_spark.silver.tables import (
     CERTIFICATE, FIELD_TYPES, KEEP_LINES, NULL_VALUES, PAGE_COLUMNS, PARSE_RESULT, PARSED, RECORD_FIELDS, RECORD_JSON,
@@ -19,10 +20,6 @@ if TYPE_CHECKING:
     from datetime import date
 
     from pyspark.sql import Column, DataFrame
-
-
-class ReconciliationError(RuntimeError):
-    """Bronze pages != silver rows + rejected pages for some partition."""
 
 
 # ---------------------------------------------------------------- extracted
