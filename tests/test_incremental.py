@@ -131,7 +131,7 @@ def test_first_run_processes_everything_and_the_next_only_the_late_approval(spar
     # the 2019 receipt date is far outside any recent window; only its two new pages are processed
     assert lake["consolidated2"] == sorted([WINE, SPIRIT, OLD])
     assert lake["run2"]["silver"]["pages_processed"] == 3 and lake["run2"]["gold"]["colas"] == 2  # + the wine's status change
-    marks = audit.read_watermarks(spark, str(lake["root"] / "lakehouse"), "silver")
+    marks = lakehouse.read_watermarks(spark, str(lake["root"] / "lakehouse"), "silver")
     assert marks == {bronze.PAGES.name: lakehouse.current_version(spark, bronze.PAGES, str(lake["root"] / "lakehouse"))}
 
 

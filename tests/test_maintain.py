@@ -59,7 +59,7 @@ def test_maintain_compacts_vacuums_and_keeps_pending_changes(spark, tmp_path, mo
     for spec in (plain, fed):
         _merges(spark, spec, root, rounds=3)
     # a stage has processed scratch.fed through version 2: its changes from version 3 on are pending
-    audit.write_watermarks(spark, root, "silver", {"scratch.fed": 2}, "r1")
+    lakehouse.write_watermarks(spark, root, "silver", {"scratch.fed": 2}, "r1")
     assert lakehouse.current_version(spark, fed, root) == 3
     pending_before = lakehouse.read_changes(spark, fed, root, 2, 3).count()
     before = {s.name: (_rows(spark, s, root), _parquet_files(s, root)) for s in (plain, fed)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conftest import make_settings
 from gold_inputs import certificate_row, certificates_df, detail_row, details_df, write_bronze_pages
-from ttb_spark import audit, cli, gold, lakehouse
+from ttb_spark import cli, gold, lakehouse
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.quality import QUALITY_CHECKS
 from ttb_spark.silver import COLA_CERTIFICATES, COLA_DETAILS
@@ -35,13 +35,13 @@ def test_failed_check_restores_gold_keeps_the_watermark_and_the_rerun_publishes(
     write_bronze_pages(spark, root, PUBLISHED)
     code, out = _gold(capsys, root, raw)
     assert code == 0, out
-    published, marks = _snapshot(spark, root), audit.read_watermarks(spark, root, "gold")
+    published, marks = _snapshot(spark, root), lakehouse.read_watermarks(spark, root, "gold")
 
     _silver(spark, root, [LATE])  # gold would show a COLA that bronze never found
     code, out = _gold(capsys, root, raw)
     assert code == 1 and "QualityCheckError: blocking gold quality checks failed: found_vs_gold_per_day (nothing published:" in out
     assert _snapshot(spark, root) == published
-    assert audit.read_watermarks(spark, root, "gold") == marks
+    assert lakehouse.read_watermarks(spark, root, "gold") == marks
     history = spark.sql(f"DESCRIBE HISTORY {lakehouse.table_ref(CONSOLIDATED, root)}").select("operation").collect()
     assert [r[0] for r in history[:2]] == ["RESTORE", "MERGE"]  # the run wrote, then took it back
     failed = lakehouse.read_table(spark, QUALITY_CHECKS, root).where("blocking AND NOT passed").collect()
@@ -53,4 +53,4 @@ def test_failed_check_restores_gold_keeps_the_watermark_and_the_rerun_publishes(
     assert code == 0, out
     ids = {r[0] for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id").collect()}
     assert ids == {*PUBLISHED, LATE}
-    assert audit.read_watermarks(spark, root, "gold")[COLA_DETAILS.name] > marks[COLA_DETAILS.name]
+    assert lakehouse.read_watermarks(spark, root, "gold")[COLA_DETAILS.name] > marks[COLA_DETAILS.name]

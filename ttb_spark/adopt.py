@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ttb_spark import audit, lakehouse, tables
+from ttb_spark import lakehouse, tables
 from ttb_spark.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 def pending_changes(spark: SparkSession, source: str) -> list[str]:
     """Watermarks of ``source`` behind their table's latest version: ``stage <- table (version < latest)``."""
-    if not lakehouse.table_exists(spark, audit.WATERMARKS, source):
+    if not lakehouse.table_exists(spark, lakehouse.WATERMARKS, source):
         return []
     out = []
-    for row in lakehouse.read_table(spark, audit.WATERMARKS, source).collect():
+    for row in lakehouse.read_table(spark, lakehouse.WATERMARKS, source).collect():
         latest = lakehouse.current_version(spark, tables.BY_NAME[row["source_table"]], source)
         if latest is not None and row["version"] < latest:
             out.append(f"{row['stage']} <- {row['source_table']} ({row['version']} < {latest})")
@@ -63,14 +63,14 @@ def adopt(spark: SparkSession, source: str, target: str) -> dict[str, int]:
 
 def _move_watermarks(spark: SparkSession, target: str) -> None:
     """Every watermark of the copies to its source copy's current version (nothing was pending)."""
-    if not lakehouse.table_exists(spark, audit.WATERMARKS, target):
+    if not lakehouse.table_exists(spark, lakehouse.WATERMARKS, target):
         return
     marks: dict[str, list[str]] = {}
-    for row in lakehouse.read_table(spark, audit.WATERMARKS, target).select("stage", "source_table").collect():
+    for row in lakehouse.read_table(spark, lakehouse.WATERMARKS, target).select("stage", "source_table").collect():
         marks.setdefault(row["stage"], []).append(row["source_table"])
     versions = {name: lakehouse.current_version(spark, tables.BY_NAME[name], target) for name in set().union(*marks.values())}
     for stage, names in marks.items():
-        audit.write_watermarks(spark, target, stage, {n: versions[n] for n in names if versions[n] is not None}, "adopt-catalog")
+        lakehouse.write_watermarks(spark, target, stage, {n: versions[n] for n in names if versions[n] is not None}, "adopt-catalog")
 
 
 def run_command(source: str, env: str | None) -> int:

@@ -6,10 +6,7 @@ crash still leaves the chunks it finished on record) and when it ends (``succeed
 it starts: which chunks of an interrupted run are already done (resume), and the first date no
 finished chunk of the job's runs covers since the history's start (``--since-last-run``).
 
-``ops.watermarks`` records, per consuming stage and source table, the source's Delta version the
-stage has processed through: silver reads bronze.pages' changes after it, gold the silver
-tables'. A stage writes it only after its own writes committed, so a crash leaves the old
-watermark and the rerun redoes the same changes (idempotent MERGEs).
+The change-driven stages' ``ops.watermarks`` are :mod:`ttb_spark.lakehouse.watermarks`.
 """
 
 from __future__ import annotations
@@ -72,24 +69,6 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("ended_at", TimestampType(), "When the run ended (UTC); null while running."),
             column("duration_seconds", DoubleType(), "ended_at - started_at in seconds."),
             column("row_hash", StringType(), "SHA-256 of the row's content; the MERGE updates a row only when it changed."),
-        ]
-    ),
-)
-
-
-WATERMARKS = lakehouse.TableSpec(
-    name="ops.watermarks",
-    comment="Change-driven stages: per stage and source table, the source's Delta version the stage has processed through.",
-    keys=("stage", "source_table"),
-    hash_exclude=("run_id", "updated_at"),
-    schema=StructType(
-        [
-            column("stage", StringType(), "Consuming stage: silver or gold.", nullable=False),
-            column("source_table", StringType(), "Table whose changes the stage reads, e.g. bronze.pages.", nullable=False),
-            column("version", LongType(), "Source table version processed through (its changes after this are pending)."),
-            column("run_id", StringType(), "Run that last moved the watermark."),
-            column("updated_at", TimestampType(), "When the watermark last moved (UTC)."),
-            column("row_hash", StringType(), "SHA-256 of stage, source and version; the MERGE rewrites the row only when the version moved."),
         ]
     ),
 )
@@ -245,20 +224,3 @@ def next_start(runs: list[dict[str, Any]], history_start: date) -> date:
             break
         cursor = max(cursor, end + timedelta(days=1))
     return cursor
-
-
-def read_watermarks(spark: SparkSession, lakehouse_root: str, stage: str) -> dict[str, int]:
-    """Source table -> version the stage has processed through (empty: never ran change-driven)."""
-    from pyspark.sql import functions as F
-
-    rows = lakehouse.read_table(spark, WATERMARKS, lakehouse_root).where(F.col("stage") == stage).collect()
-    return {r["source_table"]: int(r["version"]) for r in rows}
-
-
-def write_watermarks(spark: SparkSession, lakehouse_root: str, stage: str, versions: dict[str, int], run_id: str) -> None:
-    """Move the stage's watermarks to ``versions`` (no commit when none moved)."""
-    if versions == read_watermarks(spark, lakehouse_root, stage):
-        return
-    now = datetime.now(timezone.utc)
-    rows = [(stage, source, int(v), run_id, now, None) for source, v in sorted(versions.items())]
-    lakehouse.merge_upsert(spark, spark.createDataFrame(rows, WATERMARKS.schema), WATERMARKS, lakehouse_root)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ttb_spark import audit, lakehouse, tables
+from ttb_spark import lakehouse, tables
 from ttb_spark.lakehouse import TableSpec, table_ref
 
 if TYPE_CHECKING:
@@ -83,9 +83,9 @@ def optimize(spark: SparkSession, spec: TableSpec, root: str) -> None:
 
 def pending_versions(spark: SparkSession, root: str) -> dict[str, int]:
     """Per source table, the first version whose changes some stage has not processed yet (lowest watermark + 1)."""
-    if not lakehouse.table_exists(spark, audit.WATERMARKS, root):
+    if not lakehouse.table_exists(spark, lakehouse.WATERMARKS, root):
         return {}
-    rows = lakehouse.read_table(spark, audit.WATERMARKS, root).groupBy("source_table").min("version").collect()
+    rows = lakehouse.read_table(spark, lakehouse.WATERMARKS, root).groupBy("source_table").min("version").collect()
     return {r[0]: int(r[1]) + 1 for r in rows}
 
 

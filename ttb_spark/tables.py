@@ -7,7 +7,7 @@ imported. tests/test_docs.py fails when a package module declares a table this l
 
 from __future__ import annotations
 
-from ttb_spark import audit, bronze, locks, reference, silver
+from ttb_spark import audit, bronze, lakehouse, locks, reference, silver
 from ttb_spark.gold import stage as gold
 from ttb_spark.lakehouse import TableSpec
 
@@ -19,6 +19,6 @@ ALL: tuple[TableSpec, ...] = (
     # gold: the code lists, and what the gold stage builds
     reference.REFERENCE_DATA, *gold.TABLES,
     # ops: run bookkeeping
-    audit.PIPELINE_RUNS, audit.WATERMARKS, locks.RUN_LOCKS, bronze.INGESTED_MANIFESTS,
+    audit.PIPELINE_RUNS, lakehouse.WATERMARKS, locks.RUN_LOCKS, bronze.INGESTED_MANIFESTS,
 )  # fmt: skip
 BY_NAME: dict[str, TableSpec] = {spec.name: spec for spec in ALL}

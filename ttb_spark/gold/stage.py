@@ -86,9 +86,9 @@ def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame
 def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
     """(ttb_id, receipt_date) of the COLAs whose silver rows changed since the versions gold last
     processed (every COLA on the first change-driven run), and the versions read through; None: no change."""
-    from ttb_spark import audit, silver
+    from ttb_spark import silver
 
-    marks = audit.read_watermarks(spark, root, STAGE)
+    marks = lakehouse.read_watermarks(spark, root, STAGE)
     through: dict[str, int] = {}
     parts: list[DataFrame] = []
     for spec in silver.TABLES.values():
@@ -162,8 +162,6 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     """The ``gold`` stage. With ``scope.since_last_run``: the COLAs whose silver rows changed since the
     silver versions the last change-driven run processed (every receipt method), their silver rows
     read by pruned lookups; the watermarks move after the writes. Otherwise every COLA of the scope."""
-    from ttb_spark import audit
-
     root = settings.pipeline.lakehouse_root
     if not scope.since_last_run:
         details, certificates = read_silver(spark, root, scope)
@@ -176,7 +174,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
         every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
         details, certificates = (in_dates(df, dates) for df in _silver_tables(spark, root))
         counts = build(spark, settings, every_method, details, certificates, changed)
-    audit.write_watermarks(spark, root, STAGE, through, scope.run_id)
+    lakehouse.write_watermarks(spark, root, STAGE, through, scope.run_id)
     return counts
 
 

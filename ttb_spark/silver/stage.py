@@ -42,11 +42,9 @@ def reference_codes(spark: SparkSession, settings: Settings) -> DataFrame | None
 
 def bronze_versions(spark: SparkSession, root: str) -> tuple[int | None, int | None]:
     """(the bronze.pages version silver last processed through, None: never; its current version, None: no bronze)."""
-    from ttb_spark import audit
-
     lakehouse.ensure_properties(spark, bronze.PAGES, root)  # change feed from here on
     latest = lakehouse.current_version(spark, bronze.PAGES, root)
-    return audit.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name), latest
+    return lakehouse.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name), latest
 
 
 def changed_pages(spark: SparkSession, root: str, mark: int | None, latest: int, dates: list[date] | None = None) -> DataFrame:
@@ -133,8 +131,6 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched.
     Otherwise: every page of the scope's partitions (reprocessing).
     """
-    from ttb_spark import audit
-
     root = settings.pipeline.lakehouse_root
     if scope.since_last_run:
         mark, latest = bronze_versions(spark, root)
@@ -145,7 +141,7 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
                 done = process(spark, settings, changed_pages(spark, root, mark, latest, dates))
                 counts = {k: counts.get(k, 0) + done.get(k, 0) for k in counts.keys() | done.keys()}
         if latest is not None:
-            audit.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: latest}, scope.run_id)
+            lakehouse.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: latest}, scope.run_id)
         return counts
     dates = [d.isoformat() for d in sorted({p.receipt_date for p in scope.partitions()})]
     method_types = sorted({p.method_type for p in scope.partitions()})
