@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.__main__ import table
-from ttb_spark import cli, lakehouse, search, simulator, tables
+from ttb_spark import cli, lakehouse, tables
+from ttb_spark.registry import search, simulator
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_STATUS_CHANGES
 

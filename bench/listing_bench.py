@@ -3,7 +3,7 @@ unlike our lists (issue #22).
 
 For each search cap and code ordering (``string``: codes compared as strings; ``numeric``: as zero-padded
 numbers) the simulator (``registry`` profile: a real working day's volume and cardinalities; a share of
-records filed under codes the seed lacks) serves the search, and :func:`ttb_spark.listing.list_completed`
+records filed under codes the seed lacks) serves the search, and :func:`ttb_spark.registry.listing.list_completed`
 lists each completed day through the production client over loopback HTTP, faults off. Figures per
 configuration: recall (listed / the simulator's truth, by TTB ID), searches and HTTP requests per listed
 record, and the requests per stored page a search-driven backfill would then make (each listed record is two
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.__main__ import table
-from ttb_spark import listing, search, simulator
-from ttb_spark.listing import CODE_ORDERS
-from ttb_spark.client import Pacer, RegistryClient
+from ttb_spark.registry import listing, search, simulator
+from ttb_spark.registry.listing import CODE_ORDERS
+from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.settings import load_settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -1,7 +1,7 @@
 """Parse throughput: pages/s on one core over the saved record pages, against the original pipeline's
 approach (a full ``BeautifulSoup(page, "html.parser")`` tree per page, fields found with the bs4 API).
 
-The baseline walks the bs4 tree into the same raw items as ``ttb_spark.parse`` walks its lxml tree and
+The baseline walks the bs4 tree into the same raw items as ``ttb_spark.registry.parse`` walks its lxml tree and
 builds records with the same record builders, so the two must give identical records (checked on
 every page before timing). A third row, bs4 over the lxml tree builder, shows whether bs4 itself
 could carry the hot path. Run: ``.venv/bin/python -m bench.parse_bench``.
@@ -23,8 +23,8 @@ import lxml
 from bs4 import BeautifulSoup, Comment, Tag
 
 import ttb_spark
-from ttb_spark import parse
-from ttb_spark.parse import CertificateItems, Checkbox, DetailItems
+from ttb_spark.registry import parse
+from ttb_spark.registry.parse import CertificateItems, Checkbox, DetailItems
 
 PAGES = Path(ttb_spark.__file__).parent / "data" / "pages"
 RESULTS = Path(__file__).parent / "results"
@@ -234,11 +234,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise SystemExit(f"parse and baseline disagree on {mismatched}")
 
     rows = {
-        "ttb_spark.parse (lxml)": _rate(_ours, pages, args.seconds),
+        "ttb_spark.registry.parse (lxml)": _rate(_ours, pages, args.seconds),
         'bs4 "html.parser" (baseline)': _rate(baseline_parse, pages, args.seconds),
         'bs4 "lxml" builder': _rate(lambda p: baseline_parse(p, "lxml"), pages, args.seconds),
     }
-    ours, base = rows["ttb_spark.parse (lxml)"], rows['bs4 "html.parser" (baseline)']
+    ours, base = rows["ttb_spark.registry.parse (lxml)"], rows['bs4 "html.parser" (baseline)']
     ratio_cpu = ours["pages_per_s_cpu"] / base["pages_per_s_cpu"]
     ratio_wall = ours["pages_per_s_wall"] / base["pages_per_s_wall"]
     result = {

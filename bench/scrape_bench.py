@@ -17,7 +17,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from ttb_spark import scrape, simulator
+from ttb_spark import scrape
+
+from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
 from ttb_spark.settings import RECEIPT_METHODS, load_settings

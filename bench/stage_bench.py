@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 from bench.__main__ import table
 from bench.daily_bench import FAULTS, daily, environment
-from ttb_spark import runner, simulator
+from ttb_spark import runner
+from ttb_spark.registry import simulator
 
 RESULTS = Path(__file__).parent / "results"
 START = date(2024, 3, 4)

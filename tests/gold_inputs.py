@@ -15,7 +15,7 @@ from typing import Any
 
 from ttb_spark import lakehouse
 from ttb_spark.silver import COLA_CERTIFICATES, COLA_DETAILS
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 DETAIL_SCHEMA = COLA_DETAILS.schema
 CERTIFICATE_SCHEMA = COLA_CERTIFICATES.schema

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ttb_spark import storage
 from ttb_spark.partitions import Partition
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 PAGES = Path(storage.__file__).resolve().parent / "data" / "pages"
 FILES = {"cola-detail": "detail.html", "certificate": "certificate.html"}

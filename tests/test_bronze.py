@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from raw_pages import END, SPIRIT, START, WINE, fill_real, manifest_line, real_page, write_partition
 from ttb_spark import bronze, lakehouse, storage
 from ttb_spark.scope import Scope
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 from conftest import make_settings
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import make_settings
-from ttb_spark import simulator
-from ttb_spark.client import (
+from ttb_spark.registry import simulator
+from ttb_spark.registry.client import (
     DEFAULT_EXTRA_CA,
     Pacer,
     RegistryClient,
@@ -26,7 +26,7 @@ from ttb_spark.client import (
     page_url,
     retry_after_seconds,
 )
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 DAY = date(2024, 1, 2)
 

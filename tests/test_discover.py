@@ -12,11 +12,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from ttb_spark import audit, bronze, cli, discover, lakehouse, listing, parse, reference, runner, search, simulator, storage
-from ttb_spark.client import Pacer, RegistryClient
+from ttb_spark import audit, bronze, cli, discover, lakehouse, reference, runner, storage
+from ttb_spark.registry import listing, parse, search, simulator
+from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 TODAY = date(2024, 3, 1)
 DAY = date(2024, 2, 27)  # seed 0, scale 0.3: 83 completions; class 81 has 13 (5 from origin 50, 8 from 01); no pair has more than 8
@@ -60,7 +61,7 @@ def test_a_day_split_deep_lists_every_record_whatever_the_code_order_and_codes_o
 
 
 def test_a_search_asked_again_is_kept_beside_the_first(tmp_path):
-    from ttb_spark.client import SearchAnswer
+    from ttb_spark.registry.client import SearchAnswer
 
     window = search.Criteria(DAY, DAY)
     answers = [(SearchAnswer(window, n, n, (), "results", (("results-001.html", f"<html>{n}</html>".encode()),), 1,

@@ -22,7 +22,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from ttb_spark import audit, cli, lakehouse, parse, simulator, tables
+from ttb_spark import audit, cli, lakehouse, tables
+
+from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import date_range
 from ttb_spark.storage import open_store
 

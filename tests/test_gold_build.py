@@ -28,7 +28,7 @@ from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_C
 from ttb_spark.gold.quality import QUALITY_CHECKS
 from ttb_spark.scope import Scope
 from ttb_spark.settings import DATA_TYPES
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 MHW_2019, MHW_2025, MHW = "19337001000251", "25100001000686", "NY-I-1727"
 EARLY_DAY, LATER_DAY = date(2019, 12, 3), date(2025, 4, 10)

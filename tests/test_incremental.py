@@ -35,7 +35,7 @@ from ttb_spark import audit, bronze, cli, lakehouse, locks, runner, silver, tabl
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.quality import QUALITY_CHECKS
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 OLD = "19337001000251"  # received 2019-12-03
 TYPES = ("cola-detail", "certificate")

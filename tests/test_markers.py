@@ -12,11 +12,12 @@ import sys
 from datetime import date, timedelta
 
 from conftest import make_settings
-from ttb_spark import bronze, lakehouse, parse, scrape, simulator
+from ttb_spark import bronze, lakehouse, scrape
+from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
 from ttb_spark.storage import complete_key, manifest_key, open_store, page_key
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 GONE = "24017001000124"  # seed 0, scale 0.05: approved 2024-02-05, withdrawn from public view on 2024-03-02
 DAY = TTBId(GONE).receipt_date

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import ttb_spark
-from ttb_spark import parse
-from ttb_spark.parse import CERTIFICATE_FIELDS, DETAIL_FIELDS, ParseError
+from ttb_spark.registry import parse
+from ttb_spark.registry.parse import CERTIFICATE_FIELDS, DETAIL_FIELDS, ParseError
 
 PAGES = Path(ttb_spark.__file__).parent / "data" / "pages"
 FIXTURES = Path(__file__).parent / "fixtures" / "parse"

@@ -10,7 +10,8 @@ from datetime import date
 import pytest
 
 from conftest import make_settings
-from ttb_spark import audit, cli, lakehouse, runner, simulator
+from ttb_spark import audit, cli, lakehouse, runner
+from ttb_spark.registry import simulator
 from ttb_spark.settings import SettingsError, load_settings
 
 

@@ -10,7 +10,8 @@ import sys
 from collections import Counter
 
 from test_scrape import CERTIFICATE, DAY, DETAIL, manifest, scrape_settings, stored_pages
-from ttb_spark import scrape, simulator
+from ttb_spark import scrape
+from ttb_spark.registry import simulator
 from ttb_spark.scope import Scope
 from ttb_spark.storage import complete_key, open_store
 

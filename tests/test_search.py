@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 import requests
 
-from ttb_spark import parse, search, simulator
+from ttb_spark.registry import parse, search, simulator
 
 TODAY = date(2024, 3, 1)
 WINDOW = search.Criteria(date(2024, 1, 10), date(2024, 1, 12))

@@ -11,8 +11,8 @@ from datetime import date, timedelta
 import pytest
 import requests
 
-from ttb_spark import parse, simulator
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry import parse, simulator
+from ttb_spark.registry.ttb_id import TTBId
 
 DAY = date(2024, 1, 2)
 

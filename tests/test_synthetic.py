@@ -7,9 +7,10 @@ import hashlib
 from datetime import date
 
 from conftest import make_settings
-from ttb_spark import bronze, lakehouse, silver, simulator, storage, synthetic
+from ttb_spark import bronze, lakehouse, silver, storage, synthetic
+from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 FIRST, LAST = date(2025, 1, 6), date(2025, 1, 7)
 SCALE = 0.01  # registry profile: 6-13 e-filed COLAs a weekday, a few on paper

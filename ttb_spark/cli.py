@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in STAGES.items():
         _add_stage_arguments(sub.add_parser(name, help=text, description=text), name)
 
-    from ttb_spark import parse, simulator
+    from ttb_spark.registry import parse, simulator
 
     parse.configure_parser(sub.add_parser("parse", help="print one JSON object per saved page (debugging)"))
     simulator.configure_parser(sub.add_parser("simulate-registry", help="serve a synthetic registry on loopback"))
@@ -97,11 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "parse":
-            from ttb_spark import parse
+            from ttb_spark.registry import parse
 
             return parse.run_command(args)
         if args.command == "simulate-registry":
-            from ttb_spark import simulator
+            from ttb_spark.registry import simulator
 
             return simulator.run_command(args)
         if args.command == "tables":

@@ -5,7 +5,7 @@ watermark minus ``TTB_DISCOVERY_OVERLAP_DAYS``; the watermark is the run audit's
 date, in the lakehouse). The range is searched in windows of at most
 ``TTB_DISCOVERY_WINDOW_DAYS``; a window whose "Total Matching Records" exceeds what a search
 returns is split until each part is under the cap, and a day's parts must list its whole total
-(:mod:`ttb_spark.listing`); a day no way of splitting accounts for fails the stage, naming it and what
+(:mod:`ttb_spark.registry.listing`); a day no way of splitting accounts for fails the stage, naming it and what
 was tried.
 
 Each listed ID is fetched (detail, then certificate, through the same polite client and into the
@@ -41,13 +41,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ttb_spark import search, storage
-from ttb_spark.client import Pacer, RegistryClient, SearchAnswer, task_interval
-from ttb_spark.listing import known_codes, list_completed, windows
+from ttb_spark import storage
+
+from ttb_spark.registry import search
+from ttb_spark.registry.client import Pacer, RegistryClient, SearchAnswer, task_interval
+from ttb_spark.registry.listing import known_codes, list_completed, windows
 from ttb_spark.partitions import Partition
 from ttb_spark.scrape import previously_withdrawn
 from ttb_spark.settings import DATA_TYPES
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

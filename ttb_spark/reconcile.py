@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ttb_spark import discover, storage
 from ttb_spark.partitions import Partition
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -246,7 +246,7 @@ def fetch_lookup_rows(settings: Settings) -> list[RefRow]:
     or answers something that is not the list (error page, session timeout, too few rows)."""
     import requests
 
-    from ttb_spark.client import ca_bundle
+    from ttb_spark.registry.client import ca_bundle
 
     ext = settings.extraction
     rows: list[RefRow] = []

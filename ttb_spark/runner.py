@@ -119,7 +119,7 @@ def registry(settings: Settings) -> Iterator[Settings]:
     if not settings.extraction.use_simulator:
         yield settings
         return
-    from ttb_spark import simulator
+    from ttb_spark.registry import simulator
 
     with simulator.serving(scale=settings.extraction.simulator_scale, today=settings.extraction.simulator_today) as base_url:
         extraction = settings.extraction.model_copy(update={"registry_base_url": base_url})

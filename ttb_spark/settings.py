@@ -29,7 +29,7 @@ RECEIPT_METHODS: dict[str, str] = {
     "002": "MAIL",
     "003": "OVERNIGHT COURIER",
 }
-# Each data type (the pages a TTB ID has) and the kind its page is to the parser (ttb_spark.parse).
+# Each data type (the pages a TTB ID has) and the kind its page is to the parser (ttb_spark.registry.parse).
 PAGE_KINDS: dict[str, str] = {"cola-detail": "detail", "certificate": "certificate"}
 DATA_TYPES: tuple[str, ...] = tuple(PAGE_KINDS)
 ENVIRONMENTS: tuple[str, ...] = ("development", "test", "production")

@@ -12,7 +12,7 @@ deletes it before it starts, so a marker only ever stands beside the manifest it
 Discovery writes per-run manifests (``manifests/discovery/...``) and the search answers it was
 served (``search/completed_date=<date>/...``) the same way: manifest first, marker last. Every object write is atomic: a local file is
 written beside its target and renamed into place; an S3 PUT is atomic by itself. Keys are only
-ever built from a validated :class:`~ttb_spark.ttb_id.TTBId` and a known partition.
+ever built from a validated :class:`~ttb_spark.registry.ttb_id.TTBId` and a known partition.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 MANIFEST = "manifest.jsonl"
 COMPLETE = "_COMPLETE"

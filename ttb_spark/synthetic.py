@@ -1,7 +1,7 @@
 """Synthetic bronze: the registry simulator's pages rendered straight into ``bronze.pages``.
 
 No HTTP and no raw store: executors render each receipt day and method's public records from the
-simulator's real templates (:class:`ttb_spark.simulator.SyntheticRegistry`, deterministic by
+simulator's real templates (:class:`ttb_spark.registry.simulator.SyntheticRegistry`, deterministic by
 seed, scale and profile) and the rows are typed by bronze's own transform
 (:func:`ttb_spark.bronze.page_rows`), as if the scraper had fetched every page once: outcome
 ``found``, HTTP 200, fetched at noon UTC of the approval date, the raw store key the page would
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ttb_spark import bronze, lakehouse, storage
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -48,7 +48,7 @@ _REGISTRIES: dict[tuple[int, float, str], Any] = {}
 
 def _registry(seed: int, scale: float, profile: str) -> Any:
     """One SyntheticRegistry per worker process and arguments (its record cache is reused across batches)."""
-    from ttb_spark.simulator import SyntheticRegistry
+    from ttb_spark.registry.simulator import SyntheticRegistry
 
     key = (seed, scale, profile)
     if key not in _REGISTRIES:

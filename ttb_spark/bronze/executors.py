@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ttb_spark import storage
 from ttb_spark.bronze.tables import FETCHED, MANIFEST_LINE, MANIFEST_LINES
 from ttb_spark.partitions import Partition, ReconciliationError
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

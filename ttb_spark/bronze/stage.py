@@ -62,7 +62,7 @@ def mark_ingested(spark: SparkSession, root: str, keys: list[str], lines: dict[s
 
 def read_search_manifest(store: storage.RawStore, manifest_key: str) -> list[dict]:
     """The listed rows of a complete search manifest's final (unsplit) searches, read from the answers as served."""
-    from ttb_spark import search
+    from ttb_spark.registry import search
 
     rows = []
     for entry in storage.manifest_entries(store, manifest_key):

@@ -2,7 +2,7 @@
 
 The original pipeline's three processing stages, each a pure DataFrame -> DataFrame function:
 
-* :func:`extracted` (``ttb_extracted_data``): :func:`ttb_spark.parse.parse_page` applied on the
+* :func:`extracted` (``ttb_extracted_data``): :func:`ttb_spark.registry.parse.parse_page` applied on the
   executors, one row per page: the page's key columns, parse status/reason and every field of
   the parse contract (details and certificates share one frame; fields of the other type are null).
 * :func:`cleaned` (``ttb_cleaned_data``): normalised values and a ``violations`` array, one entry

@@ -15,7 +15,7 @@ def parse_one(html: str | None, ttb_id: str, data_type: str) -> tuple[str, str |
     A parser crash is quarantined as status ``error`` / reason ``parser_exception`` so one odd page
     cannot stop a backfill; the page stays in bronze for a replay after the fix.
     """
-    from ttb_spark import parse
+    from ttb_spark.registry import parse
 
     try:
         served = (html or "").encode("latin-1")  # bronze's lossless decoding, undone: the parser decodes bytes itself

@@ -33,13 +33,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
-from ttb_spark import search
-from ttb_spark.simulator.pages import (
+from ttb_spark.registry import search
+from ttb_spark.registry.simulator.pages import (
     captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
 )  # fmt: skip
-from ttb_spark.listing import CODE_ORDERS
-from ttb_spark.simulator.registry import SyntheticRegistry, matches
-from ttb_spark.ttb_id import is_valid_ttb_id
+from ttb_spark.registry.listing import CODE_ORDERS
+from ttb_spark.registry.simulator.registry import SyntheticRegistry, matches
+from ttb_spark.registry.ttb_id import is_valid_ttb_id
 
 PREFIX = "/colasonline/"
 DETAIL_ACTIONS = frozenset({"publicDisplaySearchAdvanced", "publicDisplaySearchBasic"})

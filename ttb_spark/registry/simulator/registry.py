@@ -24,10 +24,10 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any, Iterable
 
-from ttb_spark import search
-from ttb_spark.listing import code_key
-from ttb_spark.simulator.pages import _templates
-from ttb_spark.ttb_id import TTBId, is_valid_ttb_id
+from ttb_spark.registry import search
+from ttb_spark.registry.listing import code_key
+from ttb_spark.registry.simulator.pages import _templates
+from ttb_spark.registry.ttb_id import TTBId, is_valid_ttb_id
 
 LONG_GAP = (60, 150)  # non-public runs longer than the default threshold of 50 consecutive misses
 _BRAND_WORDS = (
@@ -327,7 +327,7 @@ def _population_draw(rng: random.Random, template: int) -> dict[str, str]:
 
 def matches(row: search.Listing, criteria: search.Criteria, order: str = "string") -> bool:
     """Whether a listed row meets the class/type range (codes compared in ``order``, one of
-    :data:`ttb_spark.listing.CODE_ORDERS`: the registry does not say which it uses), brand-name prefix (any case)
+    :data:`ttb_spark.registry.listing.CODE_ORDERS`: the registry does not say which it uses), brand-name prefix (any case)
     and origin of a search."""
     code = code_key(row.class_type_code or "", order)
     if criteria.class_type_from and code < code_key(criteria.class_type_from, order):

@@ -7,8 +7,8 @@ import threading
 
 from lxml import etree
 
-from ttb_spark.parse.classification import _DETAIL_MARK, _find
-from ttb_spark.parse.values import ParseError
+from ttb_spark.registry.parse.classification import _DETAIL_MARK, _find
+from ttb_spark.registry.parse.values import ParseError
 
 _PARSERS = threading.local()
 

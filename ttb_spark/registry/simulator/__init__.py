@@ -17,10 +17,10 @@ record of requests) and :mod:`.command` (``python -m ttb_spark simulate-registry
 code uses are imported here.
 """
 
-from ttb_spark.simulator.command import configure_parser, run_command
-from ttb_spark.simulator.pages import error_page, render_export, render_results, search_page
-from ttb_spark.simulator.registry import MAX_LAG, PROFILES, Record, State, SyntheticRegistry
-from ttb_spark.simulator.server import SEARCH_CAP, Faults, Hit, RegistrySimulator, running, serving
+from ttb_spark.registry.simulator.command import configure_parser, run_command
+from ttb_spark.registry.simulator.pages import error_page, render_export, render_results, search_page
+from ttb_spark.registry.simulator.registry import MAX_LAG, PROFILES, Record, State, SyntheticRegistry
+from ttb_spark.registry.simulator.server import SEARCH_CAP, Faults, Hit, RegistrySimulator, running, serving
 
 __all__ = [
     "MAX_LAG", "PROFILES", "SEARCH_CAP", "Faults", "Hit", "Record", "RegistrySimulator", "State", "SyntheticRegistry",

@@ -10,7 +10,7 @@
 * TLS: verification is always on, against certifi's roots plus the registry's missing
   intermediate (shipped in the package; ``TTB_EXTRA_CA_BUNDLE`` replaces the extra file).
 * Outcome of one page: ``found`` / ``not_found`` / ``unexpected`` (reason) / ``failed`` (reason,
-  after retries), decided by :func:`ttb_spark.parse.classify` for HTTP 200 answers.
+  after retries), decided by :func:`ttb_spark.registry.parse.classify` for HTTP 200 answers.
 * Search (:meth:`RegistryClient.search`): the form page (once per session, for the cookie), the
   POST, then the CSV export when the rows do not fit the first page (the results pages, paged
   with ``nextset``, are the fallback when the export is unusable); the whole search is retried
@@ -36,10 +36,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ttb_spark import search
-from ttb_spark.parse import classify
+from ttb_spark.registry import search
+from ttb_spark.registry.parse import classify
 from ttb_spark.settings import PAGE_KINDS, ExtractionSettings
-from ttb_spark.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId
 
 DEFAULT_EXTRA_CA = "data/certs/entrust-ov-tls-issuing-rsa-ca-2.pem"
 ACTIONS: dict[str, str] = {"cola-detail": "publicDisplaySearchAdvanced", "certificate": "publicFormDisplay"}

@@ -8,7 +8,7 @@ import re
 from datetime import date
 from typing import Any, Iterable
 
-from ttb_spark.ttb_id import InvalidTTBId, TTBId
+from ttb_spark.registry.ttb_id import InvalidTTBId, TTBId
 
 _DERIVED = ("receipt_date", "receipt_method", "sequence")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from lxml import etree
 
-from ttb_spark.parse.tree import _ancestor, _lines, _text
-from ttb_spark.parse.values import (
+from ttb_spark.registry.parse.tree import _ancestor, _lines, _text
+from ttb_spark.registry.parse.values import (
     _DERIVED, ParseError, _derived, _split_list, _ttb_id, city_state_zip, clean, iso_date, normalise_label,
 )  # fmt: skip
 

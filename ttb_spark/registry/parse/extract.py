@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ttb_spark.parse.certificate import certificate_items, certificate_record
-from ttb_spark.parse.classification import classify, decode
-from ttb_spark.parse.detail import detail_items, detail_record
-from ttb_spark.parse.tree import _tree
-from ttb_spark.parse.values import ParseError
+from ttb_spark.registry.parse.certificate import certificate_items, certificate_record
+from ttb_spark.registry.parse.classification import classify, decode
+from ttb_spark.registry.parse.detail import detail_items, detail_record
+from ttb_spark.registry.parse.tree import _tree
+from ttb_spark.registry.parse.values import ParseError
 
 
 @dataclass(frozen=True)

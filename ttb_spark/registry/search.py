@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ttb_spark.ttb_id import TTBId, is_valid_ttb_id
+from ttb_spark.registry.ttb_id import TTBId, is_valid_ttb_id
 
 FORM_PATH = "publicSearchColasBasic.do"
 SEARCH_PATH = "publicSearchColasBasicProcess.do?action=search"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ttb_spark.parse.extract import parse_page
+from ttb_spark.registry.parse.extract import parse_page
 
 if TYPE_CHECKING:
     import argparse

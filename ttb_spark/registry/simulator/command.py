@@ -8,9 +8,9 @@ import sys
 import time
 from datetime import date
 
-from ttb_spark.listing import CODE_ORDERS
-from ttb_spark.simulator.registry import PROFILES, UNLISTED_CODES, SyntheticRegistry
-from ttb_spark.simulator.server import SEARCH_CAP, Faults, RegistrySimulator
+from ttb_spark.registry.listing import CODE_ORDERS
+from ttb_spark.registry.simulator.registry import PROFILES, UNLISTED_CODES, SyntheticRegistry
+from ttb_spark.registry.simulator.server import SEARCH_CAP, Faults, RegistrySimulator
 
 
 def _fault_option(value: str) -> tuple[str, float]:

@@ -12,8 +12,8 @@ from datetime import date
 from functools import lru_cache
 from importlib import resources
 
-from ttb_spark import search
-from ttb_spark.ttb_id import is_valid_ttb_id
+from ttb_spark.registry import search
+from ttb_spark.registry.ttb_id import is_valid_ttb_id
 
 _DETAIL_FIELDS = {
     "serial": r"(<strong>Serial #: </strong>.*?</a>\s*(?:&nbsp;\s*)?)([^<]*?)(\s*</td>)",
@@ -87,7 +87,7 @@ class Template:
 @lru_cache(maxsize=1)
 def _templates() -> tuple[Template, ...]:
     """Marker templates made from every saved real page pair."""
-    from ttb_spark import parse
+    from ttb_spark.registry import parse
 
     root = resources.files("ttb_spark").joinpath("data/pages")
     out = []

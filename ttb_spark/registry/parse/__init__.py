@@ -17,15 +17,15 @@ page's labels, raw items, tree walk and record), :mod:`.extract` (the entry poin
 The names other code uses are imported here.
 """
 
-from ttb_spark.parse.certificate import (
+from ttb_spark.registry.parse.certificate import (
     CERTIFICATE_FIELDS, LABEL_FIELDS, CertificateItems, Checkbox, certificate_items, certificate_label_key,
     certificate_record,
 )  # fmt: skip
-from ttb_spark.parse.classification import REASONS, Classification, classify, decode
-from ttb_spark.parse.command import configure_parser, run_command
-from ttb_spark.parse.detail import DETAIL_FIELDS, DetailItems, detail_items, detail_label_key, detail_record
-from ttb_spark.parse.extract import ParseResult, parse_certificate, parse_detail, parse_page
-from ttb_spark.parse.values import ParseError
+from ttb_spark.registry.parse.classification import REASONS, Classification, classify, decode
+from ttb_spark.registry.parse.command import configure_parser, run_command
+from ttb_spark.registry.parse.detail import DETAIL_FIELDS, DetailItems, detail_items, detail_label_key, detail_record
+from ttb_spark.registry.parse.extract import ParseResult, parse_certificate, parse_detail, parse_page
+from ttb_spark.registry.parse.values import ParseError
 
 __all__ = [
     "CERTIFICATE_FIELDS", "DETAIL_FIELDS", "LABEL_FIELDS", "REASONS", "CertificateItems", "Checkbox",

@@ -17,10 +17,10 @@ from datetime import date, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from ttb_spark import search
+from ttb_spark.registry import search
 
 if TYPE_CHECKING:
-    from ttb_spark.client import SearchAnswer
+    from ttb_spark.registry.client import SearchAnswer
 
 
 class WindowTooLarge(RuntimeError):
