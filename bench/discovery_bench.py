@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.__main__ import table
-from ttb_spark import discover, scrape
+from ttb_spark.raw import discover, scrape
 from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import load_settings
-from ttb_spark.storage import open_store
+from ttb_spark.raw.storage import open_store
 
 RESULTS = Path(__file__).parent / "results"
 FAULTS = {

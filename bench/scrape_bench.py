@@ -17,13 +17,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from ttb_spark import scrape
+from ttb_spark.raw import scrape
 
 from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
 from ttb_spark.settings import RECEIPT_METHODS, load_settings
-from ttb_spark.storage import open_store, partition_prefix
+from ttb_spark.raw.storage import open_store, partition_prefix
 
 RESULTS = Path(__file__).parent / "results"
 FAULTS = {

@@ -11,7 +11,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from ttb_spark import storage
+from ttb_spark.raw import storage
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId
 

@@ -11,7 +11,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from raw_pages import END, SPIRIT, START, WINE, fill_real, manifest_line, real_page, write_partition
-from ttb_spark import bronze, lakehouse, storage
+from ttb_spark import bronze, lakehouse
+from ttb_spark.raw import storage
 from ttb_spark.scope import Scope
 from ttb_spark.registry.ttb_id import TTBId
 

@@ -12,7 +12,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from ttb_spark import audit, bronze, cli, discover, lakehouse, reference, runner, storage
+from ttb_spark import audit, bronze, cli, lakehouse, reference, runner
+from ttb_spark.raw import discover, storage
 from ttb_spark.registry import listing, parse, search, simulator
 from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
@@ -180,7 +181,7 @@ def test_a_page_stored_by_the_walk_is_fetched_again_when_the_search_first_lists_
     """Issue #23 (3): the walk stored a COLA's pages while it was approved; its status changes later, and the
     search lists it for the first time on the change's day. With no earlier listing to compare with, that
     first listing fetches it again: the stored copy now shows the new status."""
-    from ttb_spark import scrape
+    from ttb_spark.raw import scrape
 
     changed, received, changed_on = "24024001000020", date(2024, 1, 24), date(2024, 3, 28)  # seed 0: EXPIRED on 2024-03-28
     with simulator.running(seed=0, scale=0.05, today=date(2024, 3, 1)) as sim:
@@ -309,7 +310,7 @@ def test_stage_fails_when_listed_pages_cannot_be_fetched(spark, tmp_path):
 def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
     from test_markers import DAY as RECEIVED, GONE
 
-    from ttb_spark import reconcile, scrape
+    from ttb_spark.raw import reconcile, scrape
     from ttb_spark.partitions import Partition
 
     with simulator.running(seed=0, scale=0.05, today=date(2024, 2, 6)) as sim:  # GONE is public (approved 02-05)

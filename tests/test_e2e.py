@@ -26,7 +26,7 @@ from ttb_spark import audit, cli, lakehouse, tables
 
 from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import date_range
-from ttb_spark.storage import open_store
+from ttb_spark.raw.storage import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "2024-01-02", "2024-01-03"

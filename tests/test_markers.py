@@ -12,11 +12,12 @@ import sys
 from datetime import date, timedelta
 
 from conftest import make_settings
-from ttb_spark import bronze, lakehouse, scrape
+from ttb_spark import bronze, lakehouse
+from ttb_spark.raw import scrape
 from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
-from ttb_spark.storage import complete_key, manifest_key, open_store, page_key
+from ttb_spark.raw.storage import complete_key, manifest_key, open_store, page_key
 from ttb_spark.registry.ttb_id import TTBId
 
 GONE = "24017001000124"  # seed 0, scale 0.05: approved 2024-02-05, withdrawn from public view on 2024-03-02
@@ -62,7 +63,7 @@ def test_a_rewalk_killed_half_way_never_pairs_an_old_marker_with_new_pages(spark
         sim.today = date(2024, 4, 1)  # more approvals and other pages: a mixture would show
         served = len(sim.hits)
         script = (
-            "import sys; from ttb_spark import scrape; from ttb_spark.partitions import Partition; "
+            "import sys; from ttb_spark.raw import scrape; from ttb_spark.partitions import Partition; "
             "from ttb_spark.settings import load_settings; from datetime import date; "
             "s = load_settings('test', {'pipeline': {'raw_root': sys.argv[1]}, "
             "'extraction': {'registry_base_url': sys.argv[2], 'use_simulator': False}}); "

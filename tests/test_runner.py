@@ -3,6 +3,7 @@ and the end-of-run summary; jobs run through the real command line on the sessio
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from datetime import date
@@ -17,6 +18,13 @@ from ttb_spark.settings import SettingsError, load_settings
 
 def _args(*argv: str):
     return cli.build_parser().parse_args(list(argv))
+
+
+def test_every_stage_of_every_job_is_a_module_with_a_run():
+    stages = {stage for job in runner.JOBS.values() for stage in job}
+    assert stages == set(runner.STAGES)
+    for stage in stages:
+        assert callable(importlib.import_module(runner.STAGES[stage]).run), stage
 
 
 def test_plan_splits_a_range_into_bounded_chunks():

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from conftest import make_settings
-from ttb_spark import scrape
+from ttb_spark.raw import scrape
 from ttb_spark.registry import parse, simulator
 from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
 from ttb_spark.scope import Scope
-from ttb_spark.storage import complete_key, manifest_key, open_store, page_key, partition_prefix
+from ttb_spark.raw.storage import complete_key, manifest_key, open_store, page_key, partition_prefix
 from ttb_spark.registry.ttb_id import TTBId, is_valid_ttb_id
 
 DAY = date(2024, 1, 2)  # a Tuesday: seed 0 at scale 0.05 has 18 public e-filed IDs and a 143-ID gap

@@ -10,10 +10,10 @@ import sys
 from collections import Counter
 
 from test_scrape import CERTIFICATE, DAY, DETAIL, manifest, scrape_settings, stored_pages
-from ttb_spark import scrape
+from ttb_spark.raw import scrape
 from ttb_spark.registry import simulator
 from ttb_spark.scope import Scope
-from ttb_spark.storage import complete_key, open_store
+from ttb_spark.raw.storage import complete_key, open_store
 
 
 def test_kill_midway_then_resume_equals_uninterrupted_run(spark, tmp_path):
@@ -29,7 +29,7 @@ def test_kill_midway_then_resume_equals_uninterrupted_run(spark, tmp_path):
         # The stage itself (Spark job and all) in a process of its own; the CLI's audit bookkeeping
         # around it is left out to keep the test short.
         script = (
-            "import sys; from ttb_spark import scrape; from ttb_spark.scope import Scope; "
+            "import sys; from ttb_spark.raw import scrape; from ttb_spark.scope import Scope; "
             "from ttb_spark.settings import load_settings; from ttb_spark.spark import get_spark; "
             "s = load_settings('test', {'pipeline': {'partition_start_date': sys.argv[1], 'receipt_methods': '001', "
             "'raw_root': sys.argv[2]}, 'extraction': {'registry_base_url': sys.argv[3], 'use_simulator': False}}); "

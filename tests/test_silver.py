@@ -11,7 +11,8 @@ from pyspark.sql import functions as F
 from conftest import make_settings
 from raw_pages import END, SPIRIT, START, WINE, error_page, fill_real, real_page, reference_values, write_partition
 from test_bronze import expected_pages
-from ttb_spark import bronze, lakehouse, silver, storage
+from ttb_spark import bronze, lakehouse, silver
+from ttb_spark.raw import storage
 from ttb_spark.scope import Scope
 
 TYPES = ("cola-detail", "certificate")

@@ -7,7 +7,8 @@ import hashlib
 from datetime import date
 
 from conftest import make_settings
-from ttb_spark import bronze, lakehouse, silver, storage, synthetic
+from ttb_spark import bronze, lakehouse, silver, synthetic
+from ttb_spark.raw import storage
 from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId

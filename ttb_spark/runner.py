@@ -45,6 +45,12 @@ JOBS: dict[str, tuple[str, ...]] = {
     "reconcile": ("reconcile", "bronze"),
     "maintain": ("maintain",),
 }
+# Where each stage's module (``run(spark, settings, scope) -> counts``) lives; imported when the stage runs.
+STAGES: dict[str, str] = {
+    "scrape": "ttb_spark.raw.scrape", "discover": "ttb_spark.raw.discover", "reconcile": "ttb_spark.raw.reconcile",
+    "bronze": "ttb_spark.bronze", "silver": "ttb_spark.silver", "gold": "ttb_spark.gold",
+    "reference": "ttb_spark.reference", "maintain": "ttb_spark.maintain",
+}
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 COST = ("ms", "sql_executions")  # what run_stage adds to each stage's counts: what the stage cost
@@ -140,7 +146,7 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
     for the ``gold`` claim (another run's gold stage to end)."""
     from ttb_spark.spark import last_sql_execution
 
-    module = importlib.import_module(f"ttb_spark.{name}")
+    module = importlib.import_module(STAGES[name])
     with serial(spark, settings, scope, name, job or name):
         first, started = last_sql_execution(spark), time.monotonic()
         progress(f"{name}{label}: start {_describe(scope)}")

@@ -16,7 +16,9 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ttb_spark import bronze, lakehouse, storage
+from ttb_spark import bronze, lakehouse
+
+from ttb_spark.raw import storage
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS
 from ttb_spark.registry.ttb_id import TTBId

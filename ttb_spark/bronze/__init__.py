@@ -19,7 +19,7 @@ Decisions:
   (not fetch time, scrape or ingest run), so a re-fetch of an unchanged page or a rerun of this
   stage rewrites nothing; a changed page updates exactly its row.
 * ``bronze.scrape_manifest`` keeps every walk's attempt lines (key includes the scrape run id).
-* Discovery (``ttb_spark.discover``) fetches pages by what the registry's search listed and
+* Discovery (``ttb_spark.raw.discover``) fetches pages by what the registry's search listed and
   records them in per-run manifests (``manifests/discovery/...``, marker beside each). Every
   complete one not yet in ``ops.ingested_manifests`` is ingested with the walk's partitions and
   then recorded there, so each is read once; a page listed by several manifests keeps its latest

@@ -9,7 +9,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ttb_spark import storage
+from ttb_spark.raw import storage
 from ttb_spark.bronze.tables import FETCHED, MANIFEST_LINE, MANIFEST_LINES
 from ttb_spark.partitions import Partition, ReconciliationError
 from ttb_spark.registry.ttb_id import TTBId

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ttb_spark import lakehouse, storage
+from ttb_spark import lakehouse
+
+from ttb_spark.raw import storage
 from ttb_spark.bronze.executors import fetch_pages, manifest_lines, store_args
 from ttb_spark.bronze.tables import INGESTED_MANIFESTS, LISTING_INPUT, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
 from ttb_spark.bronze.transforms import listing_rows, manifest_records, not_older, pages, parsed_manifest

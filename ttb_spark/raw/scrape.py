@@ -44,11 +44,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
-from ttb_spark import storage
+from ttb_spark.raw import storage
 from ttb_spark.registry.client import TRANSIENT_REASONS, Fetch, Pacer, RegistryClient, task_interval
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
-from ttb_spark.storage import RawStore, complete_key, manifest_key, page_key, partition_prefix, raw_store
+from ttb_spark.raw.storage import RawStore, complete_key, manifest_key, page_key, partition_prefix, raw_store
 from ttb_spark.registry.ttb_id import TTBId
 
 log = logging.getLogger(__name__)

@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ttb_spark import storage
+from ttb_spark.raw import storage
 
 from ttb_spark.registry import search
 from ttb_spark.registry.client import Pacer, RegistryClient, SearchAnswer, task_interval
 from ttb_spark.registry.listing import known_codes, list_completed, windows
 from ttb_spark.partitions import Partition
-from ttb_spark.scrape import previously_withdrawn
+from ttb_spark.raw.scrape import previously_withdrawn
 from ttb_spark.settings import DATA_TYPES
 from ttb_spark.registry.ttb_id import TTBId
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import date
 from typing import TYPE_CHECKING
 
-from ttb_spark import discover, storage
+from ttb_spark.raw import discover, storage
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId
 
