@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
-from ttb_spark import runner
+from ttb_spark.ops import runner
 
 from ttb_spark.registry import simulator
 from ttb_spark.settings import load_settings

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from bench.__main__ import table
 from bench.daily_bench import FAULTS, daily, environment
-from ttb_spark import runner
+from ttb_spark.ops import runner
 from ttb_spark.registry import simulator
 
 RESULTS = Path(__file__).parent / "results"

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.lakehouse_bench import PeakMemory, _settings, machine, sized_args
-from ttb_spark import lakehouse, runner, synthetic, tables
+from ttb_spark import lakehouse, synthetic, tables
+from ttb_spark.ops import runner
 from ttb_spark.registry import simulator
 
 RESULTS = Path(__file__).parent / "results"

@@ -8,7 +8,8 @@ from datetime import date, datetime, timedelta, timezone
 
 
 from conftest import make_settings
-from ttb_spark import audit, lakehouse
+from ttb_spark import lakehouse
+from ttb_spark.ops import audit
 
 
 def _record(settings, run_id, **kwargs):
@@ -100,7 +101,8 @@ def test_since_last_run_starts_at_the_first_day_no_finished_chunk_covers():
 def test_an_adhoc_discover_leaves_the_daily_runs_start_at_the_history(spark, tmp_path):
     """Issue #23 (4), as a user met it: a first-ever ``discover --start 2024-02-27 --end 2024-02-29``, then
     the scheduled ``daily --since-last-run`` on 2024-03-01 lists from the history's first date, not 02-28."""
-    from ttb_spark import cli, runner
+    from ttb_spark import cli
+    from ttb_spark.ops import runner
 
     settings = make_settings(tmp_path)
     root = settings.pipeline.lakehouse_root

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ttb_spark import audit, lakehouse, locks, runner, tables
+from ttb_spark import lakehouse, tables
+
+from ttb_spark.ops import audit, locks, runner
 
 from ttb_spark.registry import simulator
 from ttb_spark.scope import Scope

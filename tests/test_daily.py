@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
-from ttb_spark import audit, cli, lakehouse, tables
+from ttb_spark import cli, lakehouse, tables
+from ttb_spark.ops import audit
 from ttb_spark.registry import search, simulator
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_STATUS_CHANGES

@@ -24,7 +24,9 @@ from databricks.bundles.jobs import DataSecurityMode, Job, JobPermission, JobRun
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ttb_spark import cli, runner
+from ttb_spark import cli
+
+from ttb_spark.ops import runner
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -12,7 +12,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from ttb_spark import audit, bronze, cli, lakehouse, reference, runner
+from ttb_spark import bronze, cli, lakehouse, reference
+from ttb_spark.ops import audit, runner
 from ttb_spark.raw import discover, storage
 from ttb_spark.registry import listing, parse, search, simulator
 from ttb_spark.registry.client import Pacer, RegistryClient

@@ -22,7 +22,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from ttb_spark import audit, cli, lakehouse, tables
+from ttb_spark import cli, lakehouse, tables
+
+from ttb_spark.ops import audit
 
 from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import date_range

@@ -31,7 +31,8 @@ from conftest import make_settings
 from raw_pages import SPIRIT, WINE, real_page
 from bench.daily_bench import data_changes, table_differences
 from test_e2e import PER_WALK, _assert_same, _capture, _frame, _kill_when, _watch
-from ttb_spark import audit, bronze, cli, lakehouse, locks, runner, silver, tables
+from ttb_spark import bronze, cli, lakehouse, silver, tables
+from ttb_spark.ops import audit, locks, runner
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.quality import QUALITY_CHECKS

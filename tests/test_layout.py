@@ -1,7 +1,7 @@
 """The package's import graph: no module imports, directly or through others, a module that imports it
-back, and no stage imports the runner that orchestrates it. Every import statement counts, wherever it
-is: at module level, inside a function, or under ``if TYPE_CHECKING`` (a type-only import is still a
-dependency of the design)."""
+back, no stage imports the runner that orchestrates it, and no layer module imports the ops layer. Every
+import statement counts, wherever it is: at module level, inside a function, or under ``if TYPE_CHECKING``
+(a type-only import is still a dependency of the design)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert {"ttb_spark.runner", "ttb_spark.scope", "ttb_spark.gold", "ttb_spark.tables"} <= graph.keys()
+    assert {"ttb_spark.ops.runner", "ttb_spark.scope", "ttb_spark.gold", "ttb_spark.tables"} <= graph.keys()
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
@@ -48,5 +48,19 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_only_the_command_line_imports_the_runner():
-    importers = {name for name, imported in import_graph().items() if "ttb_spark.runner" in imported}
+    importers = {name for name, imported in import_graph().items() if "ttb_spark.ops.runner" in imported}
     assert importers and importers <= ENTRY_POINTS, sorted(importers - ENTRY_POINTS)
+
+
+# The layers, bottom to top; ttb_spark.ops (runner, audit, locks, maintain, adopt) runs them.
+LAYERS = ("ttb_spark.registry", "ttb_spark.raw", "ttb_spark.lakehouse", "ttb_spark.bronze", "ttb_spark.silver",
+          "ttb_spark.gold", "ttb_spark.reference")
+
+
+def test_no_layer_module_imports_the_ops_layer():
+    graph = import_graph()
+    layer_modules = {name for name in graph if name.startswith(LAYERS)}
+    assert {"ttb_spark.registry.client", "ttb_spark.raw.discover", "ttb_spark.silver.stage", "ttb_spark.gold.stage"} <= layer_modules
+    offenders = {name: sorted(m for m in graph[name] if m == "ttb_spark.ops" or m.startswith("ttb_spark.ops."))
+                 for name in layer_modules}
+    assert not {name: ops for name, ops in offenders.items() if ops}

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql.types import DateType, IntegerType, StringType, StructType
 
-from ttb_spark import audit, cli, lakehouse, tables
+from ttb_spark import cli, lakehouse, tables
+
+from ttb_spark.ops import audit
 from ttb_spark.lakehouse import CHANGE_FEED, column
 from ttb_spark.settings import SettingsError, load_settings
 

@@ -11,7 +11,8 @@ from datetime import date
 import pytest
 
 from conftest import make_settings
-from ttb_spark import audit, cli, lakehouse, runner
+from ttb_spark import cli, lakehouse
+from ttb_spark.ops import audit, runner
 from ttb_spark.registry import simulator
 from ttb_spark.settings import SettingsError, load_settings
 
@@ -162,7 +163,7 @@ def test_a_run_whose_silver_or_gold_follows_change_watermarks_claims_every_date(
     silver or gold, or a run over an explicit range, claims its range."""
     from dataclasses import replace
 
-    from ttb_spark import locks
+    from ttb_spark.ops import locks
 
     scope = runner.Scope(date(2024, 3, 1), date(2024, 3, 4), ("001",), ("cola-detail",), since_last_run=True)
     for job in ("pipeline", "analytics", "silver", "gold", "daily", "discover"):

@@ -117,10 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "relayout":
             return _relayout(args)
         if args.command == "adopt-catalog":
-            from ttb_spark import adopt
+            from ttb_spark.ops import adopt
 
             return adopt.run_command(args.source, args.env)
-        from ttb_spark import runner
+        from ttb_spark.ops import runner
 
         return runner.run_from_args(args)
     except SettingsError as exc:

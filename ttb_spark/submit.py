@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ttb_spark import cli, runner
+from ttb_spark import cli
+
+from ttb_spark.ops import runner
 from ttb_spark.settings import SettingsError
 from ttb_spark.spark import submit_options
 

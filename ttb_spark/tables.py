@@ -7,7 +7,9 @@ imported. tests/test_docs.py fails when a package module declares a table this l
 
 from __future__ import annotations
 
-from ttb_spark import audit, bronze, lakehouse, locks, reference, silver
+from ttb_spark import bronze, lakehouse, reference, silver
+
+from ttb_spark.ops import audit, locks
 from ttb_spark.gold import stage as gold
 from ttb_spark.lakehouse import TableSpec
 

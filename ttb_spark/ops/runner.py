@@ -49,7 +49,7 @@ JOBS: dict[str, tuple[str, ...]] = {
 STAGES: dict[str, str] = {
     "scrape": "ttb_spark.raw.scrape", "discover": "ttb_spark.raw.discover", "reconcile": "ttb_spark.raw.reconcile",
     "bronze": "ttb_spark.bronze", "silver": "ttb_spark.silver", "gold": "ttb_spark.gold",
-    "reference": "ttb_spark.reference", "maintain": "ttb_spark.maintain",
+    "reference": "ttb_spark.reference", "maintain": "ttb_spark.ops.maintain",
 }
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
@@ -163,7 +163,7 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
 @contextlib.contextmanager
 def serial(spark: Any, settings: Settings, scope: Scope, stage: str, job: str) -> Iterator[None]:
     """For a stage of SERIAL_STAGES, hold the ``gold`` claim (waiting for it) while it runs."""
-    from ttb_spark import locks
+    from ttb_spark.ops import locks
 
     root = settings.pipeline.lakehouse_root
     if not settings.concurrency.run_lock:
@@ -188,7 +188,7 @@ def run_claim(job: str, scope: Scope) -> Any:
     """The receipt dates a run of ``job`` claims (locks.Claim): its range, or every date when its
     silver or gold stage follows change watermarks (``--since-last-run``: they process changes on any
     receipt date, whatever the range); none for a job that writes no dated table."""
-    from ttb_spark import locks
+    from ttb_spark.ops import locks
 
     if job in UNCHUNKED:
         return None
@@ -239,7 +239,7 @@ class RunAudit:
 
     def finished_chunks(self, job: str, settings: Settings) -> set[tuple[date, date]]:
         """Chunks an interrupted earlier run finished (none when the audit cannot be read: every chunk is redone)."""
-        from ttb_spark import audit
+        from ttb_spark.ops import audit
 
         try:
             return audit.finished_chunks(audit.read_runs(self.spark, self.root, job), settings.fingerprint())
@@ -248,7 +248,7 @@ class RunAudit:
             return set()
 
     def write(self, record: Any, first: bool = False) -> None:
-        from ttb_spark import audit
+        from ttb_spark.ops import audit
 
         try:
             audit.write(self.spark, record, self.root, first)
@@ -260,7 +260,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage or
     audit failure. Exit status 1 when a stage failed, or when the stages succeeded but the run could not be
     recorded (the summary says which)."""
-    from ttb_spark import audit, locks
+    from ttb_spark.ops import audit, locks
 
     root = settings.pipeline.lakehouse_root
     chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
@@ -367,7 +367,7 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
     receipt date from the settings' start date on that no finished chunk of a ``job`` run covers
     (:func:`audit.next_start`) to the settings' end date, else today; an empty range (everything
     covered) plans no chunk."""
-    from ttb_spark import audit
+    from ttb_spark.ops import audit
 
     root = settings.pipeline.lakehouse_root
     today = datetime.now(timezone.utc).date()
@@ -404,7 +404,8 @@ def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
 
 def summary(job: str, result: RunResult, settings: Settings) -> str:
     """The one-screen end-of-run report: status, range, counts per stage, rejects, duration, table locations."""
-    from ttb_spark import audit, lakehouse
+    from ttb_spark import lakehouse
+    from ttb_spark.ops import audit
 
     r = result.record
     lines = [
