@@ -11,11 +11,12 @@ import json
 from datetime import date
 from pathlib import Path
 
+import ttb_spark
 from ttb_spark.raw import storage
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId
 
-PAGES = Path(storage.__file__).resolve().parent / "data" / "pages"
+PAGES = Path(ttb_spark.__file__).resolve().parent / "data" / "pages"
 FILES = {"cola-detail": "detail.html", "certificate": "certificate.html"}
 FETCHED_AT = "2026-11-27T10:00:00.123456+00:00"
 

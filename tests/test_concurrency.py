@@ -145,6 +145,7 @@ def test_a_stage_longer_than_the_beat_keeps_the_runs_claim_live(spark, tmp_path,
     stage.run = run
     monkeypatch.setitem(sys.modules, "ttb_spark.long_stage", stage)
     monkeypatch.setitem(runner.JOBS, "long", ("long_stage",))
+    monkeypatch.setitem(runner.STAGES, "long_stage", "ttb_spark.long_stage")
     result = runner.run_job("long", spark, settings, Scope(DAY_A, DAY_A, ("001",), ("cola-detail",), run_id=run_id))
     assert (result.exit_code, result.record.error) == (0, None)
     counts = result.record.counts["long_stage"]
