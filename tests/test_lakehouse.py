@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import date
 
 import pytest
 from pyspark.sql.types import DateType, IntegerType, StringType, StructType
 
 from ttb_spark import lakehouse
-from ttb_spark.lakehouse import column
+from ttb_spark.lakehouse import column, ddl
 from ttb_spark.settings import load_settings
 
 NAME = "scratch.things"
@@ -213,3 +214,39 @@ def test_conflicts_are_known_by_condition_or_by_delta_sparks_class_names():
     assert not lakehouse.is_conflict(Captured("DELTA_MISSING_DELTA_TABLE"))
     assert not lakehouse.is_conflict(Captured(None))
     assert not lakehouse.is_conflict(ValueError("DELTA_CONCURRENT_APPEND"))
+
+
+def _half_created(tmp_path) -> str:
+    """A lakehouse whose table has the _delta_log folder of a CREATE TABLE that has not committed yet: Spark's
+    catalog counts it as a table, reads find none (seen: two job processes starting together on a new
+    lakehouse, the second's first audit row refused as `run_id` unresolved)."""
+    (tmp_path / "lakehouse" / "scratch" / "things" / "_delta_log").mkdir(parents=True)
+    return str(tmp_path / "lakehouse")
+
+
+def test_a_table_another_writer_is_creating_is_waited_for_not_written_schemaless(spark, tmp_path, monkeypatch):
+    root = _half_created(tmp_path)
+    assert not lakehouse.table_exists(spark, spec(), root)
+    checks = []
+
+    def other_writer_commits_while_we_wait(spark_, spec_, root_):
+        checks.append(root_)
+        if len(checks) == 2:  # the first check of the wait: the other writer's version 0 lands
+            shutil.rmtree(tmp_path / "lakehouse" / "scratch" / "things")
+            spark.sql(f"CREATE TABLE {lakehouse.table_ref(spec(), root)} {ddl._definition(spec())}")
+        return lakehouse.table_exists(spark_, spec_, root_)
+
+    monkeypatch.setattr(ddl, "table_exists", other_writer_commits_while_we_wait)
+    row = spark.createDataFrame([("a", date(2024, 1, 2), 3)], "id string, day date, size int")
+    lakehouse.insert_new(spark, row, spec(), root)
+    assert len(checks) >= 2
+    assert [(r.id, r.size) for r in lakehouse.read_table(spark, spec(), root).collect()] == [("a", 3)]
+
+
+def test_a_table_whose_creation_never_finished_is_named_and_left_alone(spark, tmp_path, monkeypatch):
+    root = _half_created(tmp_path)
+    monkeypatch.setattr(ddl, "CREATION_WAIT_SECONDS", 0.0)
+    row = spark.createDataFrame([("a", date(2024, 1, 2), 3)], "id string, day date, size int")
+    with pytest.raises(ddl.TableBeingCreated, match=r"scratch.things: .*/scratch/things has a _delta_log folder without any commit"):
+        lakehouse.insert_new(spark, row, spec(), root)
+    assert list((tmp_path / "lakehouse" / "scratch" / "things" / "_delta_log").iterdir()) == []

@@ -34,6 +34,11 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
         catalog, schema, _ = _catalog_name(spec, lakehouse_root)
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} {_definition(spec)}")
+    if not is_catalog(lakehouse_root) and not _created_meanwhile(spark, spec, lakehouse_root):
+        raise TableBeingCreated(
+            f"{spec.name}: {spec.path(lakehouse_root)} has a _delta_log folder without any commit: a CREATE TABLE "
+            f"that never finished. Remove that folder and run again"
+        )
     return []
 
 
@@ -46,6 +51,28 @@ def _definition(spec: TableSpec) -> str:
             layout = f" {clause} ({', '.join(_ident(c) for c in cols)})"
     properties = f" TBLPROPERTIES ({_properties_sql(spec.properties)})" if spec.properties else ""
     return f"({columns}) USING delta{layout} COMMENT {sql_string(spec.comment)}{properties}"
+
+
+# How long a table's creation may take another writer: between making the _delta_log folder and committing
+# version 0, CREATE TABLE counts the table as existing while reads find none.
+CREATION_WAIT_SECONDS = 60.0
+
+
+class TableBeingCreated(RuntimeError):
+    """A path table stuck between its _delta_log folder and its first commit (names the path)."""
+
+
+def _created_meanwhile(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
+    """Whether the table exists now or once another writer's CREATE TABLE commits (within CREATION_WAIT_SECONDS)."""
+    import tenacity
+
+    check = tenacity.retry(
+        retry=tenacity.retry_if_result(lambda exists: not exists),
+        wait=tenacity.wait_exponential(multiplier=0.25, max=4),
+        stop=tenacity.stop_after_delay(CREATION_WAIT_SECONDS),
+        retry_error_callback=lambda state: False,
+    )(table_exists)
+    return check(spark, spec, lakehouse_root)
 
 
 _MIGRATED: set[tuple[Any, ...]] = set()  # (table, schema, comment, layout) already brought up to date here
