@@ -247,6 +247,6 @@ def test_a_table_whose_creation_never_finished_is_named_and_left_alone(spark, tm
     root = _half_created(tmp_path)
     monkeypatch.setattr(ddl, "CREATION_WAIT_SECONDS", 0.0)
     row = spark.createDataFrame([("a", date(2024, 1, 2), 3)], "id string, day date, size int")
-    with pytest.raises(ddl.TableBeingCreated, match=r"scratch.things: .*/scratch/things has a _delta_log folder without any commit"):
+    with pytest.raises(ddl.TableNotCreated, match=r"scratch.things: .*/scratch/things is not a Delta table and CREATE TABLE did not"):
         lakehouse.insert_new(spark, row, spec(), root)
     assert list((tmp_path / "lakehouse" / "scratch" / "things" / "_delta_log").iterdir()) == []

@@ -35,9 +35,10 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} {_definition(spec)}")
     if not is_catalog(lakehouse_root) and not _created_meanwhile(spark, spec, lakehouse_root):
-        raise TableBeingCreated(
-            f"{spec.name}: {spec.path(lakehouse_root)} has a _delta_log folder without any commit: a CREATE TABLE "
-            f"that never finished. Remove that folder and run again"
+        raise TableNotCreated(
+            f"{spec.name}: {spec.path(lakehouse_root)} is not a Delta table and CREATE TABLE did not make it one "
+            f"(a file or folder already there, or a _delta_log folder of a CREATE TABLE that never finished): "
+            f"remove it and run again"
         )
     return []
 
@@ -53,26 +54,37 @@ def _definition(spec: TableSpec) -> str:
     return f"({columns}) USING delta{layout} COMMENT {sql_string(spec.comment)}{properties}"
 
 
-# How long a table's creation may take another writer: between making the _delta_log folder and committing
-# version 0, CREATE TABLE counts the table as existing while reads find none.
-CREATION_WAIT_SECONDS = 60.0
+# How long another writer's CREATE TABLE may take to commit: between making the table's _delta_log folder and
+# committing version 0, CREATE TABLE IF NOT EXISTS counts the table as there while reads find none (as for any
+# other folder or file at the table's path).
+CREATION_WAIT_SECONDS = 2.0
 
 
-class TableBeingCreated(RuntimeError):
-    """A path table stuck between its _delta_log folder and its first commit (names the path)."""
+class TableNotCreated(RuntimeError):
+    """CREATE TABLE left no Delta table at a path table's location (names the path)."""
+
+
+_NOT_CREATED: set[str] = set()  # tables waited for in vain in this process: not waited for again
 
 
 def _created_meanwhile(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
-    """Whether the table exists now or once another writer's CREATE TABLE commits (within CREATION_WAIT_SECONDS)."""
+    """Whether the table exists now or once another writer's CREATE TABLE commits (within CREATION_WAIT_SECONDS,
+    once per table and process)."""
     import tenacity
 
+    ref = table_ref(spec, lakehouse_root)
+    if ref in _NOT_CREATED:
+        return table_exists(spark, spec, lakehouse_root)
     check = tenacity.retry(
         retry=tenacity.retry_if_result(lambda exists: not exists),
         wait=tenacity.wait_exponential(multiplier=0.25, max=4),
         stop=tenacity.stop_after_delay(CREATION_WAIT_SECONDS),
         retry_error_callback=lambda state: False,
     )(table_exists)
-    return check(spark, spec, lakehouse_root)
+    created = check(spark, spec, lakehouse_root)
+    if not created:
+        _NOT_CREATED.add(ref)
+    return created
 
 
 _MIGRATED: set[tuple[Any, ...]] = set()  # (table, schema, comment, layout) already brought up to date here
