@@ -102,8 +102,7 @@ def _settings(work: Path, url: str, lakehouse: str) -> Any:
 
 def _run_stages(spark: Any, settings: Any, scope: runner.Scope, stages: Sequence[str]) -> tuple[float, dict[str, dict[str, int]]]:
     started = time.monotonic()
-    ranged = runner.with_range(settings, scope.start, scope.end)
-    counts = {stage: runner.run_stage(stage, spark, ranged, scope) for stage in stages}
+    counts = {stage: runner.run_stage(stage, spark, settings, scope) for stage in stages}
     return time.monotonic() - started, counts
 
 

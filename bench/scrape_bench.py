@@ -21,7 +21,7 @@ from ttb_spark.raw import scrape
 
 from ttb_spark.registry import simulator
 from ttb_spark.partitions import Partition
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.settings import RECEIPT_METHODS, load_settings
 from ttb_spark.raw.storage import open_store, partition_prefix
 
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         })
         spark = get_spark(settings, app_name="ttb_spark-scrape-bench")
         started = time.monotonic()
-        counts = scrape.run(spark, settings, Scope.from_settings(settings))
+        counts = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         elapsed = time.monotonic() - started
         hits = sim.hits
         store = open_store(raw)

@@ -12,10 +12,13 @@ from ttb_spark import lakehouse
 from ttb_spark.ops import audit
 
 
+RANGE = (date(2024, 1, 2), date(2024, 1, 9))
+
+
 def _record(settings, run_id, **kwargs):
     return audit.RunRecord.start(
-        run_id, "pipeline", {"start": date(2024, 1, 2), "end": date(2024, 1, 9), "chunk_days": 3, "force": False},
-        settings, range_start=date(2024, 1, 2), range_end=date(2024, 1, 9), chunks_total=3, **kwargs,
+        run_id, "pipeline", {"start": RANGE[0], "end": RANGE[1], "chunk_days": 3, "force": False},
+        settings, range_start=RANGE[0], range_end=RANGE[1], chunks_total=3, **kwargs,
     )
 
 
@@ -40,7 +43,7 @@ def test_running_row_is_updated_in_place_to_failed_with_error_and_counts(spark, 
     assert row.counts == {"bronze": {"inserted": 7}, "silver": {"rejects": 1}}
     assert row.covered_through == date(2024, 1, 7)
     assert [(c.start, c.end) for c in row.completed_chunks] == [(date(2024, 1, 2), date(2024, 1, 4)), (date(2024, 1, 5), date(2024, 1, 7))]
-    assert row.settings_fingerprint == settings.fingerprint()
+    assert row.settings_fingerprint == settings.fingerprint(*RANGE)
     assert row.arguments == {"start": "2024-01-02", "end": "2024-01-09", "chunk_days": "3"}
     assert row.ended_at >= row.started_at and row.duration_seconds >= 0
     assert "s3cr3t" not in json.dumps(row.asDict(recursive=True), default=str)
@@ -66,14 +69,14 @@ def test_resume_and_since_last_run_read_the_rows(spark, tmp_path):
     runs = audit.read_runs(spark, root, "pipeline")
     assert [r["run_id"] for r in runs] == ["c", "b", "a"]
     # The failed run after the last success finished chunk 1; the killed run had other settings.
-    assert audit.finished_chunks(runs, settings.fingerprint()) == {chunk1}
-    assert audit.finished_chunks(runs, other.fingerprint()) == {chunk2}
+    assert audit.finished_chunks(runs, settings.fingerprint(*RANGE)) == {chunk1}
+    assert audit.finished_chunks(runs, other.fingerprint(*RANGE)) == {chunk2}
     assert audit.next_start(runs, date(2024, 1, 2)) == date(2024, 1, 8)
     assert audit.read_runs(spark, root, "analytics") == [] and audit.next_start([], date(2024, 1, 2)) == date(2024, 1, 2)
 
     resumed = _record(settings, "d", started_at=t0 + timedelta(hours=3)).chunk_done(*chunk1, {}).chunk_done(*chunk2, {}).finish(audit.SUCCEEDED)
     audit.write(spark, resumed, root)
-    assert audit.finished_chunks(audit.read_runs(spark, root, "pipeline"), settings.fingerprint()) == set()
+    assert audit.finished_chunks(audit.read_runs(spark, root, "pipeline"), settings.fingerprint(*RANGE)) == set()
 
 
 def test_counts_of_chunks_add_up():
@@ -110,5 +113,5 @@ def test_an_adhoc_discover_leaves_the_daily_runs_start_at_the_history(spark, tmp
                                   range_start=date(2024, 2, 27), range_end=date(2024, 2, 29), chunks_total=1)
     audit.write(spark, adhoc.chunk_done(date(2024, 2, 27), date(2024, 2, 29), {}).finish(audit.SUCCEEDED), root)
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-01", "--lakehouse-root", root])
-    _, scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
     assert (scope.start, scope.end) == (settings.pipeline.partition_start_date, date(2024, 3, 1))

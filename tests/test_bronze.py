@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from raw_pages import END, SPIRIT, START, WINE, fill_real, manifest_line, real_page, write_partition
 from ttb_spark import bronze, lakehouse
 from ttb_spark.raw import storage
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.registry.ttb_id import TTBId
 
 from conftest import make_settings
@@ -22,8 +22,8 @@ TYPES = ("cola-detail", "certificate")
 FETCHED = dt.datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=dt.timezone.utc)
 
 
-def scope(run_id: str) -> Scope:
-    return Scope(START, END, ("001",), TYPES, run_id=run_id)
+def scope(run_id: str) -> ReceiptDates:
+    return ReceiptDates(START, END, ("001",), TYPES, run_id=run_id)
 
 
 def expected_pages(spark, pages: dict[tuple[str, str], bytes], ingest_run_id: str, scrape_run_id: str = "scrape-1"):

@@ -18,7 +18,7 @@ from ttb_spark.raw import discover, storage
 from ttb_spark.registry import listing, parse, search, simulator
 from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
-from ttb_spark.scope import Scope
+from ttb_spark.scope import CompletedDates, ReceiptDates
 from ttb_spark.registry.ttb_id import TTBId
 
 TODAY = date(2024, 3, 1)
@@ -291,11 +291,11 @@ def test_daily_fetches_new_and_moved_ids_into_bronze_and_keeps_its_watermark(spa
     # that covers those it starts the overlap before the day after the covered span
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-20",
                                           "--lakehouse-root", root])
-    _, scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
     assert (scope.start, scope.end) == (settings.pipeline.partition_start_date, date(2024, 3, 20))
     gap = audit.RunRecord.start("gap", "daily", {}, settings, range_start=scope.start, range_end=revoked, chunks_total=1)
     audit.write(spark, gap.chunk_done(scope.start, revoked - timedelta(days=1), {}).finish(audit.SUCCEEDED), root)
-    _, scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
     overlap = settings.extraction.discovery_overlap_days
     assert (scope.start, scope.end) == (revoked + timedelta(days=1 - overlap), date(2024, 3, 20))
 
@@ -304,7 +304,7 @@ def test_stage_fails_when_listed_pages_cannot_be_fetched(spark, tmp_path):
     with simulator.running(seed=0, scale=0.05, today=TODAY, faults={"server_error": 1.0}) as sim:
         settings = make_settings(tmp_path, extraction={"registry_base_url": sim.base_url, "use_simulator": False})
         with pytest.raises(Exception, match="no usable answer"):
-            discover.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail",), run_id="r1"))
+            discover.run(spark, settings, CompletedDates(DAY, DAY, settings.pipeline.partition_start_date, run_id="r1"))
     assert not storage.open_store(settings.pipeline.raw_root).list("manifests/")
 
 
@@ -325,7 +325,7 @@ def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
         sim.today = date(2024, 3, 5)  # later approvals of that day; GONE withdrawn on 2024-03-02
         discover.discover(settings, "disc-1", RECEIVED, sim.today)
         listed = {r.ttb_id for r in sim.search(search.Criteria(RECEIVED, sim.today)) if r.ttb_id[:8] == GONE[:8]}
-        counts = reconcile.run(spark, settings, Scope(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-1"))
+        counts = reconcile.run(spark, settings, ReceiptDates(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-1"))
 
     assert GONE in walked - listed and listed - walked  # both kinds of difference occur
     day = RECEIVED.isoformat()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import date
 
 import pytest
 from chispa import assert_df_equality
@@ -53,6 +54,14 @@ def test_fingerprint_changes_with_a_setting():
     a = load_settings("test")
     b = load_settings("test", {"extraction": {"max_retries": 1}})
     assert a.fingerprint() == load_settings("test").fingerprint() != b.fingerprint()
+
+
+def test_fingerprint_with_a_range_is_the_settings_with_that_range():
+    """A run's fingerprint covers the range it resolved, as if the settings had asked for it."""
+    asked = load_settings("test", {"pipeline": {"partition_start_date": date(2024, 3, 1)}})
+    resolved = load_settings("test", {"pipeline": {"partition_start_date": date(2024, 2, 17), "partition_end_date": date(2024, 3, 1)}})
+    assert asked.fingerprint(date(2024, 2, 17), date(2024, 3, 1)) == resolved.fingerprint() != asked.fingerprint()
+    assert asked.fingerprint(date(2024, 2, 17), date(2024, 3, 1)) != asked.fingerprint(date(2024, 2, 18), date(2024, 3, 1))
 
 
 def test_bad_cli_argument_exits_2_with_one_line(tmp_path):

@@ -26,18 +26,18 @@ from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.dimensions import COMPANY_DAYS, COMPANY_STATS, DIM_COMPANIES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES, LABEL_DAYS
 from ttb_spark.gold.quality import QUALITY_CHECKS
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.settings import DATA_TYPES
 from ttb_spark.registry.ttb_id import TTBId
 
 MHW_2019, MHW_2025, MHW = "19337001000251", "25100001000686", "NY-I-1727"
 EARLY_DAY, LATER_DAY = date(2019, 12, 3), date(2025, 4, 10)
-ALL_DAYS = Scope(date(2019, 12, 1), date(2026, 12, 31), ("001",), DATA_TYPES)
+ALL_DAYS = ReceiptDates(date(2019, 12, 1), date(2026, 12, 31), ("001",), DATA_TYPES)
 SNAPSHOT_TABLES = [spec for spec in gold.TABLES if spec is not QUALITY_CHECKS]
 
 
-def _scope(start: date, end: date) -> Scope:
-    return Scope(start, end, ("001",), DATA_TYPES)
+def _scope(start: date, end: date) -> ReceiptDates:
+    return ReceiptDates(start, end, ("001",), DATA_TYPES)
 
 
 def _build(spark, settings, scope, details, certificates):

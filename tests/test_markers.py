@@ -16,7 +16,7 @@ from ttb_spark import bronze, lakehouse
 from ttb_spark.raw import scrape
 from ttb_spark.registry import parse, simulator
 from ttb_spark.partitions import Partition
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.raw.storage import complete_key, manifest_key, open_store, page_key
 from ttb_spark.registry.ttb_id import TTBId
 
@@ -55,7 +55,7 @@ def test_a_rewalk_killed_half_way_never_pairs_an_old_marker_with_new_pages(spark
         walk(settings, [DETAIL], "walk-1")
         assert store.exists(complete_key(DETAIL))
         assert json.loads(store.get(complete_key(DETAIL)))["manifest"] == manifest_key(DETAIL)
-        bronze.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail",), run_id="ingest-1"))
+        bronze.run(spark, settings, ReceiptDates(DAY, DAY, ("001",), ("cola-detail",), run_id="ingest-1"))
         ingested = bronze_pages(spark, settings)
         first_walk = {line["ttb_id"] for line in lines(store, DETAIL) if line["outcome"] == "found"}
         assert ingested and {t for t, *_ in ingested} == first_walk
@@ -81,7 +81,7 @@ def test_a_rewalk_killed_half_way_never_pairs_an_old_marker_with_new_pages(spark
         assert not store.exists(complete_key(DETAIL)), "the re-walk retired the marker before its first request"
         assert {line["run_id"] for line in lines(store, DETAIL)} == {"walk-1"}  # the old manifest, now unmarked
 
-        counts = bronze.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail",), run_id="ingest-2"))
+        counts = bronze.run(spark, settings, ReceiptDates(DAY, DAY, ("001",), ("cola-detail",), run_id="ingest-2"))
         assert (counts["partitions"], counts["partitions_incomplete"]) == (0, 1)
         assert bronze_pages(spark, settings) == ingested  # the last complete walk, untouched
 
@@ -111,7 +111,7 @@ def test_a_withdrawn_record_is_recorded_withdrawn_and_reaches_bronze(spark, tmp_
         assert line["withdrawn_at"] and line["reason"] == "error_page"
     assert next(x for x in lines(store, DETAIL) if x["ttb_id"] == GONE)["withdrawn_at"] == first_seen
 
-    bronze.run(spark, settings, Scope(DAY, DAY, ("001",), ("cola-detail", "certificate"), run_id="ingest-1"))
+    bronze.run(spark, settings, ReceiptDates(DAY, DAY, ("001",), ("cola-detail", "certificate"), run_id="ingest-1"))
     rows = {(r.ttb_id, r.data_type): r for r in lakehouse.read_table(spark, bronze.PAGES, settings.pipeline.lakehouse_root).collect()}
     assert rows[(GONE, "cola-detail")].withdrawn_at is not None and rows[(GONE, "certificate")].withdrawn_at is not None
     assert all(r.withdrawn_at is None for (t, _), r in rows.items() if t != GONE)

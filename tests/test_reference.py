@@ -7,7 +7,6 @@ import csv
 import http.server
 import io
 import threading
-from datetime import date
 from importlib import resources
 
 import pytest
@@ -15,8 +14,7 @@ from pyspark.sql import functions as F
 
 from conftest import make_settings
 from ttb_spark import lakehouse, reference
-from ttb_spark.scope import Scope
-from ttb_spark.settings import DATA_TYPES
+from ttb_spark.scope import Whole
 
 
 def test_transcribed_list_lines_expand_ranges_and_alternatives():
@@ -149,7 +147,7 @@ def _table(spark, settings):
 
 def test_refresh_from_lookup_pages_then_fallback_never_wipes_or_downgrades(spark, tmp_path, lookup_server):
     base_url, pages = lookup_server
-    scope = Scope(date(2024, 1, 2), date(2024, 1, 2), ("001",), DATA_TYPES)
+    scope = Whole()
     seed = reference.seed_rows()
     class_rows = [(r.code, r.description) for r in seed if r.ref_type == "class_type" and r.source != "seed_range"]
     class_rows = [(c, "STRAIGHT RYE WHISKEY" if c == "102" else d) for c, d in class_rows] + [("944", "TEQUILA FB")]

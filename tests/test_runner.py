@@ -4,14 +4,17 @@ and the end-of-run summary; jobs run through the real command line on the sessio
 from __future__ import annotations
 
 import importlib
+import inspect
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 
 import pytest
 
 from conftest import make_settings
 from ttb_spark import cli, lakehouse
+from ttb_spark import scope as scopes
 from ttb_spark.ops import audit, runner
 from ttb_spark.registry import simulator
 from ttb_spark.settings import SettingsError, load_settings
@@ -26,6 +29,26 @@ def test_every_stage_of_every_job_is_a_module_with_a_run():
     assert stages == set(runner.STAGES)
     for stage in stages:
         assert callable(importlib.import_module(runner.STAGES[stage]).run), stage
+
+
+def test_each_stage_takes_the_typed_part_of_the_scope_it_means():
+    """Discover lists completed dates, silver and gold follow their watermarks after --since-last-run,
+    reference and maintain have no range, the rest cover receipt dates; each stage's ``run`` declares that type."""
+    ranged = runner.Scope(date(2024, 3, 1), date(2024, 3, 4), ("001",), ("cola-detail",), history_start=date(2024, 1, 2), sweep=False)
+    changed = replace(ranged, since_last_run=True)
+    receipt = scopes.ReceiptDates(date(2024, 3, 1), date(2024, 3, 4), ("001",), ("cola-detail",), ranged.run_id)
+    expected = {
+        "discover": (scopes.CompletedDates(date(2024, 3, 1), date(2024, 3, 4), date(2024, 1, 2), ranged.run_id, sweep=False),) * 2,
+        "silver": (receipt, scopes.ChangesSince(date(2024, 3, 4), ranged.run_id)),
+        "gold": (receipt, scopes.ChangesSince(date(2024, 3, 4), ranged.run_id)),
+        "reference": (scopes.Whole(ranged.run_id),) * 2,
+        "maintain": (scopes.Whole(ranged.run_id),) * 2,
+    }
+    for stage, module in runner.STAGES.items():
+        got = (runner.stage_scope(stage, ranged), runner.stage_scope(stage, changed))
+        assert got == expected.get(stage, (receipt, receipt)), stage
+        declared = eval(inspect.signature(importlib.import_module(module).run).parameters["scope"].annotation, vars(scopes))
+        assert all(isinstance(typed, declared) for typed in got), (stage, declared)
 
 
 def test_plan_splits_a_range_into_bounded_chunks():
@@ -106,19 +129,18 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
 
     # --since-last-run picks up the day after the last covered receipt date.
     args = _args("scrape", "--env", "test", "--since-last-run", "--end", "2024-01-06", "--lakehouse-root", settings.pipeline.lakehouse_root)
-    resolved_settings, scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
     assert (scope.start, scope.end) == (date(2024, 1, 4), date(2024, 1, 6))
-    assert resolved_settings.pipeline.partition_start_date == date(2024, 1, 4)
     args = _args("scrape", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
-    _, scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "scrape", *runner.settings_from_args(args))
     assert runner.plan("scrape", scope, 7) == []
     args = _args("bronze", "--env", "test", "--since-last-run", "--end", "2024-01-03", "--lakehouse-root", settings.pipeline.lakehouse_root)
-    _, scope = runner.resolve_since_last_run(spark, "bronze", *runner.settings_from_args(args))
+    scope = runner.resolve_since_last_run(spark, "bronze", *runner.settings_from_args(args))
     assert scope.start == settings.pipeline.partition_start_date
     # silver and gold follow their change watermarks instead: one run, whatever the audit says
     for job in ("analytics", "silver", "gold"):
         args = _args(job, "--env", "test", "--since-last-run", "--lakehouse-root", settings.pipeline.lakehouse_root)
-        _, scope = runner.resolve_since_last_run(spark, job, *runner.settings_from_args(args))
+        scope = runner.resolve_since_last_run(spark, job, *runner.settings_from_args(args))
         assert scope.since_last_run and scope.start == scope.end and len(runner.plan(job, scope, 7)) == 1
 
 
@@ -127,10 +149,9 @@ def test_rescan_reaches_back_from_the_range_end_and_only_in_the_last_chunks():
     chunks inside the last 14 days rescan, each just its days in that window."""
     settings = load_settings("test", {"pipeline": {"partition_start_date": date(2024, 3, 1)}})
     scope = runner.Scope.from_settings(settings, rescan_days=14)
-    wider_settings, wider = runner.with_rescan(settings, scope)
+    wider = runner.with_rescan(scope)
     assert (wider.start, wider.end) == (date(2024, 2, 17), date(2024, 3, 1))
-    assert wider_settings.pipeline.partition_start_date == date(2024, 2, 17)
-    assert runner.with_rescan(settings, runner.Scope.from_settings(settings))[1].start == date(2024, 3, 1)
+    assert runner.with_rescan(runner.Scope.from_settings(settings)).start == date(2024, 3, 1)
     backfill = runner.Scope(date(2024, 1, 1), date(2024, 1, 31), ("001",), ("cola-detail",), rescan_days=14)
     per_chunk = [runner.chunk_rescan_days(backfill, a, b) for a, b in runner.plan("raw", backfill, 7)]
     assert per_chunk == [0, 0, 4, 7, 3]  # Jan 18..31: 4 days of chunk 15-21, all of 22-28, 29-31

@@ -17,7 +17,7 @@ from ttb_spark.raw import scrape
 from ttb_spark.registry import parse, simulator
 from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.partitions import Partition
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.raw.storage import complete_key, manifest_key, open_store, page_key, partition_prefix
 from ttb_spark.registry.ttb_id import TTBId, is_valid_ttb_id
 
@@ -79,7 +79,7 @@ def test_full_partition_to_s3(spark, tmp_path, s3_server, s3_bucket, s3_executor
         public = sim.registry.public_ids(DAY, "001")
         gaps = [b - a - 1 for a, b in zip(sim.registry.public_sequences(DAY, "001"), sim.registry.public_sequences(DAY, "001")[1:])]
         assert max(gaps) > settings.extraction.consecutive_failure_threshold  # the case the probes exist for
-        counts = scrape.run(spark, settings, Scope.from_settings(settings))
+        counts = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         store = open_store(f"s3://{s3_bucket}/raw", "us-east-1", s3_server)
         for partition in (DETAIL, CERTIFICATE):
             assert_partition_exact(store, sim, partition, public)
@@ -99,7 +99,7 @@ def test_every_receipt_method_to_local_folder(spark, tmp_path):
         settings = scrape_settings(
             tmp_path, sim.base_url, pipeline={"receipt_methods": ["000", "001", "002", "003"], "data_types": ["cola-detail"]}
         )
-        counts = scrape.run(spark, settings, Scope.from_settings(settings))
+        counts = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         store = open_store(settings.pipeline.raw_root)
         for method in ("000", "001", "002", "003"):
             partition = Partition(DAY, method, "cola-detail")
@@ -109,7 +109,7 @@ def test_every_receipt_method_to_local_folder(spark, tmp_path):
         assert counts["found"] == len(sim.public_ids([DAY], ["000", "001", "002", "003"]))
         # A rerun skips complete partitions without a request.
         served = len(sim.hits)
-        again = scrape.run(spark, settings, Scope.from_settings(settings))
+        again = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         assert again["partitions_skipped"] == 4 and again["requests"] == 0 and len(sim.hits) == served
 
 
@@ -174,7 +174,7 @@ def test_failures_after_retries_are_recorded_and_retried_by_the_next_run(tmp_pat
         assert summary["failed"] == 5 and not summary["complete"]
     with simulator.running(seed=0, scale=SCALE) as healthy:
         settings = scrape_settings(tmp_path, healthy.base_url, max_sequence_per_batch=5, consecutive_failure_threshold=10)
-        work, skipped = scrape.plan(settings, replace(Scope.from_settings(settings), data_types=("cola-detail",)), store)
+        work, skipped = scrape.plan(settings, replace(ReceiptDates.from_settings(settings), data_types=("cola-detail",)), store)
         assert (DETAIL, False) in work and skipped == 0
         (early,) = scrape_direct(settings, [(CERTIFICATE, False)])
         assert early["attempted"] == 0 and not early["complete"]  # certificates wait for complete details
@@ -204,7 +204,7 @@ def test_politeness_total_rate_across_concurrent_tasks(spark, tmp_path):
             tmp_path, sim.base_url, pipeline={"partition_end_date": date(2024, 1, 3), "data_types": ["cola-detail"]},
             max_requests_per_second=rate, scrape_concurrency=tasks, consecutive_failure_threshold=20, max_sequence_per_batch=80,
         )
-        counts = scrape.run(spark, settings, Scope.from_settings(settings))
+        counts = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         hits = sim.hits
     assert counts["requests"] == len(hits) and len(hits) > 100
     assert len({h.ttb_id[:5] for h in hits}) == 2  # both days (one per task) were walked concurrently
@@ -232,7 +232,7 @@ def test_resume_skips_stored_pages_and_rescan_rewalks_recent_days(spark, tmp_pat
             consecutive_failure_threshold=20, max_sequence_per_batch=60,
         )
         store = open_store(settings.pipeline.raw_root)
-        first = scrape.run(spark, settings, Scope.from_settings(settings))
+        first = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         assert first["partitions_complete"] == 2
         served = len(sim.hits)
         day1 = Partition(days[0], "001", "cola-detail")
@@ -240,7 +240,7 @@ def test_resume_skips_stored_pages_and_rescan_rewalks_recent_days(spark, tmp_pat
         # an interrupted partition: manifest and marker gone, pages kept
         (Path(settings.pipeline.raw_root) / complete_key(day1)).unlink()
         (Path(settings.pipeline.raw_root) / manifest_key(day1)).unlink()
-        resumed = scrape.run(spark, settings, Scope.from_settings(settings))
+        resumed = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         new_hits = sim.hits[served:]
         stored = {ttb for ttb, _ in stored_pages(store, day1).items()}
         assert resumed["partitions_skipped"] == 1 and resumed["reused"] == len(stored)
@@ -252,7 +252,7 @@ def test_resume_skips_stored_pages_and_rescan_rewalks_recent_days(spark, tmp_pat
         assert all(line["attempts"] == 0 for line in after if line["outcome"] == "found")
         # rescan: only the most recent day is walked again, its stored pages refetched
         served = len(sim.hits)
-        rescan = scrape.run(spark, settings, Scope.from_settings(settings, rescan_days=1))
+        rescan = scrape.run(spark, settings, ReceiptDates.from_settings(settings, rescan_days=1))
         rescanned_days = {h.ttb_id[:5] for h in sim.hits[served:]}
         assert rescanned_days == {"24003"} and rescan["partitions_skipped"] == 1 and rescan["reused"] == 0
         assert rescan["found"] == len(stored_pages(store, Partition(days[1], "001", "cola-detail")))

@@ -12,14 +12,14 @@ from collections import Counter
 from test_scrape import CERTIFICATE, DAY, DETAIL, manifest, scrape_settings, stored_pages
 from ttb_spark.raw import scrape
 from ttb_spark.registry import simulator
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 from ttb_spark.raw.storage import complete_key, open_store
 
 
 def test_kill_midway_then_resume_equals_uninterrupted_run(spark, tmp_path):
     with simulator.running(seed=0, scale=0.1) as sim:
         reference = scrape_settings(tmp_path / "reference", sim.base_url)
-        scrape.run(spark, reference, Scope.from_settings(reference))
+        scrape.run(spark, reference, ReceiptDates.from_settings(reference))
         reference_hits = sim.hits
         detail_requests = sum(h.data_type == "cola-detail" for h in reference_hits)
         served = len(reference_hits)
@@ -29,11 +29,11 @@ def test_kill_midway_then_resume_equals_uninterrupted_run(spark, tmp_path):
         # The stage itself (Spark job and all) in a process of its own; the CLI's audit bookkeeping
         # around it is left out to keep the test short.
         script = (
-            "import sys; from ttb_spark.raw import scrape; from ttb_spark.scope import Scope; "
+            "import sys; from ttb_spark.raw import scrape; from ttb_spark.scope import ReceiptDates; "
             "from ttb_spark.settings import load_settings; from ttb_spark.spark import get_spark; "
             "s = load_settings('test', {'pipeline': {'partition_start_date': sys.argv[1], 'receipt_methods': '001', "
             "'raw_root': sys.argv[2]}, 'extraction': {'registry_base_url': sys.argv[3], 'use_simulator': False}}); "
-            "scrape.run(get_spark(s), s, Scope.from_settings(s))"
+            "scrape.run(get_spark(s), s, ReceiptDates.from_settings(s))"
         )
         command = [sys.executable, "-c", script, DAY.isoformat(), str(raw), sim.base_url]
         env = os.environ | {"PYSPARK_PYTHON": sys.executable}
@@ -53,7 +53,7 @@ def test_kill_midway_then_resume_equals_uninterrupted_run(spark, tmp_path):
         assert not store.exists(complete_key(DETAIL)), "killed midway, not after the partition finished"
 
         settings = scrape_settings(tmp_path, sim.base_url, pipeline={"raw_root": str(raw)})
-        counts = scrape.run(spark, settings, Scope.from_settings(settings))
+        counts = scrape.run(spark, settings, ReceiptDates.from_settings(settings))
         resumed_hits = sim.hits[served + len(killed_hits):]
 
     assert counts["partitions_complete"] == 2 and counts["reused"] >= len(stored_at_kill)

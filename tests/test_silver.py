@@ -13,7 +13,7 @@ from raw_pages import END, SPIRIT, START, WINE, error_page, fill_real, real_page
 from test_bronze import expected_pages
 from ttb_spark import bronze, lakehouse, silver
 from ttb_spark.raw import storage
-from ttb_spark.scope import Scope
+from ttb_spark.scope import ReceiptDates
 
 TYPES = ("cola-detail", "certificate")
 ERROR_ID, WRONG_ID = "25094001000052", "25094001000053"
@@ -159,7 +159,7 @@ def test_silver_job_quarantines_bad_pages_is_idempotent_and_follows_changes(spar
     write_partition(store, START, "cola-detail", {WINE: real_page(WINE, "cola-detail"), ERROR_ID: error_page(),
                                                   WRONG_ID: real_page(WINE, "cola-detail")})
     write_partition(store, END, "certificate", {SPIRIT: truncated(real_page(SPIRIT, "certificate"))})
-    scope = Scope(START, END, ("001",), TYPES, run_id="run-1")
+    scope = ReceiptDates(START, END, ("001",), TYPES, run_id="run-1")
     bronze.run(spark, settings, scope)
 
     first = silver.run(spark, settings, scope)
@@ -187,7 +187,7 @@ def test_silver_job_quarantines_bad_pages_is_idempotent_and_follows_changes(spar
 
     # Rerun: same rows, no duplicates, and the second commits change nothing.
     before = {spec.name: _rows(spark, spec, root) for spec in silver.TABLES.values()} | {"r": _rows(spark, silver.REJECTS, root)}
-    second = silver.run(spark, settings, Scope(START, END, ("001",), TYPES, run_id="run-2"))
+    second = silver.run(spark, settings, ReceiptDates(START, END, ("001",), TYPES, run_id="run-2"))
     assert {k: v for k, v in second.items() if not k.startswith(("partitions_", "pages_"))} == dict.fromkeys(
         [f"{t}_{m}" for t in ("cola_details", "cola_certificates", "rejects", "withdrawals") for m in ("inserted", "updated", "deleted")], 0)
     after = {spec.name: _rows(spark, spec, root) for spec in silver.TABLES.values()} | {"r": _rows(spark, silver.REJECTS, root)}
@@ -198,8 +198,8 @@ def test_silver_job_quarantines_bad_pages_is_idempotent_and_follows_changes(spar
     write_partition(store, START, "cola-detail", {WINE: real_page(WINE, "cola-detail").replace(b"GINGLINGER-FIX", b"GINGLINGER-FOX"),
                                                   ERROR_ID: error_page(), WRONG_ID: real_page(WINE, "cola-detail")}, run_id="scrape-2")
     write_partition(store, END, "certificate", {SPIRIT: real_page(SPIRIT, "certificate")}, run_id="scrape-2")
-    bronze.run(spark, settings, Scope(START, END, ("001",), TYPES, run_id="run-3"))
-    third = silver.run(spark, settings, Scope(START, END, ("001",), TYPES, run_id="run-3"))
+    bronze.run(spark, settings, ReceiptDates(START, END, ("001",), TYPES, run_id="run-3"))
+    third = silver.run(spark, settings, ReceiptDates(START, END, ("001",), TYPES, run_id="run-3"))
     assert (third["cola_details_inserted"], third["cola_details_updated"], third["cola_details_deleted"]) == (0, 1, 0)
     assert (third["cola_certificates_inserted"], third["cola_certificates_updated"]) == (1, 0)
     assert (third["rejects_inserted"], third["rejects_deleted"]) == (0, 1)

@@ -50,7 +50,7 @@ def test_change_driven_silver_takes_a_backlog_in_page_bounded_batches_with_the_s
 
     from chispa import assert_df_equality
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ChangesSince
 
     days = (date(2025, 1, 6), date(2025, 1, 8))
     whole, batched = make_settings(tmp_path / "whole"), make_settings(tmp_path / "batched")
@@ -62,7 +62,7 @@ def test_change_driven_silver_takes_a_backlog_in_page_bounded_batches_with_the_s
     assert silver.date_batches(per_date, limit) == [[d] for d in sorted(per_date)] and len(per_date) == 3
     batched = batched.model_copy(update={"processing": batched.processing.model_copy(update={"max_pages_per_batch": limit})})
     before = lakehouse.current_version(spark, silver.COLA_DETAILS, root)
-    scope = replace(Scope.from_settings(batched), start=days[0], end=days[1], since_last_run=True)
+    scope = ChangesSince(days[1])
 
     counts = silver.run(spark, batched, scope)
 

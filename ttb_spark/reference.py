@@ -27,7 +27,7 @@ from ttb_spark.settings import RECEIPT_METHODS, Settings
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import Whole
 
 SEED_DIR = "data/reference"
 CLASS_TYPE_LOOKUP = "lookupProductClassTypeCode.do?action=search&display=all"
@@ -307,7 +307,7 @@ def read(spark: SparkSession, settings: Settings) -> DataFrame:
     return lakehouse.read_table(spark, REFERENCE_DATA, settings.pipeline.lakehouse_root)
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, scope: Whole) -> dict[str, int]:
     """The ``reference`` stage: seed snapshot, then the registry's lookup pages when reachable."""
     registry_rows = fetch_lookup_rows(settings)
     counts = merge(spark, settings, best_per_key([*seed_rows(), *registry_rows]))

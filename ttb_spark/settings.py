@@ -384,9 +384,14 @@ class Settings(BaseModel):
     maintenance: MaintenanceSettings
     concurrency: ConcurrencySettings
 
-    def fingerprint(self) -> str:
-        """Stable hash of every setting (no secrets live in settings); for the run audit."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+    def fingerprint(self, start: date | None = None, end: date | None = None) -> str:
+        """Stable hash of every setting (no secrets live in settings), for the run audit: with ``start..end``,
+        the receipt-date range in it is the one a run resolved (``--since-last-run``, ``--rescan-days``)
+        instead of the one asked for, so a rerun skips only the finished chunks of the same range."""
+        values = self.model_dump(mode="json")
+        if start is not None and end is not None:
+            values["pipeline"] |= {"partition_start_date": start.isoformat(), "partition_end_date": end.isoformat()}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 SECTIONS: dict[str, type[_Section]] = {

@@ -16,11 +16,11 @@ from ttb_spark.bronze.transforms import listing_rows, manifest_records, not_olde
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ReceiptDates
     from ttb_spark.settings import Settings
 
 
-def complete_manifests(store: storage.RawStore, scope: Scope) -> tuple[list[str], list[str]]:
+def complete_manifests(store: storage.RawStore, scope: ReceiptDates) -> tuple[list[str], list[str]]:
     """Manifest keys of the scope's partitions: (complete ones, incomplete ones).
 
     One listing per method_type instead of a request per partition.
@@ -105,7 +105,7 @@ def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ing
     return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}, read
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[str, int]:
     """Raw store -> bronze.pages and bronze.scrape_manifest for the scope's complete partitions and
     every complete discovery manifest not ingested yet; search answers -> bronze.search_listings."""
     args = store_args(settings)

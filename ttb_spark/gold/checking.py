@@ -15,16 +15,17 @@ from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_DATES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.layout import RECEIPT_MONTH, in_dates
+from ttb_spark.scope import ChangesSince
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ReceiptDates
     from ttb_spark.settings import Settings
 
 
 def check(
-    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], details: DataFrame, certificates: DataFrame,
+    spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince, dates: list[date], details: DataFrame, certificates: DataFrame,
     published: dict[str, int | None] | None = None,
 ) -> list[quality.CheckResult]:
     """The quality checks over the batch's receipt dates (and the whole of each dimension); ``published``:
@@ -81,7 +82,7 @@ def check(
 
 
 def _independent_checks(
-    spark: SparkSession, settings: Settings, scope: Scope, dates: list[date], cons: DataFrame, published: dict[str, int | None]
+    spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince, dates: list[date], cons: DataFrame, published: dict[str, int | None]
 ) -> list[quality.CheckResult]:
     """Checks against sources the batch was not built from: bronze pages found per receipt day, the dimension
     keys published before the run, and (change-driven runs, whose date is the schedule's) freshness and drift."""
@@ -107,8 +108,8 @@ def _independent_checks(
                    + [(FACT_CERTIFICATES, c) for c in ("application_date_key", "issued_date_key", "expiration_date_key")]
                    + [(FACT_STATUS_CHANGES, "observed_date_key")]),
     ])  # fmt: skip
-    if scope.since_last_run:
-        results += _recency_checks(spark, settings, scope.end)
+    if isinstance(scope, ChangesSince):
+        results += _recency_checks(spark, settings, scope.as_of)
     return results
 
 

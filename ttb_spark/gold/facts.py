@@ -17,7 +17,7 @@ from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, Lon
 from ttb_spark.gold.consolidated import LABEL
 from ttb_spark.gold.dimensions import address_location_id, origin_location_id
 from ttb_spark.gold.keys import date_key, surrogate_key
-from ttb_spark.gold.layout import DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
+from ttb_spark.gold.layout import COLA_FACT_KEY, DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
 from ttb_spark.lakehouse import TableSpec, column
 
 if TYPE_CHECKING:
@@ -33,9 +33,7 @@ FACT_PRODUCTS = TableSpec(
     partition_by=(RECEIPT_MONTH,),
     derived=DERIVED,
     schema=StructType([
-        column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
-        column("receipt_date", DateType(), "date TTB received the application"),
-        RECEIPT_MONTH_COLUMN,
+        *COLA_FACT_KEY,
         column("receipt_date_key", IntegerType(), "-> dim_dates"),
         column("application_date_key", IntegerType(), "-> dim_dates"),
         column("approval_date_key", IntegerType(), "-> dim_dates"),
@@ -74,9 +72,7 @@ FACT_CERTIFICATES = TableSpec(
     partition_by=(RECEIPT_MONTH,),
     derived=DERIVED,
     schema=StructType([
-        column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
-        column("receipt_date", DateType(), "date TTB received the application"),
-        RECEIPT_MONTH_COLUMN,
+        *COLA_FACT_KEY,
         column("company_key", LongType(), "-> dim_companies.company_key"),
         column("product_type_key", LongType(), "-> dim_product_types"),
         column("origin_location_key", LongType(), "-> dim_locations"),

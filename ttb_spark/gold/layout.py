@@ -15,7 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Iterable
 
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType
+from pyspark.sql.types import DateType, StringType
 
 from ttb_spark.lakehouse import column
 
@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 
 RECEIPT_MONTH = "receipt_month"
 RECEIPT_MONTH_COLUMN = column(RECEIPT_MONTH, DateType(), "first day of the receipt date's month; partition column")
+# the first columns of a fact with one row per COLA: its key, and the dates it is partitioned and pruned by
+COLA_FACT_KEY = (
+    column("ttb_id", StringType(), "14-digit TTB ID; the key", False),
+    column("receipt_date", DateType(), "date TTB received the application"),
+    RECEIPT_MONTH_COLUMN,
+)
 DERIVED = ((RECEIPT_MONTH, "trunc(receipt_date, 'MM')"),)
 
 

@@ -5,14 +5,13 @@ move the watermarks."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date
 from typing import TYPE_CHECKING, Callable
 
 from pyspark.sql import functions as F
 
 from ttb_spark import lakehouse, reference
-from ttb_spark.settings import RECEIPT_METHODS
+from ttb_spark.scope import ChangesSince
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import CONSOLIDATED, consolidate
 from ttb_spark.gold.dimensions import (
@@ -54,7 +53,7 @@ from ttb_spark.gold.quality import QUALITY_CHECKS, QualityCheckError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ReceiptDates
     from ttb_spark.settings import Settings
 
 TABLES = (
@@ -73,7 +72,7 @@ def _silver_tables(spark: SparkSession, root: str) -> tuple[DataFrame, DataFrame
     return lakehouse.read_table(spark, COLA_DETAILS, root), lakehouse.read_table(spark, COLA_CERTIFICATES, root)
 
 
-def read_silver(spark: SparkSession, root: str, scope: Scope) -> tuple[DataFrame, DataFrame]:
+def read_silver(spark: SparkSession, root: str, scope: ReceiptDates) -> tuple[DataFrame, DataFrame]:
     """The scope's silver details and certificates (receipt-date range x receipt methods)."""
     def scoped(df: DataFrame) -> DataFrame:
         in_range = F.col("receipt_date").between(F.lit(scope.start), F.lit(scope.end))
@@ -158,12 +157,13 @@ def unpublish(spark: SparkSession, root: str, versions: dict[str, int | None]) -
     return restored
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """The ``gold`` stage. With ``scope.since_last_run``: the COLAs whose silver rows changed since the
-    silver versions the last change-driven run processed (every receipt method), their silver rows
-    read by pruned lookups; the watermarks move after the writes. Otherwise every COLA of the scope."""
+def run(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince) -> dict[str, int]:
+    """The ``gold`` stage. For :class:`~ttb_spark.scope.ChangesSince`: the COLAs whose silver rows changed since
+    the silver versions the last change-driven run processed (every receipt method), their silver rows read
+    by pruned lookups; the watermarks move after the writes. For :class:`~ttb_spark.scope.ReceiptDates`: every
+    COLA of its receipt dates and methods."""
     root = settings.pipeline.lakehouse_root
-    if not scope.since_last_run:
+    if not isinstance(scope, ChangesSince):
         details, certificates = read_silver(spark, root, scope)
         return build(spark, settings, scope, details, certificates)
     changed, through = changed_colas(spark, root)
@@ -171,15 +171,14 @@ def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]
     if changed is not None:
         changed = changed.localCheckpoint()
         dates = sorted(r[0] for r in changed.select("receipt_date").distinct().collect())
-        every_method = replace(scope, receipt_methods=tuple(RECEIPT_METHODS))
         details, certificates = (in_dates(df, dates) for df in _silver_tables(spark, root))
-        counts = build(spark, settings, every_method, details, certificates, changed)
+        counts = build(spark, settings, scope, details, certificates, changed)
     lakehouse.write_watermarks(spark, root, STAGE, through, scope.run_id)
     return counts
 
 
 def build(
-    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince, details: DataFrame, certificates: DataFrame,
     affected: DataFrame | None = None,
 ) -> dict[str, int]:  # fmt: skip
     """Bring gold in line with silver-shaped ``details`` / ``certificates`` (every silver row of their receipt dates).
@@ -223,7 +222,7 @@ def _undo(spark: SparkSession, root: str, published: dict[str, int | None]) -> s
 
 
 def _write_and_check(
-    spark: SparkSession, settings: Settings, scope: Scope, details: DataFrame, certificates: DataFrame,
+    spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince, details: DataFrame, certificates: DataFrame,
     affected: DataFrame | None, published: dict[str, int | None], counts: dict[str, int],
 ) -> list[quality.CheckResult] | None:  # fmt: skip
     """The build's writes, then its checks (recorded in gold.quality_checks); None when the batch is empty."""

@@ -102,7 +102,8 @@ class RunRecord:
     def start(cls, run_id: str, job: str, arguments: dict[str, Any], settings: Settings, **kwargs: Any) -> RunRecord:
         p = settings.pipeline
         args = {k: _as_text(v) for k, v in sorted(arguments.items()) if v not in (None, False, "")}
-        return cls(run_id, job, args, p.environment, settings.fingerprint(), p.lakehouse_root, p.raw_root, **kwargs)
+        fingerprint = settings.fingerprint(kwargs.get("range_start"), kwargs.get("range_end"))
+        return cls(run_id, job, args, p.environment, fingerprint, p.lakehouse_root, p.raw_root, **kwargs)
 
     @property
     def covered_through(self) -> date | None:

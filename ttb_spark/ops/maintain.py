@@ -26,7 +26,7 @@ from ttb_spark.lakehouse import TableSpec, table_ref
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import Whole
     from ttb_spark.settings import Settings
 
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
@@ -35,7 +35,7 @@ UNSUPPORTED = "NOT_SUPPORTED_COMMAND_FOR_V2_TABLE"
 KEEP_ALL = -1  # vacuum_hours: a pending change-feed version is gone from history: do not vacuum
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, scope: Whole) -> dict[str, int]:
     """OPTIMIZE, VACUUM and statistics over every existing table; counts of tables and live files."""
     from ttb_spark.scope import progress
 

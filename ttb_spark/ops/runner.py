@@ -1,6 +1,7 @@
 """Runs jobs: turns arguments into settings and a scope, then runs each stage in order.
 
-A stage is a module with ``run(spark, settings, scope) -> dict[str, int]`` (its counts).
+A stage is a module with ``run(spark, settings, scope) -> dict[str, int]`` (its counts), ``scope`` the
+typed part of the job's scope the stage means (:func:`stage_scope`).
 Jobs are lists of stages; the runner owns the Spark session, the embedded simulator, the
 backfill chunks, the run audit (``ops.pipeline_runs``), progress lines and the end-of-run
 summary, so stage code stays a thin read -> transform -> write.
@@ -28,7 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
 from ttb_spark.partitions import Partition, chunks
-from ttb_spark.scope import Scope, progress
+from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole, progress
 from ttb_spark.settings import Settings, SettingsError, load_settings
 
 JOBS: dict[str, tuple[str, ...]] = {
@@ -55,6 +56,7 @@ NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 COST = ("ms", "sql_executions")  # what run_stage adds to each stage's counts: what the stage cost
 UNCHUNKED = ("reference", "maintain")  # jobs run once over the whole scope, not per chunk of dates
+WHOLE = {"reference", "maintain"}  # stages with no range: they cover the registry's lists or the lakehouse as a whole
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 ERROR_CHARS = 4000
 
@@ -113,12 +115,6 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
     return settings, scope
 
 
-def with_range(settings: Settings, start: date, end: date) -> Settings:
-    """``settings`` with its receipt-date range set to ``start..end`` (already validated: start <= end)."""
-    pipeline = settings.pipeline.model_copy(update={"partition_start_date": start, "partition_end_date": end})
-    return settings.model_copy(update={"pipeline": pipeline})
-
-
 @contextlib.contextmanager
 def registry(settings: Settings) -> Iterator[Settings]:
     """Settings pointing at the registry to use: the embedded loopback simulator when asked for."""
@@ -132,7 +128,30 @@ def registry(settings: Settings) -> Iterator[Settings]:
         yield settings.model_copy(update={"extraction": extraction})
 
 
-def _describe(scope: Scope) -> str:
+StageScope = ReceiptDates | CompletedDates | ChangesSince | Whole
+
+
+def stage_scope(name: str, scope: Scope) -> StageScope:
+    """The typed part of the job's scope a stage takes: discover lists the scope's dates as completed dates;
+    silver and gold follow their watermarks after ``--since-last-run`` (and in the daily job); reference and
+    maintain have no range; every other stage covers the scope's dates as receipt dates (so in the daily job
+    bronze ingests, beside the listings pending, any walk manifests of the chunk's days)."""
+    if name == "discover":
+        return scope.completed_dates()
+    if name in CHANGE_DRIVEN and scope.since_last_run:
+        return scope.changes()
+    if name in WHOLE:
+        return scope.whole()
+    return scope.receipt_dates()
+
+
+def _describe(scope: StageScope) -> str:
+    if isinstance(scope, CompletedDates):
+        return f"completed dates {scope.start}..{scope.end}"
+    if isinstance(scope, ChangesSince):
+        return "what changed since the last run"
+    if isinstance(scope, Whole):
+        return "everything"
     parts = scope.partitions()
     if len(parts) <= 4:
         return ", ".join(p.key for p in parts)
@@ -149,9 +168,10 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
     module = importlib.import_module(STAGES[name])
     with serial(spark, settings, scope, name, job or name):
         first, started = last_sql_execution(spark), time.monotonic()
-        progress(f"{name}{label}: start {_describe(scope)}")
+        typed = stage_scope(name, scope)
+        progress(f"{name}{label}: start {_describe(typed)}")
         describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
-        counts = {k: int(v) for k, v in module.run(spark, settings, scope).items()}
+        counts = {k: int(v) for k, v in module.run(spark, settings, typed).items()}
         elapsed, last = time.monotonic() - started, last_sql_execution(spark)
     cost = dict(zip(COST, (round(elapsed * 1000), None if first is None or last is None else last - first)))
     cost = {k: v for k, v in cost.items() if v is not None}
@@ -237,12 +257,13 @@ class RunAudit:
         progress(f"audit: {message}")
         self.error = self.error or message
 
-    def finished_chunks(self, job: str, settings: Settings) -> set[tuple[date, date]]:
-        """Chunks an interrupted earlier run finished (none when the audit cannot be read: every chunk is redone)."""
+    def finished_chunks(self, job: str, settings: Settings, scope: Scope) -> set[tuple[date, date]]:
+        """Chunks an interrupted earlier run of the same settings and range finished (none when the audit cannot be
+        read: every chunk is redone)."""
         from ttb_spark.ops import audit
 
         try:
-            return audit.finished_chunks(audit.read_runs(self.spark, self.root, job), settings.fingerprint())
+            return audit.finished_chunks(audit.read_runs(self.spark, self.root, job), settings.fingerprint(scope.start, scope.end))
         except Exception as exc:
             self._failed("read (resume skipped)", exc)
             return set()
@@ -265,7 +286,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
     root = settings.pipeline.lakehouse_root
     chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
     run_audit = RunAudit(spark, root)
-    done = set() if scope.force else run_audit.finished_chunks(job, settings)
+    done = set() if scope.force else run_audit.finished_chunks(job, settings, scope)
     record = audit.RunRecord.start(
         scope.run_id, job, arguments or {}, settings,
         range_start=scope.start, range_end=scope.end, partitions=tuple(p.key for p in scope.only),
@@ -290,8 +311,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
                     continue
                 chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end), sweep=not swept)
                 swept = True
-                chunk_settings = with_range(live, start, end)
-                counts = {stage: run_stage(stage, spark, chunk_settings, chunk_scope, label, job) for stage in per_chunk}
+                counts = {stage: run_stage(stage, spark, live, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
                 if number < len(chunk_list) or once:
                     run_audit.write(record)
@@ -360,7 +380,7 @@ def written_tables(spark: Any, root: str) -> list[str]:
 CHANGE_DRIVEN = {"silver", "gold"}
 
 
-def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
+def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> Scope:
     """Scope for ``--since-last-run``. Silver and gold then process everything that changed since
     their last successful run (their change watermarks, whatever the receipt dates): a job of only
     those stages runs once, its nominal range being today. Scrape and bronze take a range: the first
@@ -378,20 +398,20 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
         runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
         start = max(audit.next_start(runs, history) - timedelta(days=settings.extraction.discovery_overlap_days), history)
     elif set(JOBS[job]) <= CHANGE_DRIVEN:
-        return with_range(settings, today, today), replace(scope, start=today, end=today, since_last_run=True)
+        return replace(scope, start=today, end=today, since_last_run=True)
     else:
         start = audit.next_start(audit.read_runs(spark, root, job), history)
     end = settings.pipeline.partition_end_date or today
-    return with_range(settings, start, end), replace(scope, start=start, end=end, since_last_run=True)
+    return replace(scope, start=start, end=end, since_last_run=True)
 
 
-def with_rescan(settings: Settings, scope: Scope) -> tuple[Settings, Scope]:
+def with_rescan(scope: Scope) -> Scope:
     """Reach back ``rescan_days`` from the range end, so a daily run re-walks (and re-ingests) the
     recent receipt days whose approvals and status changes are still arriving."""
     if not scope.rescan_days or scope.only or scope.start > scope.end:
-        return settings, scope
+        return scope
     start = min(scope.start, scope.end - timedelta(days=scope.rescan_days - 1))
-    return with_range(settings, start, scope.end), replace(scope, start=start)
+    return replace(scope, start=start)
 
 
 def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
@@ -444,8 +464,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
     progress(f"{args.command}: Spark {spark.version}, {session_kind(spark)} session")
     if getattr(args, "since_last_run", False):
-        settings, scope = resolve_since_last_run(spark, args.command, settings, scope)
-    settings, scope = with_rescan(settings, scope)
+        scope = resolve_since_last_run(spark, args.command, settings, scope)
+    scope = with_rescan(scope)
     arguments = {k: v for k, v in vars(args).items() if k != "command"}
     result = run_job(args.command, spark, settings, scope, arguments)
     sys.stdout.write(summary(args.command, result, settings))

@@ -54,7 +54,7 @@ from ttb_spark.registry.ttb_id import TTBId
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import CompletedDates
     from ttb_spark.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -418,6 +418,6 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
     return counts
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
-    """The stage: discover over the scope's dates, read as completed dates, sweeping back to the history's start."""
+def run(spark: SparkSession, settings: Settings, scope: CompletedDates) -> dict[str, int]:
+    """The stage: discover over the scope's completed dates, sweeping back to the history's start."""
     return discover(settings, scope.run_id, scope.start, scope.end, spark, scope.history_start, scope.sweep)

@@ -22,7 +22,7 @@ from ttb_spark.registry.ttb_id import TTBId
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ReceiptDates
     from ttb_spark.settings import Settings
 
 
@@ -65,7 +65,7 @@ def differences(walked: set[str], listed: set[str]) -> dict[str, int]:
     return dict(counts)
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[str, int]:
     """Report the differences of the scope's receipt days and fetch them."""
     store = storage.raw_store(settings)
     walked = walk_found(store, scope.dates, scope.receipt_methods)

@@ -50,6 +50,7 @@ from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
 from ttb_spark.raw.storage import RawStore, complete_key, manifest_key, page_key, partition_prefix, raw_store
 from ttb_spark.registry.ttb_id import TTBId
+from ttb_spark.scope import ReceiptDates, progress
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class _PartitionScrape:
         self._timing()
         if time.monotonic() - self.last_progress >= PROGRESS_EVERY_SECONDS:
             self.last_progress = time.monotonic()
-            _progress(f"scrape {self.partition.key}: at sequence {entry['sequence']} {self._counts_text()}")
+            progress(f"scrape {self.partition.key}: at sequence {entry['sequence']} {self._counts_text()}")
 
     def _timing(self) -> None:
         s = self.summary
@@ -221,7 +222,7 @@ class _PartitionScrape:
             candidates = detail_found_ids(self.store, self.partition)
             if candidates is None:
                 self.summary.status = "waiting_for_details"
-                _progress(f"scrape {self.partition.key}: skipped, its detail partition has no manifest yet")
+                progress(f"scrape {self.partition.key}: skipped, its detail partition has no manifest yet")
                 return self.summary
         self.store.delete(complete_key(self.partition))  # the marker must never outlive the manifest it describes
         try:
@@ -234,7 +235,7 @@ class _PartitionScrape:
         except PartitionAborted as exc:
             self._timing()
             self.summary.status = "aborted"
-            _progress(f"scrape {self.partition.key}: abandoned for a later run: {exc}; {self._counts_text()}")
+            progress(f"scrape {self.partition.key}: abandoned for a later run: {exc}; {self._counts_text()}")
             return self.summary
         self._finish()
         return self.summary
@@ -255,7 +256,7 @@ class _PartitionScrape:
             s.completed_at = datetime.now(timezone.utc).isoformat()
             s.complete, s.status = True, "complete"
             storage.put_marker(self.store, manifest_key(self.partition), body, s.marker())
-        _progress(f"scrape {self.partition.key}: {s.status} {self._counts_text()}")
+        progress(f"scrape {self.partition.key}: {s.status} {self._counts_text()}")
         log.info("scrape partition %s", json.dumps(s.marker()))
 
 
@@ -287,12 +288,6 @@ def _detail_of(partition: Partition) -> Partition:
     return Partition(partition.receipt_date, partition.receipt_method, "cola-detail")
 
 
-def _progress(message: str) -> None:
-    from ttb_spark.scope import progress
-
-    progress(message)
-
-
 def scrape_slice(tasks: Iterable[tuple[int, list[tuple[Partition, bool]]]], settings: Settings, run_id: str,
                  concurrent_tasks: int) -> Iterator[dict[str, Any]]:
     """Executor side: scrape each (partition, forced) of this task's slice with one client; yields summaries."""
@@ -309,7 +304,7 @@ def scrape_slice(tasks: Iterable[tuple[int, list[tuple[Partition, bool]]]], sett
             client.close()
 
 
-def plan(settings: Settings, scope: Any, store: RawStore) -> tuple[list[tuple[Partition, bool]], int]:
+def plan(settings: Settings, scope: ReceiptDates, store: RawStore) -> tuple[list[tuple[Partition, bool]], int]:
     """(partition, forced) pairs to walk — details first — and how many complete partitions are skipped."""
     rescan = set(scope.dates[-scope.rescan_days:]) if scope.rescan_days else set()
     work, skipped = [], 0
@@ -328,7 +323,7 @@ def deal(work: list[tuple[Partition, bool]], tasks: int) -> list[list[tuple[Part
     return [ordered[i::tasks] for i in range(tasks) if ordered[i::tasks]]
 
 
-def run(spark: Any, settings: Settings, scope: Any) -> dict[str, int]:
+def run(spark: Any, settings: Settings, scope: ReceiptDates) -> dict[str, int]:
     """Scrape every partition in scope into the raw store; returns the run's counts."""
     store = raw_store(settings)
     work, skipped = plan(settings, scope, store)

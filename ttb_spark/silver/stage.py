@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ttb_spark import bronze, lakehouse
+from ttb_spark.scope import ChangesSince
 from ttb_spark.silver.tables import COLA_CERTIFICATES, COLA_DETAILS, REJECTS, TABLES, WITHDRAWALS
 from ttb_spark.silver.transforms import (
     check_reconciliation, cleaned, date_batches, extracted, reconciliation, rejects, structured, withdrawals,
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
     from pyspark.sql import DataFrame, SparkSession
 
-    from ttb_spark.scope import Scope
+    from ttb_spark.scope import ReceiptDates
     from ttb_spark.settings import Settings
 
 STAGE = "silver"
@@ -122,17 +123,17 @@ def reconcile(spark: SparkSession, settings: Settings, dates: list[str], method_
     return {"partitions_reconciled": checked - unbalanced, "partitions_unbalanced": unbalanced}
 
 
-def run(spark: SparkSession, settings: Settings, scope: Scope) -> dict[str, int]:
+def run(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince) -> dict[str, int]:
     """bronze.pages -> silver.cola_details, silver.cola_certificates, silver.rejects, silver.withdrawals; reconciled.
 
-    With ``scope.since_last_run``: the pages added or changed since the bronze version the last
+    For :class:`~ttb_spark.scope.ChangesSince`: the pages added or changed since the bronze version the last
     change-driven run processed (whatever their receipt date), in batches of receipt dates of at most
     ``processing.max_pages_per_batch`` pages (:func:`date_batches`); the watermark moves to the version
     read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched.
-    Otherwise: every page of the scope's partitions (reprocessing).
+    For :class:`~ttb_spark.scope.ReceiptDates`: every page of its partitions (reprocessing).
     """
     root = settings.pipeline.lakehouse_root
-    if scope.since_last_run:
+    if isinstance(scope, ChangesSince):
         mark, latest = bronze_versions(spark, root)
         counts = {"pages_processed": 0}
         if latest is not None and (mark is None or mark < latest):
