@@ -57,8 +57,11 @@ THROUGHPUT_GC = "-XX:+UseParallelGC"
 # The suite's job processes (``python -m ttb_spark ...``) each run a stage or two on a cold JVM and exit:
 # compiling with C1 only, without flushing its code, spends ~27 % less CPU on such a run (settings.SparkSettings.
 # driver_java_options). They keep G1: with the parallel collector, which frees the code of unloaded classes only
-# in a full collection, one ran out of code cache (no flushing) in a silver stage.
-JOB_PROCESS_JVM = "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing"
+# in a full collection, one ran out of code cache (no flushing) in a silver stage. C1 alone reserves only 48 MB
+# of code cache (240 MB with C2; -XX:+PrintFlagsFinal) and a daily run over 2,273 COLAs filled 71.6 MB of it
+# (-XX:+PrintCodeCache): with 48 MB a concurrent pipeline process stopped compiling ("C1 initialization failed")
+# and failed linking a method handle. So the size C2 would have.
+JOB_PROCESS_JVM = "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing -XX:ReservedCodeCacheSize=240m"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -193,3 +193,31 @@ def test_a_run_whose_silver_or_gold_follows_change_watermarks_claims_every_date(
     for job, job_scope in (("raw", scope), ("scrape", scope), ("bronze", scope), ("pipeline", replace(scope, since_last_run=False))):
         claim = runner.run_claim(job, job_scope)
         assert (claim.start, claim.end) == (date(2024, 3, 1), date(2024, 3, 4)), job
+
+
+def test_a_jvm_error_is_named_on_one_line_by_its_java_exception(spark):
+    """A Py4JJavaError's first line only names the call; the summary, progress and audit lines name the Java
+    exception too (what failed a job process when its code cache filled: a VirtualMachineError)."""
+    from py4j.protocol import Py4JJavaError
+
+    with pytest.raises(Py4JJavaError) as caught:
+        spark.sparkContext._jvm.java.util.ArrayList().get(5)  # not one of the exceptions PySpark converts
+    line = runner.one_line(caught.value)
+    assert line.startswith("Py4JJavaError: An error occurred while calling") and "\n" not in line
+    assert line.endswith("java.lang.IndexOutOfBoundsException: Index 5 out of bounds for length 0")
+    assert runner.error_text(caught.value).splitlines()[0] == line
+
+    class Gone:  # the JVM no longer answers: neither the message nor the Java exception can be read
+        _target_id = "o1"
+
+        class _gateway_client:
+            @staticmethod
+            def send_command(command):
+                raise ConnectionError("the JVM is gone")
+
+        def toString(self):
+            raise ConnectionError("the JVM is gone")
+
+    gone = Py4JJavaError("An error occurred while calling o1.collect.\n", Gone())
+    assert runner.one_line(gone) == "Py4JJavaError: An error occurred while calling o1.collect."
+    assert runner.one_line(ValueError("bad\nmore")) == "ValueError: bad"

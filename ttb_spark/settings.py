@@ -295,9 +295,10 @@ class SparkSettings(_Section):
     # gold run over the demo's 78 COLAs took 35.6 s instead of 51-60 s. For the test profile only.
     codegen: bool = True
     # JVM options added to a locally launched driver's (after the packaged logging configuration). The test
-    # suite's job processes use "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing": a cold one-off daily run
-    # then took 88 s of JVM CPU instead of 121 s (the C2 compiler's threads alone took 58 s), at about the
-    # same wall time; a long-lived session needs C2 (its warm gold runs took twice as long without it).
+    # suite's job processes use "-XX:TieredStopAtLevel=1 -XX:-UseCodeCacheFlushing -XX:ReservedCodeCacheSize=240m":
+    # a cold one-off daily run then took 88 s of JVM CPU instead of 121 s (the C2 compiler's threads alone took
+    # 58 s), at about the same wall time; a long-lived session needs C2 (its warm gold runs took twice as long
+    # without it). C1 alone reserves 48 MB of code cache, which a daily run outgrows (it filled 71.6 MB).
     driver_java_options: str = ""
     # False: PySpark stops recording each Column call's Python call site for error messages
     # (spark.python.sql.dataFrameDebugging.enabled): that costs ~5 py4j round trips per call, and a warm daily

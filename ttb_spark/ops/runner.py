@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ttb_spark.partitions import Partition, chunks
 from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole, progress
@@ -253,7 +253,7 @@ class RunAudit:
         self.error: str | None = None
 
     def _failed(self, what: str, exc: Exception) -> None:
-        message = f"could not {what} ops.pipeline_runs: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        message = f"could not {what} ops.pipeline_runs: {one_line(exc)}"
         progress(f"audit: {message}")
         self.error = self.error or message
 
@@ -325,7 +325,7 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         code = 1
     except (Exception, KeyboardInterrupt) as exc:
         record = record.finish(audit.FAILED, error_text(exc))
-        progress(f"{job}: FAILED {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        progress(f"{job}: FAILED {one_line(exc)}")
         traceback.print_exc(file=sys.stderr)
         code = 1
     finally:
@@ -351,10 +351,29 @@ def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, s
     return record.with_counts(counts).with_changes(gold.recorded_since(spark, root, before))
 
 
+def one_line(exc: BaseException) -> str:
+    """Exception type and the first line of its message; for an error raised in the JVM (whose first line only
+    names the call, "An error occurred while calling o4876.collectToPython."), the Java exception's too."""
+    line = _first_line(lambda: str(exc)) or _first_line(lambda: getattr(exc, "errmsg", ""))
+    if getattr(exc, "java_exception", None) is not None:
+        line = f"{line} {_first_line(lambda: str(exc.java_exception.toString()))}".rstrip()
+    return f"{type(exc).__name__}: {line}"
+
+
+def _first_line(text: Callable[[], str]) -> str:
+    """The first line of ``text()``; empty when it has none or cannot be had (a JVM that no longer answers)."""
+    try:
+        lines = text().strip().splitlines()
+    except Exception:
+        return ""
+    return lines[0] if lines else ""
+
+
 def error_text(exc: BaseException) -> str:
-    """Exception type and message plus the innermost frames, bounded in size."""
+    """One line naming the exception (``one_line``), then its message and the innermost frames, bounded in size."""
     text = "".join(traceback.format_exception(exc, limit=-3))
-    head = f"{type(exc).__name__}: {exc}"
+    rest = "\n".join(str(exc).strip().splitlines()[1:]) if _first_line(lambda: str(exc)) else ""
+    head = one_line(exc) + (f"\n{rest}" if rest else "")
     return (head if len(head) < ERROR_CHARS // 2 else head[: ERROR_CHARS // 2] + " ...") + "\n" + text[-ERROR_CHARS // 2 :]
 
 
