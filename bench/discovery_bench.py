@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 sim.today = day
                 before = len(sim.hits)
                 if name == "search":
-                    discover.discover(settings, f"day-{day:%Y%m%d}", day - timedelta(days=overlap), day)
+                    discover.discover(settings, f"day-{day:%Y%m%d}", day - timedelta(days=overlap), day,
+                                      history_start=settings.pipeline.partition_start_date)
                 else:
                     receipt = [day - timedelta(days=d) for d in range(args.rescan_days - 1, -1, -1)]
                     for data_type in ("cola-detail", "certificate"):

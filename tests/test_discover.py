@@ -323,7 +323,7 @@ def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
         list(scrape.scrape_slice([(0, work)], settings, "walk-1", 1))
         walked = set(sim.public_ids([RECEIVED], ["001"]))
         sim.today = date(2024, 3, 5)  # later approvals of that day; GONE withdrawn on 2024-03-02
-        discover.discover(settings, "disc-1", RECEIVED, sim.today)
+        discover.discover(settings, "disc-1", RECEIVED, sim.today, history_start=settings.pipeline.partition_start_date)
         listed = {r.ttb_id for r in sim.search(search.Criteria(RECEIVED, sim.today)) if r.ttb_id[:8] == GONE[:8]}
         counts = reconcile.run(spark, settings, ReceiptDates(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-1"))
 

@@ -55,8 +55,8 @@ STAGES: dict[str, str] = {
 NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 COST = ("ms", "sql_executions")  # what run_stage adds to each stage's counts: what the stage cost
-UNCHUNKED = ("reference", "maintain")  # jobs run once over the whole scope, not per chunk of dates
 WHOLE = {"reference", "maintain"}  # stages with no range: they cover the registry's lists or the lakehouse as a whole
+UNCHUNKED = {job for job, stages in JOBS.items() if set(stages) <= WHOLE}  # jobs run once, not per chunk of dates
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 ERROR_CHARS = 4000
 

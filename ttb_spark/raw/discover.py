@@ -357,10 +357,10 @@ def split_codes(spark: SparkSession | None, settings: Settings) -> tuple[tuple[s
     return tuple(sorted(set(classes) | more["class_type"])), tuple(sorted(set(origins) | more["origin"]))
 
 
-def discover(settings: Settings, run_id: str, first: date, last: date, spark: SparkSession | None = None,
-             history_start: date | None = None, sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
+def discover(settings: Settings, run_id: str, first: date, last: date, *, history_start: date, spark: SparkSession | None = None,
+             sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
-    reaches back no further than ``history_start`` (default: the settings' partition start date). Without
+    reaches back no further than ``history_start`` (``CompletedDates.history_start``). Without
     ``sweep`` (a run's later chunks: its first chunk re-listed those days, and the earlier chunks listed
     the days since) no day before ``first`` is re-listed. ``now``: the time the failed pages' retry window
     ends at (default: the current time)."""
@@ -371,8 +371,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
         listed: dict[str, search.Listing] = {}
         answers: list[tuple[SearchAnswer, bool]] = []
         swept: set[str] = set()
-        sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days,
-                                  history_start or settings.pipeline.partition_start_date) if sweep else first
+        sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days, history_start) if sweep else first
         codes = split_codes(spark, settings)
         for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
             rows, got = list_completed(searcher.search, window, codes)
@@ -420,4 +419,4 @@ def discover(settings: Settings, run_id: str, first: date, last: date, spark: Sp
 
 def run(spark: SparkSession, settings: Settings, scope: CompletedDates) -> dict[str, int]:
     """The stage: discover over the scope's completed dates, sweeping back to the history's start."""
-    return discover(settings, scope.run_id, scope.start, scope.end, spark, scope.history_start, scope.sweep)
+    return discover(settings, scope.run_id, scope.start, scope.end, history_start=scope.history_start, spark=spark, sweep=scope.sweep)
