@@ -4,6 +4,7 @@ and the end-of-run summary; jobs run through the real command line on the sessio
 from __future__ import annotations
 
 import importlib
+import json
 import inspect
 import subprocess
 import sys
@@ -113,8 +114,12 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
         blocker.unlink()
         assert cli.main(argv) == 0
         rerun = capsys.readouterr()
+        assert cli.main([*argv, "--quiet", "--json"]) == 0  # both partitions complete: none walked again
+        quiet = capsys.readouterr()
 
-    runs = {r.status: r for r in lakehouse.read_table(spark, audit.PIPELINE_RUNS, settings.pipeline.lakehouse_root).collect()}
+    fields = json.loads(quiet.out)  # --json: the summary as data
+    rows = lakehouse.read_table(spark, audit.PIPELINE_RUNS, settings.pipeline.lakehouse_root).collect()
+    runs = {r.status: r for r in rows if r.run_id != fields["run_id"]}
     assert set(runs) == {"failed", "succeeded"}
     first, second = runs["failed"], runs["succeeded"]
     assert [(c.start, c.end) for c in first.completed_chunks] == [(date(2024, 1, 2), date(2024, 1, 2))]
@@ -126,6 +131,14 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
     for expected in ("ttb_spark scrape: SUCCEEDED", "1 skipped as already done", "scrape    partitions=1",
                      f"run_id = '{second.run_id}'", "ops/pipeline_runs", str(raw)):
         assert expected in rerun.out
+
+    # --quiet: no progress line; --json: the third run's audit row
+    assert "[ttb_spark " not in quiet.err
+    third = next(r for r in rows if r.run_id == fields["run_id"])
+    assert (fields["job"], fields["status"], third.status, third.arguments["json"]) == ("scrape", "succeeded", "succeeded", "True")
+    assert fields["range"] == {"start": "2024-01-02", "end": "2024-01-03", "chunk_days": 1, "chunks": 2, "finished": 2, "skipped": 0, "partitions": []}
+    assert fields["stages"] == {"scrape": third.counts.get("scrape")} and fields["error"] is None and fields["raw"] == str(raw)
+    assert fields["audit"]["run_id"] == third.run_id and "ops.pipeline_runs" in fields["tables"]["names"]
 
     # --since-last-run picks up the day after the last covered receipt date.
     args = _args("scrape", "--env", "test", "--since-last-run", "--end", "2024-01-06", "--lakehouse-root", settings.pipeline.lakehouse_root)

@@ -55,6 +55,8 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--lakehouse-root", help="Delta lakehouse root: s3a://..., s3://..., dbfs:/... or a local folder (TTB_LAKEHOUSE_ROOT)")
     p.add_argument("--registry-url", help="registry base URL (TTB_REGISTRY_BASE_URL)")
     p.add_argument("--simulator", action="store_true", default=None, help="serve the registry from the embedded loopback simulator (TTB_USE_SIMULATOR)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines: warnings, errors and the summary only")
+    p.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (progress stays on stderr)")
     if stage in ("discover", "daily", "reconcile"):
         p.add_argument("--simulator-today", type=_iso_date, help="the embedded simulator's simulated day (TTB_SIMULATOR_TODAY)")
     if stage in ("pipeline", "raw", "scrape"):
@@ -120,8 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ttb_spark.ops import adopt
 
             return adopt.run_command(args.source, args.env)
+        from ttb_spark import console
         from ttb_spark.ops import runner
 
+        console.configure(quiet=args.quiet)
         return runner.run_from_args(args)
     except SettingsError as exc:
         sys.stderr.write(f"ttb_spark {args.command}: error: {exc}\n")

@@ -1,5 +1,5 @@
-"""What a job run covers (its scope) and its progress lines: the small core every stage and the runner
-import, so no stage imports the runner that orchestrates it.
+"""What a job run covers (its scope): the small core every stage and the runner import, so no stage
+imports the runner that orchestrates it.
 
 A job run's :class:`Scope` is decided once, from the command line and the settings (``ops.runner``);
 each stage takes the typed part of it that it means:
@@ -15,8 +15,6 @@ each stage takes the typed part of it that it means:
 
 from __future__ import annotations
 
-import sys
-import time
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -131,8 +129,3 @@ class Scope(_Selection):
     def from_settings(cls, settings: Settings, **kwargs: Any) -> Self:
         return super().from_settings(settings, **{"history_start": settings.pipeline.partition_start_date, **kwargs})
 
-
-def progress(message: str) -> None:
-    """One progress line on stderr (stdout stays for results)."""
-    sys.stderr.write(f"[ttb_spark {time.strftime('%H:%M:%S')}] {message}\n")
-    sys.stderr.flush()

@@ -288,6 +288,9 @@ class SparkSettings(_Section):
     warehouse_dir: str | None = Field(None, validation_alias=AliasChoices("TTB_SPARK_WAREHOUSE_DIR"))
     shuffle_partitions: int = Field(8, ge=1)
     ui_enabled: bool = False
+    # Spark's console progress bar ("[Stage 65:=====>  (2 + 2) / 16]") in a locally built session. Off: the job's
+    # own progress lines say what runs (one display, not two), and in a log file the bar is carriage-return noise.
+    console_progress: bool = False
     driver_memory: str = "2g"
     # False: expressions are interpreted, not compiled to Java (spark.sql.codegen.wholeStage off, factoryMode
     # NO_CODEGEN). On tiny tables compiling costs more than it saves: Spark generated code for every task of

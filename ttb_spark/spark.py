@@ -240,7 +240,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         # VACUUM lists a table's files in this many tasks (Spark's default, 10,000, is for clusters)
         "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(s.shuffle_partitions),
         "spark.ui.enabled": str(s.ui_enabled).lower(),
-        "spark.ui.showConsoleProgress": "true",
+        "spark.ui.showConsoleProgress": str(s.console_progress).lower(),
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()} {s.driver_java_options}".strip(),

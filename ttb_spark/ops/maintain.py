@@ -37,7 +37,7 @@ KEEP_ALL = -1  # vacuum_hours: a pending change-feed version is gone from histor
 
 def run(spark: SparkSession, settings: Settings, scope: Whole) -> dict[str, int]:
     """OPTIMIZE, VACUUM and statistics over every existing table; counts of tables and live files."""
-    from ttb_spark.scope import progress
+    from ttb_spark.console import progress
 
     root = settings.pipeline.lakehouse_root
     m = settings.maintenance

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import sys
 import time
 import traceback
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
+from ttb_spark.console import progress
 from ttb_spark.partitions import Partition, chunks
-from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole, progress
+from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole
 from ttb_spark.settings import Settings, SettingsError, load_settings
 
 JOBS: dict[str, tuple[str, ...]] = {
@@ -441,37 +443,55 @@ def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
     return max(0, (end - max(start, window_start)).days + 1)
 
 
-def summary(job: str, result: RunResult, settings: Settings) -> str:
-    """The one-screen end-of-run report: status, range, counts per stage, rejects, duration, table locations."""
+def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str, Any]:
+    """What the end-of-run report says, as data (``--json`` prints it): status, range, counts per stage, what
+    gold recorded, rejects, error, where the raw store, the tables and the audit row are."""
     from ttb_spark import lakehouse
     from ttb_spark.ops import audit
 
     r = result.record
-    lines = [
-        f"ttb_spark {job}: {r.status.upper()} in {r.duration_seconds or 0:.1f}s  (run {r.run_id})",
-        f"  range     {r.range_start}..{r.range_end}  {r.chunks_total} chunk(s) of <= {settings.pipeline.backfill_chunk_days} days,"
-        f" {len(r.completed_chunks)} finished, {r.chunks_skipped} skipped as already done"
-        + (f"  partition {', '.join(r.partitions)}" if r.partitions else ""),
-    ]
-    for stage in JOBS[job]:
-        counts = r.counts.get(stage)
-        shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
-        lines.append(f"  {stage:<9} {shown}")
-    for kind, ids in r.changes.items():
-        total = (r.counts.get("changes") or {}).get(kind, len(ids))
-        more = f" (+{total - len(ids)} more)" if total > len(ids) else ""
-        lines.append(f"  {kind:<9} {total}: {' '.join(ids)}{more}")
-    if result.rejected_pages is not None:
-        lines.append(f"  rejects   {result.rejected_pages} page(s) of {result.rejected_of} quarantined in silver.rejects")
-    if r.error:
-        lines.append(f"  error     {r.error.splitlines()[0][:200]}")
-    if result.audit_error:
-        lines.append(f"  audit     NOT RECORDED: {result.audit_error[:300]}")
     root = settings.pipeline.lakehouse_root
     where = f"{root.removeprefix(lakehouse.CATALOG_SCHEME)}<layer>.<table>" if lakehouse.is_catalog(root) else f"{root}/<layer>/<table>"
-    lines.append(f"  raw       {settings.pipeline.raw_root}")
-    lines.append(f"  tables    {where}: {', '.join(result.tables) or '(none yet)'}")
-    lines.append(f"  audit     {lakehouse.location(audit.PIPELINE_RUNS, root)} (run_id = '{r.run_id}')")
+    return {
+        "job": job, "status": r.status, "run_id": r.run_id, "seconds": round(r.duration_seconds or 0, 1),
+        "range": {"start": r.range_start and r.range_start.isoformat(), "end": r.range_end and r.range_end.isoformat(),
+                  "chunk_days": settings.pipeline.backfill_chunk_days, "chunks": r.chunks_total,
+                  "finished": len(r.completed_chunks), "skipped": r.chunks_skipped, "partitions": list(r.partitions)},
+        "stages": {stage: r.counts.get(stage) for stage in JOBS[job]},
+        "changes": {kind: {"total": (r.counts.get("changes") or {}).get(kind, len(ids)), "ids": ids} for kind, ids in r.changes.items()},
+        "rejects": None if result.rejected_pages is None else {"pages": result.rejected_pages, "of": result.rejected_of},
+        "error": r.error.splitlines()[0] if r.error else None,
+        "audit_error": result.audit_error,
+        "raw": settings.pipeline.raw_root,
+        "tables": {"where": where, "names": list(result.tables)},
+        "audit": {"table": lakehouse.location(audit.PIPELINE_RUNS, root), "run_id": r.run_id},
+    }
+
+
+def summary(fields: dict[str, Any]) -> str:
+    """The one-screen end-of-run report of :func:`summary_fields`."""
+    span = fields["range"]
+    lines = [
+        f"ttb_spark {fields['job']}: {fields['status'].upper()} in {fields['seconds']:.1f}s  (run {fields['run_id']})",
+        f"  range     {span['start']}..{span['end']}  {span['chunks']} chunk(s) of <= {span['chunk_days']} days,"
+        f" {span['finished']} finished, {span['skipped']} skipped as already done"
+        + (f"  partition {', '.join(span['partitions'])}" if span["partitions"] else ""),
+    ]
+    for stage, counts in fields["stages"].items():
+        shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
+        lines.append(f"  {stage:<9} {shown}")
+    for kind, change in fields["changes"].items():
+        more = f" (+{change['total'] - len(change['ids'])} more)" if change["total"] > len(change["ids"]) else ""
+        lines.append(f"  {kind:<9} {change['total']}: {' '.join(change['ids'])}{more}")
+    if fields["rejects"] is not None:
+        lines.append(f"  rejects   {fields['rejects']['pages']} page(s) of {fields['rejects']['of']} quarantined in silver.rejects")
+    if fields["error"]:
+        lines.append(f"  error     {fields['error'][:200]}")
+    if fields["audit_error"]:
+        lines.append(f"  audit     NOT RECORDED: {fields['audit_error'][:300]}")
+    lines.append(f"  raw       {fields['raw']}")
+    lines.append(f"  tables    {fields['tables']['where']}: {', '.join(fields['tables']['names']) or '(none yet)'}")
+    lines.append(f"  audit     {fields['audit']['table']} (run_id = '{fields['audit']['run_id']}')")
     return "\n".join(lines) + "\n"
 
 
@@ -487,6 +507,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     scope = with_rescan(scope)
     arguments = {k: v for k, v in vars(args).items() if k != "command"}
     result = run_job(args.command, spark, settings, scope, arguments)
-    sys.stdout.write(summary(args.command, result, settings))
+    fields = summary_fields(args.command, result, settings)
+    sys.stdout.write(json.dumps(fields, indent=2) + "\n" if args.json else summary(fields))
     sys.stdout.flush()
     return result.exit_code

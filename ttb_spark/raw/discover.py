@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from ttb_spark import console
 from ttb_spark.raw import storage
 
 from ttb_spark.registry import search
@@ -87,13 +88,15 @@ class Fetcher:
         for client in self.clients:
             client.close()
 
-    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date]) -> list[dict[str, Any]]:
-        """Detail then certificate of each ID; one manifest line per page."""
+    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date], stage: str = "discover") -> list[dict[str, Any]]:
+        """Detail then certificate of each ID; one manifest line per page. A progress line every
+        ``console.EVERY_SECONDS`` says how many of the pages are fetched and how long the rest will take."""
         work: queue.Queue[TTBId] = queue.Queue()
         for ttb_id in ids:
             work.put(ttb_id)
         lines: list[dict[str, Any]] = []
         lock = threading.Lock()
+        meter = console.Meter(f"{stage}: fetched", work.qsize() * len(DATA_TYPES), "pages")
 
         def drain(client: RegistryClient) -> None:
             while True:
@@ -104,6 +107,7 @@ class Fetcher:
                 got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in DATA_TYPES]
                 with lock:
                     lines.extend(got)
+                meter.add(len(got))
 
         with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
             for future in [pool.submit(drain, c) for c in self.clients]:

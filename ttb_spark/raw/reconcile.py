@@ -77,7 +77,7 @@ def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[st
     ids = sorted(TTBId(i) for i in (missing - stored) | (walked - listed))
     fetcher = discover.Fetcher(settings, store, scope.run_id)
     try:
-        lines = fetcher.fetch(ids, {})
+        lines = fetcher.fetch(ids, {}, "reconcile")
     finally:
         fetcher.close()
     discover.write_manifest(store, storage.discovery_manifest_key(scope.run_id, scope.start, scope.end, "received"), lines,

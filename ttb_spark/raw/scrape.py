@@ -50,13 +50,14 @@ from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
 from ttb_spark.raw.storage import RawStore, complete_key, manifest_key, page_key, partition_prefix, raw_store
 from ttb_spark.registry.ttb_id import TTBId
-from ttb_spark.scope import ReceiptDates, progress
+from ttb_spark import console
+from ttb_spark.console import progress
+from ttb_spark.scope import ReceiptDates
 
 log = logging.getLogger(__name__)
 
 PROBE_REACH = 4  # probes reach 4 x threshold beyond the last miss
 ABORT_AFTER_FAILURES = 10
-PROGRESS_EVERY_SECONDS = 10.0
 OUTCOMES = ("found", "not_found", "withdrawn", "unexpected", "failed")
 
 
@@ -199,7 +200,7 @@ class _PartitionScrape:
         if entry["outcome"] == "found":
             s.highest_sequence_found = max(s.highest_sequence_found or 0, entry["sequence"])
         self._timing()
-        if time.monotonic() - self.last_progress >= PROGRESS_EVERY_SECONDS:
+        if time.monotonic() - self.last_progress >= console.EVERY_SECONDS:
             self.last_progress = time.monotonic()
             progress(f"scrape {self.partition.key}: at sequence {entry['sequence']} {self._counts_text()}")
 
@@ -289,8 +290,10 @@ def _detail_of(partition: Partition) -> Partition:
 
 
 def scrape_slice(tasks: Iterable[tuple[int, list[tuple[Partition, bool]]]], settings: Settings, run_id: str,
-                 concurrent_tasks: int) -> Iterator[dict[str, Any]]:
-    """Executor side: scrape each (partition, forced) of this task's slice with one client; yields summaries."""
+                 concurrent_tasks: int, quiet: bool = False) -> Iterator[dict[str, Any]]:
+    """Executor side: scrape each (partition, forced) of this task's slice with one client; yields summaries.
+    ``quiet``: the driver's console is (an executor process has its own logging)."""
+    console.configure(quiet)
     interval = task_interval(settings.extraction, concurrent_tasks)
     store = raw_store(settings)
     for index, work in tasks:
@@ -335,10 +338,10 @@ def run(spark: Any, settings: Settings, scope: ReceiptDates) -> dict[str, int]:
             continue
         tasks = min(settings.extraction.scrape_concurrency, len(group))
         slices = list(enumerate(deal(group, tasks)))
-        run_id = scope.run_id
+        run_id, quiet = scope.run_id, console.is_quiet()
         summaries = (
             spark.sparkContext.parallelize(slices, len(slices))
-            .mapPartitions(lambda it: scrape_slice(it, settings, run_id, tasks))
+            .mapPartitions(lambda it: scrape_slice(it, settings, run_id, tasks, quiet))
             .collect()
         )
         for s in summaries:
