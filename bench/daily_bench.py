@@ -48,8 +48,9 @@ FAULTS = {"reset": 0.02, "server_error": 0.03, "rate_limit": 0.02, "truncate": 0
 # every run records itself, the manifests it read and (claimed, then released) its run lock
 BOOKKEEPING = {"ops.pipeline_runs", "ops.ingested_manifests", "ops.run_locks"}
 DAILY = ("daily", "--env", "test", "--since-last-run")
-# columns that differ between two runs of the same schedule: run ids, wall-clock times, request attempts
-PER_RUN = re.compile(r"(^|_)run_id$|_at$|^attempts$|^http_status$|^observed_date_key$")
+# Columns that differ between two runs of the same schedule by design: run ids, wall-clock times and their days,
+# and what a resumed walk records for a page it reused instead of fetching (attempts 0, no HTTP status, no timing).
+PER_RUN = re.compile(r"(^|_)run_id$|_at$|^observed_date_key$|^attempts$|^http_status$|^elapsed|^achieved")
 RUN_ID_IN_KEY = re.compile(r"run_id=[^/]+")
 
 
