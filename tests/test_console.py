@@ -47,6 +47,14 @@ def test_meter_says_done_of_total_rate_and_time_left_at_most_every_interval(caps
     assert meter.line() == "discover: fetched: 102/4,046 pages (2%), 9.3/s, about 0:07:05 left"  # 3,944 / (102 / 11 s)
 
 
+def test_a_slow_meter_says_its_rate_per_minute():
+    clock = Clock()
+    meter = console.Meter("scrape task 1/2", 28, "partitions", clock=clock)
+    clock.now += 120
+    meter.add(3)
+    assert meter.line() == "scrape task 1/2: 3/28 partitions (10%), 1.5/min, about 0:16:40 left"  # 25 / (3 / 120 s)
+
+
 def test_meter_counts_every_item_added_from_many_threads():
     meter = console.Meter("fetched", 8000, "pages", every=1e9)
     threads = [threading.Thread(target=lambda: [meter.add() for _ in range(1000)]) for _ in range(8)]

@@ -77,4 +77,5 @@ class Meter:
         rate = self.done / elapsed
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
         left = f", about {timedelta(seconds=round((self.total - self.done) / rate))} left" if rate > 0 else ""
-        return f"{self.what}: {self.done:,}/{self.total:,} {self.unit}{share}, {rate:.1f}/s{left}"
+        pace = f"{rate:.1f}/s" if rate >= 1 or rate == 0 else f"{rate * 60:.1f}/min"
+        return f"{self.what}: {self.done:,}/{self.total:,} {self.unit}{share}, {pace}{left}"

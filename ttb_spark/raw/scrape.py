@@ -300,9 +300,11 @@ def scrape_slice(tasks: Iterable[tuple[int, list[tuple[Partition, bool]]]], sett
         pacer = Pacer(interval)
         pacer.hold(index * interval / max(1, concurrent_tasks))
         client = RegistryClient(settings.extraction, pacer)
+        meter = console.Meter(f"scrape task {index + 1}/{concurrent_tasks}", len(work), "partitions")
         try:
             for partition, force in work:
                 yield asdict(_PartitionScrape(partition, store, client, settings, run_id, force).run())
+                meter.add()
         finally:
             client.close()
 
