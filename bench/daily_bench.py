@@ -8,6 +8,12 @@ Prints per-run wall times, whether gold equals the registry's public truth as of
 whether ``fact_status_changes`` holds exactly the observable changes, and the tables whose data
 the extra run changed (none expected).
 
+``--sweep-day N`` kills the run of day N (offset from ``--start``; 50 is the one that removes the COLA
+withdrawn that day) after each of its writes in turn (``--stride K``: every K-th), each time from a copy of
+the lakehouse and raw store as the run before left them, then runs it again and compares every table
+with what the uninterrupted run wrote: the kill is swept over every Delta commit and raw write of a run
+that removes COLAs.
+
 ``--kill-seed S`` then replays the schedule into a second lakehouse, where the run of one day drawn
 from S is a subprocess killed (SIGKILL to its process group: driver, JVM, Python workers) once it
 has made N writes — raw-store objects and Delta commits, N drawn from S between 1 and the writes
@@ -15,7 +21,7 @@ that day's run made in the first schedule — so the kill lands between or insid
 stage. The schedule then goes on (that day's run again, then the rest), and every bronze, silver
 and gold table of the two lakehouses is compared (:func:`table_differences`): none may differ.
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--kill-seed 7]``.
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--kill-seed 7] [--sweep-day 50 [--stride 1]]``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -61,6 +68,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--kill-seed", type=int, default=None, help="also replay the schedule with one run killed at a point drawn from this seed")
+    parser.add_argument("--sweep-day", type=int, default=None, help="kill the run of this day (offset) after each of its writes in turn")
+    parser.add_argument("--stride", type=int, default=1, help="--sweep-day: kill after every K-th write only")
     return parser.parse_args(argv)
 
 
@@ -76,8 +85,8 @@ def writes(raw: Path, lake: Path) -> int:
     return objects + sum(1 for _ in lake.glob("*/*/_delta_log/*.json"))
 
 
-def daily(sim: simulator.RegistrySimulator, day: date) -> float:
-    """``daily --since-last-run`` in this process with ``day`` as the simulated today; its wall time."""
+def daily(sim: simulator.RegistrySimulator, day: date) -> tuple[float, str]:
+    """``daily --since-last-run`` in this process with ``day`` as the simulated today; its wall time and summary."""
     sim.today = day
     os.environ["TTB_PARTITION_END_DATE"] = day.isoformat()
     started = time.monotonic()
@@ -85,7 +94,7 @@ def daily(sim: simulator.RegistrySimulator, day: date) -> float:
         code = cli.main(list(DAILY))
     if code != 0:
         raise RuntimeError(f"daily {day} exited {code}:\n{out.getvalue()}")
-    return time.monotonic() - started
+    return time.monotonic() - started, out.getvalue()
 
 
 def daily_killed(sim: simulator.RegistrySimulator, day: date, after: int, raw: Path, lake: Path, log: Path) -> str:
@@ -207,14 +216,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             os.environ.update(environment(sim, raw, lake, args.start))
             started = time.monotonic()
             seconds, made = [], []
-            for day in days:
+            sweep: dict[str, Any] = {}
+            for index, day in enumerate(days):
+                if index == args.sweep_day:
+                    sweep["snapshot"] = Path(tmp) / "before-sweep"
+                    shutil.copytree(Path(tmp), sweep["snapshot"], ignore=shutil.ignore_patterns("before-sweep"))
                 before = writes(raw, lake)
-                seconds.append(daily(sim, day))
+                took, text = daily(sim, day)
+                seconds.append(took)
                 made.append(writes(raw, lake) - before)
+                if index == args.sweep_day:
+                    sweep |= {"day": day, "summary": text, "writes": made[-1],
+                              "versions": {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}}
             total = time.monotonic() - started
             truth = {r.ttb_id: sim.registry.state(r.ttb_id, last).status for r in sim.search(search.Criteria(args.start, last))}
             versions = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
-            again = daily(sim, last)
+            again, _ = daily(sim, last)
             changed = data_changes(spark, root, versions)
             gold = {r.ttb_id: r.status for r in lakehouse.read_table(spark, CONSOLIDATED, root).select("ttb_id", "status").collect()}
             history = {(r.ttb_id, r.change_type, r.previous_status, r.status) for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()}
@@ -222,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             requests = len(sim.hits)
             if args.kill_seed is not None:
                 crash = replay_with_kill(spark, sim, Path(tmp) / "crash", days, made, args.kill_seed, args.start, root)
+            if sweep:
+                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.start, root)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -259,6 +278,32 @@ def replay_with_kill(spark: Any, sim: simulator.RegistrySimulator, where: Path, 
     differences = table_differences(spark, expected_root, str(lake))
     return {"kill_seed": seed, "killed_day": days[killed].isoformat(), "killed_after_writes": after, "writes_that_day": made[killed],
             "crash_replay_seconds": round(time.monotonic() - started, 1), "crash_tables_differing": differences or "none"}
+
+
+
+def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any], where: Path, stride: int, start: date,
+                expected_root: str) -> dict[str, Any]:
+    """The run of ``run["day"]``, from its ``snapshot`` each time, SIGKILLed after its 1st, (1 + stride)th, ...
+    write and run again; the kill points after which any table differs from the uninterrupted run's tables."""
+    differing: dict[int, Any] = {}
+    ended_first: list[int] = []
+    points = list(range(1, run["writes"] + 1, stride))
+    started = time.monotonic()
+    for after in points:
+        shutil.rmtree(where, ignore_errors=True)
+        shutil.copytree(run["snapshot"], where)
+        raw, lake = where / "raw", where / "lakehouse"
+        os.environ.update(environment(sim, raw, lake, start))
+        try:
+            daily_killed(sim, run["day"], after, raw, lake, where.parent / "sweep-killed.log")
+        except RuntimeError:  # this time the run made fewer writes (fewer faults to retry): it ended, not killed
+            ended_first.append(after)
+        daily(sim, run["day"])
+        differing |= {after: d for d in [table_differences(spark, expected_root, str(lake), run["versions"])] if d}
+    removed = re.search(r"colas_removed=(\d+)", run["summary"])
+    return {"sweep_day": run["day"].isoformat(), "sweep_colas_removed": int(removed[1]) if removed else None,
+            "sweep_writes_that_day": run["writes"], "sweep_kill_points": len(points), "sweep_ended_before_kill": ended_first,
+            "sweep_seconds": round(time.monotonic() - started, 1), "sweep_tables_differing": differing or "none"}
 
 
 if __name__ == "__main__":
