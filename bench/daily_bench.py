@@ -21,7 +21,7 @@ that day's run made in the first schedule — so the kill lands between or insid
 stage. The schedule then goes on (that day's run again, then the rest), and every bronze, silver
 and gold table of the two lakehouses is compared (:func:`table_differences`): none may differ.
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--kill-seed 7] [--sweep-day 50 [--stride 1]]``.
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--kill-seed 7] [--sweep-day 50 [--stride 1]]``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.daily_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=date.fromisoformat, default=date(2024, 3, 4), help="first simulated day")
     parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--every", type=int, default=1, help="run the schedule every N days (the simulated clock still covers each)")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--kill-seed", type=int, default=None, help="also replay the schedule with one run killed at a point drawn from this seed")
@@ -200,7 +201,10 @@ def table_differences(spark: Any, expected_root: str, got_root: str, versions: d
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _args(argv)
-    days = [args.start + timedelta(days=d) for d in range(args.days)]
+    days = [args.start + timedelta(days=d) for d in range(0, args.days, args.every)]
+    sweep_day = None if args.sweep_day is None else args.start + timedelta(days=args.sweep_day)
+    if sweep_day is not None and sweep_day not in days:
+        raise SystemExit(f"--sweep-day {args.sweep_day} is not a day the schedule runs (every {args.every} days)")
     last = days[-1]
     from ttb_spark.settings import load_settings
     from ttb_spark.spark import get_spark
@@ -217,15 +221,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             started = time.monotonic()
             seconds, made = [], []
             sweep: dict[str, Any] = {}
-            for index, day in enumerate(days):
-                if index == args.sweep_day:
+            for day in days:
+                if day == sweep_day:
                     sweep["snapshot"] = Path(tmp) / "before-sweep"
                     shutil.copytree(Path(tmp), sweep["snapshot"], ignore=shutil.ignore_patterns("before-sweep"))
                 before = writes(raw, lake)
                 took, text = daily(sim, day)
                 seconds.append(took)
                 made.append(writes(raw, lake) - before)
-                if index == args.sweep_day:
+                if day == sweep_day:
                     sweep |= {"day": day, "summary": text, "writes": made[-1],
                               "versions": {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}}
             total = time.monotonic() - started
@@ -248,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             else:
                 os.environ[key] = value
     result: dict[str, Any] = {
-        "days": args.days, "seed": args.seed, "scale": args.scale, "runs": len(days) + 1,
+        "days": args.days, "every": args.every, "seed": args.seed, "scale": args.scale, "runs": len(days) + 1,
         "public_colas": len(truth), "gold_equals_truth": gold == truth,
         "history_rows": len(history), "history_equals_observable": history == expected,
         "status_changes": sum(1 for h in history if h[1] == "change"), "withdrawn": sum(1 for h in history if h[1] == "withdrawn"),
