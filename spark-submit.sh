@@ -112,7 +112,6 @@ exec "$SPARK_SUBMIT" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
   --conf spark.sql.session.timeZone=UTC \
-  --conf spark.ui.showConsoleProgress=true \
   "${python_conf[@]}" \
   ${driver_conf[@]+"${driver_conf[@]}"} \
   --py-files "$here/build/ttb_spark.zip" \

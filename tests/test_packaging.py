@@ -148,6 +148,7 @@ def test_cluster_submission_ships_the_python_env_and_keeps_valueless_flags(recor
     assert sorted(argv[argv.index("--files") + 1].split(",")) == sorted(str(p) for p in (REPO / "conf").glob("*.toml"))
     assert "spark.yarn.appMasterEnv.TTB_CONF_DIR=." in argv
     assert any("delta-spark" in jar for jar in argv[argv.index("--jars") + 1].split(","))
+    assert "spark.ui.showConsoleProgress=false" in argv  # the job's own progress lines, not Spark's bar (TTB_CONSOLE_PROGRESS)
 
 
 def test_a_spark_submit_on_path_keeps_its_own_spark_and_pips_gets_the_venvs(recorder, tmp_path):

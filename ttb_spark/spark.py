@@ -171,7 +171,8 @@ CLUSTER_DELTA_DYNAMODB_JAR = "delta-storage-s3-dynamodb.jar"
 
 
 def submit_options(settings: Settings, cluster_delta: Path | None = None) -> list[str]:
-    """spark-submit options for a job with these settings: the jars and the S3 settings. With ``cluster_delta``
+    """spark-submit options for a job with these settings: the jars, the S3 settings and whether Spark's console
+    bar shows (``TTB_CONSOLE_PROGRESS``). With ``cluster_delta``
     (the folder of a cluster's own Delta jars) those jars and Delta's log store settings only: the cluster's
     Spark needs its own Delta, and serves ``s3://`` itself."""
     if cluster_delta is None:
@@ -185,7 +186,7 @@ def submit_options(settings: Settings, cluster_delta: Path | None = None) -> lis
             raise SettingsError(f"the cluster's Delta at {cluster_delta} has no {', '.join(missing)} (TTB_CLUSTER_DELTA_DIR)")
         jars, conf = [str(cluster_delta / n) for n in names], log_store_conf(settings)
     options = ["--jars", ",".join(jars)]
-    for key, value in conf.items():
+    for key, value in (conf | {"spark.ui.showConsoleProgress": str(settings.spark.console_progress).lower()}).items():
         options += ["--conf", f"{key}={value}"]
     return options
 
