@@ -21,7 +21,7 @@ that day's run made in the first schedule — so the kill lands between or insid
 stage. The schedule then goes on (that day's run again, then the rest), and every bronze, silver
 and gold table of the two lakehouses is compared (:func:`table_differences`): none may differ.
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--kill-seed 7] [--sweep-day 50 [--stride 1]]``.
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K]]``.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--kill-seed", type=int, default=None, help="also replay the schedule with one run killed at a point drawn from this seed")
     parser.add_argument("--sweep-day", type=int, default=None, help="kill the run of this day (offset) after each of its writes in turn")
     parser.add_argument("--stride", type=int, default=1, help="--sweep-day: kill after every K-th write only")
+    parser.add_argument("--last", type=int, default=None, help="--sweep-day: only the run's last K writes (silver's and gold's commits)")
     return parser.parse_args(argv)
 
 
@@ -244,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if args.kill_seed is not None:
                 crash = replay_with_kill(spark, sim, Path(tmp) / "crash", days, made, args.kill_seed, args.start, root)
             if sweep:
-                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.start, root)
+                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.last, args.start, root)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -285,13 +286,14 @@ def replay_with_kill(spark: Any, sim: simulator.RegistrySimulator, where: Path, 
 
 
 
-def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any], where: Path, stride: int, start: date,
-                expected_root: str) -> dict[str, Any]:
+def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any], where: Path, stride: int, last: int | None,
+                start: date, expected_root: str) -> dict[str, Any]:
     """The run of ``run["day"]``, from its ``snapshot`` each time, SIGKILLed after its 1st, (1 + stride)th, ...
-    write and run again; the kill points after which any table differs from the uninterrupted run's tables."""
+    write (of its ``last`` writes only, if given) and run again; the kill points after which any table differs
+    from the uninterrupted run's tables. Each point's outcome is printed as it is known."""
     differing: dict[int, Any] = {}
     ended_first: list[int] = []
-    points = list(range(1, run["writes"] + 1, stride))
+    points = list(range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] + 1, stride))
     started = time.monotonic()
     for after in points:
         shutil.rmtree(where, ignore_errors=True)
@@ -303,7 +305,10 @@ def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any
         except RuntimeError:  # this time the run made fewer writes (fewer faults to retry): it ended, not killed
             ended_first.append(after)
         daily(sim, run["day"])
-        differing |= {after: d for d in [table_differences(spark, expected_root, str(lake), run["versions"])] if d}
+        differences = table_differences(spark, expected_root, str(lake), run["versions"])
+        differing |= {after: differences} if differences else {}
+        print(f"sweep {run['day']}: killed after write {after} of {run['writes']}: "
+              + ("ended before it" if after in ended_first else "rerun") + f", tables differing: {differences or 'none'}", flush=True)
     removed = re.search(r"colas_removed=(\d+)", run["summary"])
     return {"sweep_day": run["day"].isoformat(), "sweep_colas_removed": int(removed[1]) if removed else None,
             "sweep_writes_that_day": run["writes"], "sweep_kill_points": len(points), "sweep_ended_before_kill": ended_first,
