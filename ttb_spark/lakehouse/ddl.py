@@ -33,7 +33,11 @@ def ensure_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> l
     if is_catalog(lakehouse_root):
         catalog, schema, _ = _catalog_name(spec, lakehouse_root)
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {_ident(catalog)}.{_ident(schema)}")
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} {_definition(spec)}")
+    try:
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {ref} {_definition(spec)}")
+    except Exception as exc:  # noqa: BLE001 - only another writer's creation in progress is waited for
+        if is_catalog(lakehouse_root) or NON_EMPTY_LOCATION not in str(exc):
+            raise
     if not is_catalog(lakehouse_root) and not _created_meanwhile(spark, spec, lakehouse_root):
         raise TableNotCreated(
             f"{spec.name}: {spec.path(lakehouse_root)} is not a Delta table and CREATE TABLE did not make it one "
@@ -56,8 +60,10 @@ def _definition(spec: TableSpec) -> str:
 
 # How long another writer's CREATE TABLE may take to commit: between making the table's _delta_log folder and
 # committing version 0, CREATE TABLE IF NOT EXISTS counts the table as there while reads find none (as for any
-# other folder or file at the table's path).
-CREATION_WAIT_SECONDS = 2.0
+# other folder or file at the table's path), or, once the commit's file is being written, refuses the location
+# as not empty (NON_EMPTY_LOCATION: seen when two job processes on a loaded machine created silver's tables).
+CREATION_WAIT_SECONDS = 5.0
+NON_EMPTY_LOCATION = "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION"
 
 
 class TableNotCreated(RuntimeError):
