@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Callable
 
 LOGGER = logging.getLogger("ttb_spark")
-EVERY_SECONDS = 10.0  # a long loop's progress line at most this often (and once at its end)
+EVERY_SECONDS = 10.0  # a long loop's progress line at most this often
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]

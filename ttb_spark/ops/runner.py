@@ -356,25 +356,28 @@ def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, s
 def one_line(exc: BaseException) -> str:
     """Exception type and the first line of its message; for an error raised in the JVM (whose first line only
     names the call, "An error occurred while calling o4876.collectToPython."), the Java exception's too."""
-    line = _first_line(lambda: str(exc)) or _first_line(lambda: getattr(exc, "errmsg", ""))
+    line = _first_line(_text(lambda: str(exc)) or _text(lambda: getattr(exc, "errmsg", "")))
     if getattr(exc, "java_exception", None) is not None:
-        line = f"{line} {_first_line(lambda: str(exc.java_exception.toString()))}".rstrip()
+        line = f"{line} {_first_line(_text(lambda: str(exc.java_exception.toString())))}".rstrip()
     return f"{type(exc).__name__}: {line}"
 
 
-def _first_line(text: Callable[[], str]) -> str:
-    """The first line of ``text()``; empty when it has none or cannot be had (a JVM that no longer answers)."""
+def _text(produce: Callable[[], str]) -> str:
+    """``produce()`` stripped; empty when it cannot be had (a JVM that no longer answers)."""
     try:
-        lines = text().strip().splitlines()
+        return produce().strip()
     except Exception:
         return ""
-    return lines[0] if lines else ""
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def error_text(exc: BaseException) -> str:
     """One line naming the exception (``one_line``), then its message and the innermost frames, bounded in size."""
     text = "".join(traceback.format_exception(exc, limit=-3))
-    rest = "\n".join(str(exc).strip().splitlines()[1:]) if _first_line(lambda: str(exc)) else ""
+    rest = "\n".join(_text(lambda: str(exc)).splitlines()[1:])
     head = one_line(exc) + (f"\n{rest}" if rest else "")
     return (head if len(head) < ERROR_CHARS // 2 else head[: ERROR_CHARS // 2] + " ...") + "\n" + text[-ERROR_CHARS // 2 :]
 
