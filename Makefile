@@ -17,7 +17,7 @@ CLUSTER_DELTA := 4.0.0
 DIST ?= dist
 PKG  ?= build
 
-.PHONY: setup demo test test-spark40 package wheelhouse bench docs clean
+.PHONY: setup browser demo test test-spark40 package wheelhouse bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -37,8 +37,15 @@ demo: setup
 # clone, docs/performance.md), the 60-day daily module alone then 35 of them. Modules are dealt in the order
 # tests/conftest.py collects them: the slow scenario modules first.
 TEST_WORKERS ?= 2
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+# Headless Chromium for the report's browser test (Debian's chromium package, ~25 s), installed where this
+# runs as root with apt-get; elsewhere that test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+		echo "make: no Chromium here (Debian's chromium package): the report's browser test will be skipped"
 
 # The unit and transform tests on the lowest supported Spark + Delta pair, in a second venv with Databricks
 # Runtime 17.3 LTS's library versions (constraints/dbr-17.3.txt) on its Python (3.12) where this machine has

@@ -19,19 +19,23 @@ and run again: every table then equals the uninterrupted schedule's after its se
 from __future__ import annotations
 
 import shutil
+import subprocess
 from datetime import date, timedelta
 from typing import Any
 
+import lxml.html
 import pytest
 from pyspark.sql import functions as F
 
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
+from test_report import _specs
 from ttb_spark import cli, lakehouse, tables
 from ttb_spark.ops import audit
 from ttb_spark.registry import search, simulator
 from ttb_spark.gold.consolidated import CONSOLIDATED
-from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_STATUS_CHANGES
+from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 
 START = date(2024, 3, 4)
 SEED = 4  # one record approved on day 20 is withdrawn on day 50, between runs that see it and runs that must drop it
@@ -69,6 +73,8 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
         sim.faults = simulator.Faults(**FAULTS, broken=(f"{seen['broken']}/certificate",))
         for index, day in enumerate(run_days):
             before = writes(raw, lake)
+            if index == len(run_days) - 1:
+                mp.setenv("TTB_REPORT_AFTER_RUN", "true")  # the report of the last 8 weeks, as the shipped jobs write it
             seen["summaries"].append(daily(sim, day))
             sim.faults = simulator.Faults(**FAULTS)
             if index == 0:
@@ -148,3 +154,87 @@ def test_a_run_killed_at_a_random_point_then_rerun_ends_with_the_same_tables(spa
         assert "ttb_spark daily:" not in log  # killed before its summary
         daily(sim, day)
     assert table_differences(spark, sixty_days["root"], str(lake), sixty_days["after_second"]) == {}
+
+
+def _week(column: str) -> str:
+    """SQL: the Monday of the date's ISO week (dayofweek: 1 = Sunday ... 7 = Saturday)."""
+    return f"date_sub({column}, (dayofweek({column}) + 5) % 7)"
+
+
+def _report(sixty_days) -> tuple[str, str]:
+    """The path of the report the last scheduled run wrote, and its text."""
+    written = [line.split(None, 1)[1] for line in sixty_days["summaries"][-1].splitlines() if line.startswith("  report ")]
+    assert len(written) == 1 and written[0].endswith(".html"), sixty_days["summaries"][-1]
+    with open(written[0], encoding="utf-8") as page:
+        return written[0], page.read()
+
+
+def test_the_last_run_wrote_a_report_whose_charts_and_tables_hold_golds_numbers(spark, sixty_days):
+    root = sixty_days["root"]
+    path, text = _report(sixty_days)
+    for spec in (FACT_PRODUCTS, DIM_PRODUCT_TYPES, DIM_COMPANIES, DIM_LOCATIONS, FACT_STATUS_CHANGES):
+        lakehouse.read_table(spark, spec, root).createOrReplaceTempView(spec.name.split(".")[1])
+    until = spark.sql("SELECT max(approval_date) FROM fact_products").first()[0]
+    since = until - timedelta(days=until.weekday() + 7 * 7)  # eight ISO weeks, the last one holding gold's newest approval
+    assert path.endswith(f"/reports/ttb-report_{since}_{until}.html")
+    approved = f"""SELECT f.*, coalesce(t.family, 'UNCLASSIFIED') AS family, {_week('f.approval_date')} AS week
+        FROM fact_products f LEFT JOIN dim_product_types t ON t.product_type_key = f.product_type_key
+        WHERE f.approval_date BETWEEN DATE'{since}' AND DATE'{until}'"""
+    events = f"""SELECT *, to_date(observed_at) AS observed_date, {_week('to_date(observed_at)')} AS week FROM fact_status_changes
+        WHERE change_type <> 'initial' AND to_date(observed_at) BETWEEN DATE'{since}' AND DATE'{until}'"""
+    current = "LEFT JOIN dim_companies c ON c.company_key = a.company_key AND c.is_current"
+    sql = {
+        "approvals_by_week": "SELECT week, family, count(*) FROM a GROUP BY week, family",
+        "new_entrants_by_week": "SELECT week, 'first COLA of a permit', count(*) FROM a WHERE is_first_company_cola GROUP BY week "
+                                "UNION ALL SELECT week, 'first COLA of a brand', count(*) FROM a WHERE is_first_brand_cola GROUP BY week",
+        "days_to_approval_by_week": "SELECT week, family, count(*), percentile(days_to_approval, 0.5), percentile(days_to_approval, 0.9) "
+                                    "FROM a WHERE days_to_approval IS NOT NULL GROUP BY week, family",
+        "top_filers": f"SELECT a.permit_number, c.company_name, c.state, count(*) AS n FROM a {current} "
+                      "GROUP BY a.permit_number, c.company_name, c.state ORDER BY n DESC, a.permit_number LIMIT 15",
+        "status_events_by_week": "SELECT week, change_type, count(*) FROM e GROUP BY week, change_type",
+        "approvals_by_origin": "SELECT coalesce(l.state_name, l.origin_description, l.origin_code, a.origin_code, 'unknown') AS o, "
+                               "l.is_domestic, count(*) AS n FROM a LEFT JOIN dim_locations l ON l.location_key = a.origin_location_key "
+                               "GROUP BY o, l.is_domestic ORDER BY n DESC, o LIMIT 15",
+        "latest_new_entrants": f"SELECT * FROM (SELECT approval_date, 'first COLA of a permit' AS k, ttb_id, a.permit_number, c.company_name, "
+                               f"brand_name FROM a {current} WHERE is_first_company_cola UNION ALL SELECT approval_date, 'first COLA of a brand', "
+                               f"ttb_id, a.permit_number, c.company_name, brand_name FROM a {current} WHERE is_first_brand_cola) "
+                               "ORDER BY approval_date DESC, ttb_id, k LIMIT 15",
+        "latest_status_events": "SELECT observed_date, change_type, ttb_id, previous_status, status, reason FROM e "
+                                "ORDER BY observed_date DESC, ttb_id, change_type LIMIT 50",
+    }
+
+    def answer(query: str) -> list[tuple]:
+        rows = spark.sql(f"WITH a AS ({approved}), e AS ({events}) {query}").collect()
+        return [tuple(v.isoformat() if isinstance(v, date) else v for v in r) for r in rows]
+
+    specs = _specs(text)
+    assert set(specs) == set(sql) - {"latest_new_entrants", "latest_status_events"}  # every chart there, none empty
+    for name, spec in specs.items():
+        charted = [tuple(row.values()) for row in spec["data"]["values"]]
+        expected = answer(sql[name])
+        assert charted == expected if "ORDER BY" in sql[name] else sorted(charted) == sorted(expected), name
+    document = lxml.html.fromstring(text)
+    for name in sql:  # every figure's table too, cell by cell
+        cells = [tuple(td.text_content() for td in tr.findall("td")) for tr in document.xpath(f"//section[@id='{name}']//tbody/tr")]
+        expected = [tuple("" if v is None else str(v) for v in row) for row in answer(sql[name])]
+        assert cells == expected if "ORDER BY" in sql[name] else sorted(cells) == sorted(expected), name
+    assert answer("SELECT count(*) FROM e")[0][0] > 0  # the period's withdrawal and status changes are in it
+    assert "  report    not written: gold processed no COLA" in sixty_days["again"]  # the run with nothing new left it
+
+
+def test_the_report_renders_every_chart_in_a_browser_without_console_errors(sixty_days, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium on this machine (Debian's chromium package; `make setup` installs it where it runs as root)")
+    path, text = _report(sixty_days)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=20000", "--dump-dom", f"file://{path}"]
+    shown = subprocess.run([browser, *flags], capture_output=True, text=True, timeout=180, check=True)
+    assert [line for line in shown.stderr.splitlines() if ":CONSOLE" in line] == []  # no error, warning or log from the page
+    dom = lxml.html.fromstring(shown.stdout)
+    specs = _specs(text)
+    assert specs
+    for name, spec in specs.items():
+        marks = dom.xpath(f"//div[@id='chart-{name}']//svg//*[@role='graphics-symbol']")
+        assert len(marks) >= len(spec["data"]["values"]), name  # a mark drawn for every row, at least

@@ -11,7 +11,7 @@ import sys
 from datetime import date
 from typing import Callable, Sequence
 
-from ttb_spark.settings import DATA_TYPES, RECEIPT_METHODS, SettingsError
+from ttb_spark.settings import DATA_TYPES, ENVIRONMENTS, RECEIPT_METHODS, SettingsError
 
 STAGES: dict[str, str] = {
     "pipeline": "scrape -> bronze -> silver -> gold for a date range (the original ttb_raw_pipeline + ttb_analytics_pipeline)",
@@ -43,8 +43,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ttb_spark {self.prog.split()[-1]}: error: {message}\n")
 
 
+def _add_env(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", choices=list(ENVIRONMENTS), help="settings profile (default $TTB_ENVIRONMENT or development)")
+
+
 def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
-    p.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
+    _add_env(p)
     p.add_argument("--date", type=_iso_date, help="a single receipt date (YYYY-MM-DD)")
     p.add_argument("--start", type=_iso_date, help="first receipt date (TTB_PARTITION_START_DATE)")
     p.add_argument("--end", type=_iso_date, help="last receipt date, inclusive (TTB_PARTITION_END_DATE)")
@@ -88,10 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("settings", help="print the settings reference (docs/settings.md) generated from the settings model")
     relayout = sub.add_parser("relayout", help="rewrite tables into their declared partitioning or clustering (jobs stopped)")
     relayout.add_argument("tables", nargs="+", metavar="table", help="layer.table, e.g. gold.ttb_consolidated")
-    relayout.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
+    _add_env(relayout)
     adopt = sub.add_parser("adopt-catalog", help="copy a lakehouse of path tables into the catalog of the settings (TTB_CATALOG), jobs stopped")
     adopt.add_argument("--from", dest="source", required=True, metavar="ROOT", help="the path lakehouse root, e.g. s3://bucket/lakehouse")
-    adopt.add_argument("--env", choices=["development", "test", "production"], help="settings profile (default $TTB_ENVIRONMENT or development)")
+    _add_env(adopt)
+    report = sub.add_parser("report", help="one self-contained HTML page of charts over gold: approvals, new entrants, days to approval, filers, status events, origins")
+    _add_env(report)
+    report.add_argument("--since", type=_iso_date, help="first day (default: the Monday TTB_REPORT_WEEKS ISO weeks back from --until)")
+    report.add_argument("--until", type=_iso_date, help="last day, inclusive (default: gold's newest approval date)")
+    report.add_argument("--out", help="a file path or s3:// object URI (default: <raw root>/reports/ttb-report_<since>_<until>.html)")
+    report.add_argument("--raw-root", help="raw store, where reports go by default (TTB_RAW_ROOT)")
+    report.add_argument("--lakehouse-root", help="Delta lakehouse root (TTB_LAKEHOUSE_ROOT)")
     return parser
 
 
@@ -122,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ttb_spark.ops import adopt
 
             return adopt.run_command(args.source, args.env)
+        if args.command == "report":
+            from ttb_spark import report
+
+            return report.run_command(args)
         from ttb_spark import console
         from ttb_spark.ops import runner
 

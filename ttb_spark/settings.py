@@ -266,6 +266,10 @@ class AnalyticsSettings(_Section):
     drift_baseline_days: int = Field(28, ge=1)
     drift_ratio: float = Field(3.0, gt=1.0)
     drift_blocking: bool = False
+    # `ttb_spark report` (charts over gold, one HTML page): the ISO weeks it covers by default, and whether a
+    # job ending in gold (daily, pipeline, analytics, gold) writes it after a run whose gold processed COLAs.
+    report_weeks: int = Field(8, ge=1, le=520)
+    report_after_run: bool = True
 
     @model_validator(mode="after")
     def _freshness(self) -> AnalyticsSettings:

@@ -73,6 +73,7 @@ class RunResult:
     rejected_pages: int | None = None  # pages of the range in silver.rejects (None: the job has no silver stage)
     rejected_of: str = ""  # what rejected_pages counts: the range, or this run's changed pages
     audit_error: str | None = None  # the first failure to read or write the run's ops.pipeline_runs row
+    report: str | None = None  # where the run wrote its report (ttb_spark.report), or why it did not
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -334,12 +335,34 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         if claim is not None:
             locks.release(spark, root, scope.run_id)
     run_audit.write(record)
+    report, report_failed = after_run_report(job, spark, settings, record) if code == 0 else (None, False)
     rejected, of = None, ""
     if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
         rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
     elif "silver" in JOBS[job]:
         rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
-    return RunResult(record, code or int(run_audit.error is not None), written_tables(spark, root), rejected, of, run_audit.error)
+    code = code or int(run_audit.error is not None or report_failed)
+    return RunResult(record, code, written_tables(spark, root), rejected, of, run_audit.error, report)
+
+
+def after_run_report(job: str, spark: Any, settings: Settings, record: Any) -> tuple[str | None, bool]:
+    """Write the report (:mod:`ttb_spark.report`) after a run whose gold stage processed COLAs, when
+    ``TTB_REPORT_AFTER_RUN`` is on: (where it went or why it was not written, whether writing it failed).
+    A failure is reported, never undoes or stands in for the published data."""
+    if "gold" not in JOBS[job] or not settings.analytics.report_after_run:
+        return None, False
+    if not (record.counts.get("gold") or {}).get("colas"):
+        return "not written: gold processed no COLA", False
+    from ttb_spark import report
+
+    started = time.monotonic()
+    try:
+        where = report.run(spark, settings)
+    except Exception as exc:
+        progress(f"{job}: report FAILED {one_line(exc)}")
+        return f"NOT WRITTEN: {one_line(exc)}", True
+    progress(f"{job}: report written in {time.monotonic() - started:.1f}s: {where}")
+    return where, False
 
 
 def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any, job: str = "") -> Any:
@@ -465,6 +488,7 @@ def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str,
         "rejects": None if result.rejected_pages is None else {"pages": result.rejected_pages, "of": result.rejected_of},
         "error": r.error.splitlines()[0] if r.error else None,
         "audit_error": result.audit_error,
+        "report": result.report,
         "raw": settings.pipeline.raw_root,
         "tables": {"where": where, "names": list(result.tables)},
         "audit": {"table": lakehouse.location(audit.PIPELINE_RUNS, root), "run_id": r.run_id},
@@ -492,6 +516,8 @@ def summary(fields: dict[str, Any]) -> str:
         lines.append(f"  error     {fields['error'][:200]}")
     if fields["audit_error"]:
         lines.append(f"  audit     NOT RECORDED: {fields['audit_error'][:300]}")
+    if fields["report"]:
+        lines.append(f"  report    {fields['report']}")
     lines.append(f"  raw       {fields['raw']}")
     lines.append(f"  tables    {fields['tables']['where']}: {', '.join(fields['tables']['names']) or '(none yet)'}")
     lines.append(f"  audit     {fields['audit']['table']} (run_id = '{fields['audit']['run_id']}')")
