@@ -18,8 +18,12 @@ and run again: every table then equals the uninterrupted schedule's after its se
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import re
 import shutil
 import subprocess
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,10 +34,14 @@ from pyspark.sql import functions as F
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
 from test_report import _specs
+from test_watch import Receiver
 from ttb_spark import cli, lakehouse, tables
 from ttb_spark.ops import audit
 from ttb_spark.registry import search, simulator
+from ttb_spark.watch import digest
+from ttb_spark.watch.hits import WATCH_HITS
 from ttb_spark.gold.consolidated import CONSOLIDATED
+from ttb_spark.gold.stage import CHANGE_KINDS
 from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 
@@ -46,14 +54,34 @@ LAST = START + timedelta(days=DAYS - 1)
 KILL_SEED = 3  # draws the write of the second run after which its process is killed
 
 
+WATCHLIST = """
+[[watch]]
+name = "every change but a new COLA"
+changes = ["status_changed", "withdrawn", "removed", "reinstated"]
+
+[[watch]]
+name = "new oak brands"
+brands = ["* oak"]
+changes = ["new"]
+"""
+
+
 def daily(sim, day: date) -> str:
-    """``daily --env test --since-last-run`` with the simulated day as the schedule's today; its output."""
+    """``daily --env test --since-last-run`` with the simulated day as the schedule's today; its summary, then
+    what it wrote on stderr."""
     sim.today = day
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TTB_PARTITION_END_DATE", day.isoformat())
         code, out, err = _capture(lambda: cli.main(["daily", "--env", "test", "--since-last-run"]))
     assert code == 0, out + err[-3000:]
-    return out
+    return out + err
+
+
+def watching(mp: pytest.MonkeyPatch, base, url: str) -> None:
+    """The schedule's watchlist (:data:`WATCHLIST`) and notification target, as the environment gives them."""
+    (base / "watchlist.toml").write_text(WATCHLIST)
+    mp.setenv("TTB_WATCHLIST_FILE", str(base / "watchlist.toml"))
+    mp.setenv(digest.NOTIFY_URLS, url)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +93,12 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
     root = str(lake)
     run_days = [START + timedelta(days=d) for d in RUN_DAYS]
     seen: dict[str, Any] = {"root": root, "run_days": run_days, "summaries": []}
-    with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=START) as sim:
+    receiver = Receiver(500)  # refuses the first digest: the next run that sends must send its hits again
+    with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=START) as sim, receiver:
         for name, value in environment(sim, raw, lake, START).items():
             mp.setenv(name, value)
+        watching(mp, base, receiver.url)
+        seen["base"], seen["notify"] = base, receiver.url
         # one certificate of the first day is served broken through the first run, and healthy after it
         seen["broken"] = min(r.ttb_id for r in sim.search(search.Criteria(START, START)))
         sim.faults = simulator.Faults(**FAULTS, broken=(f"{seen['broken']}/certificate",))
@@ -78,6 +109,8 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
             seen["summaries"].append(daily(sim, day))
             sim.faults = simulator.Faults(**FAULTS)
             if index == 0:
+                keys = list(FACT_STATUS_CHANGES.keys)
+                seen["first_changes"] = {tuple(r) for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).select(*keys).collect()}
                 seen["after_first"] = base.parent / "daily-after-first-run"
                 shutil.copytree(base, seen["after_first"])
             if index == 1:
@@ -86,7 +119,9 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
         seen["faults"] = {h.answer for h in sim.hits} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
         seen["truth"] = {r.ttb_id: sim.registry.state(r.ttb_id, LAST).status for r in sim.search(search.Criteria(START, LAST))}
         seen["versions"] = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
+        seen["posts_before_again"] = list(receiver.posts)
         seen["again"] = daily(sim, LAST)
+        seen["posts"] = list(receiver.posts)
         seen["registry"] = sim.registry
     return seen
 
@@ -150,6 +185,7 @@ def test_a_run_killed_at_a_random_point_then_rerun_ends_with_the_same_tables(spa
     with pytest.MonkeyPatch.context() as mp, simulator.running(seed=SEED, scale=0.01, faults=FAULTS, today=day) as sim:
         for name, value in environment(sim, raw, lake, START).items():
             mp.setenv(name, value)
+        watching(mp, tmp_path, sixty_days["notify"])  # the receiver is gone: a digest fails, as the schedule's first was refused
         log = daily_killed(sim, day, after, raw, lake, tmp_path / "killed.log")
         assert "ttb_spark daily:" not in log  # killed before its summary
         daily(sim, day)
@@ -238,3 +274,43 @@ def test_the_report_renders_every_chart_in_a_browser_without_console_errors(sixt
     for name, spec in specs.items():
         marks = dom.xpath(f"//div[@id='chart-{name}']//svg//*[@role='graphics-symbol']")
         assert len(marks) >= len(spec["data"]["values"]), name  # a mark drawn for every row, at least
+
+
+def test_watchlist_hits_are_recorded_and_each_sent_once_a_refused_digest_by_the_next_run(spark, sixty_days):
+    root, registry = sixty_days["root"], sixty_days["registry"]
+    products = lakehouse.read_table(spark, FACT_PRODUCTS, root).select("ttb_id", "brand_name").collect()
+    assert products and all(registry.record(r.ttb_id).brand == r.brand_name for r in products)  # brands as the registry has them
+    recorded = [r for r in lakehouse.read_table(spark, FACT_STATUS_CHANGES, root).collect()
+                if (r.ttb_id, r.observed_at, r.change_type) not in sixty_days["first_changes"]]  # watching starts after the first run
+    expected: Counter = Counter()
+    for r in recorded:
+        kind = CHANGE_KINDS[r.change_type]
+        if kind != "new":
+            expected["every change but a new COLA", r.ttb_id, kind] += 1
+        elif fnmatch.fnmatchcase(registry.record(r.ttb_id).brand, "* OAK"):
+            expected["new oak brands", r.ttb_id, kind] += 1
+    assert {rule for rule, _, _ in expected} == {"every change but a new COLA", "new oak brands"}
+    assert {kind for _, _, kind in expected} >= {"new", "status_changed", "withdrawn"}
+    hits = lakehouse.read_table(spark, WATCH_HITS, root).collect()
+    assert Counter((h.rule, h.ttb_id, h.change) for h in hits) == expected
+    assert all(h.sent_at is not None for h in hits)
+
+    posts = sixty_days["posts"]
+    assert posts == sixty_days["posts_before_again"]  # the run with nothing new sent nothing
+    assert len(posts) >= 2 and {path for path, _ in posts} == {"/hook/SECRET-TOKEN-42"}
+
+    def listed(body: bytes) -> Counter:
+        text = json.loads(body)["message"]
+        return Counter(re.findall(r"^\[(.+?)\] (\w+)[^\n]*\n  \S+ttbid=(\d{14})$", text, re.M))
+
+    refused, accepted = listed(posts[0][1]), [listed(body) for _, body in posts[1:]]
+    assert sum(accepted, Counter()) == Counter({(rule, kind, i): n for (rule, i, kind), n in expected.items()})  # each hit once
+    assert refused and not refused - accepted[0]  # the refused digest's hits went with the next one
+    sent = {json.loads(body)["message"].split("\n", 1)[0].removeprefix("digest ") for _, body in posts[1:]}
+    assert {h.digest_id for h in hits} == sent
+
+    token = "SECRET-TOKEN-42"
+    assert not [s for s in (*sixty_days["summaries"], sixty_days["again"]) if token in s]  # summaries and stderr
+    audit_rows = lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).collect()
+    assert audit_rows and not [r for r in audit_rows if token in str(r.asDict())]
+    assert "  watch     hits=0 pending=0 sent=0" in sixty_days["again"]

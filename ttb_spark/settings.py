@@ -270,6 +270,10 @@ class AnalyticsSettings(_Section):
     # job ending in gold (daily, pipeline, analytics, gold) writes it after a run whose gold processed COLAs.
     report_weeks: int = Field(8, ge=1, le=520)
     report_after_run: bool = True
+    # Watchlists: a TOML file of rules (ttb_spark/watch/rules.py; a path, workspace file, volume path or s3:// URI);
+    # the daily job records the changes they match in gold.watch_hits and sends a digest to the Apprise URLs of
+    # TTB_WATCH_NOTIFY_URLS (environment only: they carry tokens). None: no watching.
+    watchlist_file: str | None = None
 
     @model_validator(mode="after")
     def _freshness(self) -> AnalyticsSettings:

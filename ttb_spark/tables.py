@@ -12,6 +12,7 @@ from ttb_spark import bronze, lakehouse, reference, silver
 from ttb_spark.ops import audit, locks
 from ttb_spark.gold import stage as gold
 from ttb_spark.lakehouse import TableSpec
+from ttb_spark.watch.hits import WATCH_HITS
 
 ALL: tuple[TableSpec, ...] = (
     # bronze: the raw pages and search answers as served, and what was scraped
@@ -19,7 +20,7 @@ ALL: tuple[TableSpec, ...] = (
     # silver: parsed records, quarantined pages, withdrawals
     silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS, silver.WITHDRAWALS,
     # gold: the code lists, and what the gold stage builds
-    reference.REFERENCE_DATA, *gold.TABLES,
+    reference.REFERENCE_DATA, *gold.TABLES, WATCH_HITS,
     # ops: run bookkeeping
     audit.PIPELINE_RUNS, lakehouse.WATERMARKS, locks.RUN_LOCKS, bronze.INGESTED_MANIFESTS,
 )  # fmt: skip

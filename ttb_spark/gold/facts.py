@@ -18,7 +18,7 @@ from ttb_spark.gold.consolidated import LABEL
 from ttb_spark.gold.dimensions import address_location_id, origin_location_id
 from ttb_spark.gold.keys import date_key, surrogate_key
 from ttb_spark.gold.layout import COLA_FACT_KEY, DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
-from ttb_spark.lakehouse import TableSpec, column
+from ttb_spark.lakehouse import CHANGE_FEED, TableSpec, column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -109,6 +109,7 @@ FACT_STATUS_CHANGES = TableSpec(
     ),
     keys=("ttb_id", "observed_at", "change_type"),
     partition_by=(RECEIPT_MONTH,),
+    properties=CHANGE_FEED,  # watchlists read what each run recorded (ttb_spark.watch)
     derived=DERIVED,
     schema=StructType([
         column("ttb_id", StringType(), "14-digit TTB ID", False),

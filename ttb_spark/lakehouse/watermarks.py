@@ -1,7 +1,8 @@
 """``ops.watermarks``: per consuming stage and source table, the source's Delta version the stage has
-processed through. Silver reads bronze.pages' changes after it, gold the silver tables'. A stage moves it
-only after its own writes committed, so a crash leaves the old watermark and the rerun redoes the same
-changes (idempotent MERGEs). Part of the lakehouse, not of the run audit: the stages read and move it.
+processed through. Silver reads bronze.pages' changes after it, gold the silver tables', the daily job's
+watchlist gold.fact_status_changes'. A stage moves it only after its own writes committed, so a crash leaves
+the old watermark and the rerun redoes the same changes (idempotent MERGEs). Part of the lakehouse, not of the
+run audit: the stages read and move it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ WATERMARKS = TableSpec(
     hash_exclude=("run_id", "updated_at"),
     schema=StructType(
         [
-            column("stage", StringType(), "Consuming stage: silver or gold.", nullable=False),
+            column("stage", StringType(), "Consuming stage: silver, gold or watch (the daily job's watchlist).", nullable=False),
             column("source_table", StringType(), "Table whose changes the stage reads, e.g. bronze.pages.", nullable=False),
             column("version", LongType(), "Source table version processed through (its changes after this are pending)."),
             column("run_id", StringType(), "Run that last moved the watermark."),

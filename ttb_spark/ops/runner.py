@@ -74,6 +74,7 @@ class RunResult:
     rejected_of: str = ""  # what rejected_pages counts: the range, or this run's changed pages
     audit_error: str | None = None  # the first failure to read or write the run's ops.pipeline_runs row
     report: str | None = None  # where the run wrote its report (ttb_spark.report), or why it did not
+    watch: dict[str, Any] | None = None  # the watchlist's counts (ttb_spark.watch), or its error
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -280,10 +281,13 @@ class RunAudit:
             self._failed("write the run's row to", exc)
 
 
-def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None) -> RunResult:
+def run_job(
+    job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None, watchlist: tuple[Any, ...] = (),
+) -> RunResult:  # fmt: skip
     """Run every stage of ``job`` per chunk of the scope, with the run audited; never raises for a stage or
     audit failure. Exit status 1 when a stage failed, or when the stages succeeded but the run could not be
-    recorded (the summary says which)."""
+    recorded, its report written or its watchlist hits recorded (the summary says which). ``watchlist``: the
+    rules (:mod:`ttb_spark.watch`) a successful daily run records hits of and sends."""
     from ttb_spark.ops import audit, locks
 
     root = settings.pipeline.lakehouse_root
@@ -335,14 +339,32 @@ def run_job(job: str, spark: Any, settings: Settings, scope: Scope, arguments: d
         if claim is not None:
             locks.release(spark, root, scope.run_id)
     run_audit.write(record)
+    watched = after_run_watch(job, spark, settings, record, watchlist) if code == 0 else None
     report, report_failed = after_run_report(job, spark, settings, record) if code == 0 else (None, False)
     rejected, of = None, ""
     if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
         rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
     elif "silver" in JOBS[job]:
         rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
-    code = code or int(run_audit.error is not None or report_failed)
-    return RunResult(record, code, written_tables(spark, root), rejected, of, run_audit.error, report)
+    code = code or int(run_audit.error is not None or report_failed or bool(watched and "error" in watched))
+    return RunResult(record, code, written_tables(spark, root), rejected, of, run_audit.error, report, watched)
+
+
+def after_run_watch(job: str, spark: Any, settings: Settings, record: Any, watchlist: tuple[Any, ...]) -> dict[str, Any] | None:
+    """Record the watchlist's hits and send the pending ones after a successful daily run (only the daily job
+    watches: a backfill or a reprocessing run never sends); its counts, or ``{"error": ...}``."""
+    if job != "daily" or not watchlist:
+        return None
+    from ttb_spark import watch
+
+    try:
+        counts = watch.run(spark, settings, watchlist, record.run_id)
+    except Exception as exc:
+        progress(f"{job}: watch FAILED {one_line(exc)}")
+        return {"error": one_line(exc)}
+    if counts.get("send_failed"):
+        progress(f"{job}: watch: the digest of {counts['pending']} hit(s) was not accepted; the next run sends it again")
+    return counts
 
 
 def after_run_report(job: str, spark: Any, settings: Settings, record: Any) -> tuple[str | None, bool]:
@@ -489,6 +511,7 @@ def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str,
         "error": r.error.splitlines()[0] if r.error else None,
         "audit_error": result.audit_error,
         "report": result.report,
+        "watch": result.watch,
         "raw": settings.pipeline.raw_root,
         "tables": {"where": where, "names": list(result.tables)},
         "audit": {"table": lakehouse.location(audit.PIPELINE_RUNS, root), "run_id": r.run_id},
@@ -516,6 +539,8 @@ def summary(fields: dict[str, Any]) -> str:
         lines.append(f"  error     {fields['error'][:200]}")
     if fields["audit_error"]:
         lines.append(f"  audit     NOT RECORDED: {fields['audit_error'][:300]}")
+    if fields["watch"]:
+        lines.append(f"  watch     {' '.join(f'{k}={v}' for k, v in fields['watch'].items())}")
     if fields["report"]:
         lines.append(f"  report    {fields['report']}")
     lines.append(f"  raw       {fields['raw']}")
@@ -524,9 +549,22 @@ def summary(fields: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_watchlist(job: str, settings: Settings) -> tuple[Any, ...]:
+    """The daily job's watchlist rules (``TTB_WATCHLIST_FILE``), read before anything starts: a bad file is a
+    :class:`SettingsError`. Other jobs never watch."""
+    path = settings.analytics.watchlist_file
+    if job != "daily" or not path:
+        return ()
+    from ttb_spark.watch import rules
+
+    p = settings.pipeline
+    return rules.load(path, p.aws_region, p.s3_endpoint_url)
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """The CLI's job commands: validate, start Spark, run the job audited, print the summary; exit status."""
     settings, scope = settings_from_args(args)
+    watchlist = load_watchlist(args.command, settings)
     from ttb_spark.spark import get_spark
 
     spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
@@ -535,7 +573,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         scope = resolve_since_last_run(spark, args.command, settings, scope)
     scope = with_rescan(scope)
     arguments = {k: v for k, v in vars(args).items() if k != "command"}
-    result = run_job(args.command, spark, settings, scope, arguments)
+    result = run_job(args.command, spark, settings, scope, arguments, watchlist)
     fields = summary_fields(args.command, result, settings)
     sys.stdout.write(json.dumps(fields, indent=2) + "\n" if args.json else summary(fields))
     sys.stdout.flush()
