@@ -43,11 +43,12 @@ def gold(spark) -> Gold:
         (7, "KENTUCKY", None, "KY", True), (8, None, "ITALY", "IT", False),
     ], "location_key bigint, state_name string, origin_description string, origin_code string, is_domestic boolean")  # fmt: skip
     changes = spark.createDataFrame([
-        ("24001001000001", datetime(2024, 1, 9, 23, 59), "initial", None, "APPROVED", None),
-        ("24001001000001", datetime(2024, 1, 16, 1, 0), "change", "APPROVED", "SURRENDERED", None),
-        ("24001001000002", datetime(2024, 1, 21, 23, 0), "withdrawn", "APPROVED", None, "error page"),
-        ("24001001000003", datetime(2024, 1, 22, 0, 0), "change", "APPROVED", "REVOKED", None),
-    ], "ttb_id string, observed_at timestamp, change_type string, previous_status string, status string, reason string")  # fmt: skip
+        ("24001001000001", datetime(2024, 1, 9, 23, 59), "initial", None, "APPROVED", None, date(2024, 1, 8)),
+        ("24001001000001", datetime(2024, 1, 16, 1, 0), "change", "APPROVED", "SURRENDERED", None, date(2024, 1, 14)),
+        ("24001001000002", datetime(2024, 1, 21, 23, 0), "withdrawn", "APPROVED", None, "error page", None),
+        ("24001001000003", datetime(2024, 1, 22, 0, 0), "change", "APPROVED", "REVOKED", None, date(2024, 1, 20)),
+        ("24001001000004", datetime(2024, 1, 22, 0, 0), "change", "APPROVED", "EXPIRED", None, None),  # not listed yet
+    ], "ttb_id string, observed_at timestamp, change_type string, previous_status string, status string, reason string, completed_date date")  # fmt: skip
     return Gold(products, types, companies, locations, changes)
 
 
@@ -86,13 +87,17 @@ def test_top_filers_and_origins_rank_the_periods_approvals(spark, gold):
     assert origins == [("KENTUCKY", True, 2), ("ITALY", False, 1), ("ZZ", None, 1)]  # an origin no location row knows: its code
 
 
-def test_status_events_are_the_changes_observed_in_the_period_by_utc_day(spark, gold):
+def test_status_events_are_dated_by_the_registrys_date_of_a_change_else_the_utc_day_observed(spark, gold):
     expected = spark.createDataFrame([
-        (date(2024, 1, 15), "change", 1), (date(2024, 1, 15), "withdrawn", 1),
+        (date(2024, 1, 8), "change", 1), (date(2024, 1, 15), "change", 1), (date(2024, 1, 15), "withdrawn", 1),
     ], "week date, change_type string, events bigint")  # fmt: skip
     assert_df_equality(figures.status_events_by_week(gold, SINCE, UNTIL), expected, ignore_nullable=True)
-    latest = [(r.observed_date, r.change_type, r.ttb_id) for r in figures.latest_status_events(gold, SINCE, UNTIL).collect()]
-    assert latest == [(date(2024, 1, 21), "withdrawn", "24001001000002"), (date(2024, 1, 16), "change", "24001001000001")]
+    latest = [(r.event_date, r.change_type, r.ttb_id) for r in figures.latest_status_events(gold, SINCE, UNTIL).collect()]
+    assert latest == [
+        (date(2024, 1, 21), "withdrawn", "24001001000002"),  # observed late that day (UTC)
+        (date(2024, 1, 20), "change", "24001001000003"),  # the registry's date, though observed after the period
+        (date(2024, 1, 14), "change", "24001001000001"),
+    ]  # a change the search has not dated yet, observed after the period: not in it
 
 
 def test_the_default_period_is_whole_iso_weeks_ending_with_the_last_days_week():

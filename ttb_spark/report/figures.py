@@ -2,8 +2,8 @@
 
 Each takes the gold frames it needs and the period (``since`` .. ``until``, inclusive dates) and returns
 the small frame one chart and its table show. Weeks are ISO weeks (Monday first) of UTC dates: the
-session's time zone is UTC (:mod:`ttb_spark.spark`). A COLA counts in the period of its approval date,
-a status event in that of the day it was observed.
+session's time zone is UTC (:mod:`ttb_spark.spark`). A COLA counts in the period of its approval date, a
+status event on its date (:func:`event_date`).
 """
 
 from __future__ import annotations
@@ -103,26 +103,34 @@ def top_filers(gold: Gold, since: date, until: date) -> DataFrame:
     return ranked.orderBy(F.col("approvals").desc(), "permit_number").limit(TOP)
 
 
+def event_date() -> Column:
+    """A status event's date: for a status change, the registry's date of it (its Completed Date, when a search
+    had listed it); otherwise (a withdrawal, a removal, a reinstatement: the registry dates none) the UTC day
+    the change was observed."""
+    changed = (F.col("change_type") == "change") & F.col("completed_date").isNotNull()
+    return F.when(changed, F.col("completed_date")).otherwise(F.to_date("observed_at"))
+
+
 def _events(gold: Gold, since: date, until: date) -> DataFrame:
-    """Status events observed in the period other than first sightings: changes, withdrawals, removals, reinstatements."""
-    observed = F.to_date("observed_at")
+    """Status events of the period other than first sightings: changes, withdrawals, removals, reinstatements."""
     return (
-        gold.status_changes.where((F.col("change_type") != "initial") & observed.between(F.lit(since), F.lit(until)))
-        .withColumn("observed_date", observed)
-        .withColumn("week", week_of(observed))
+        gold.status_changes.where(F.col("change_type") != "initial")
+        .withColumn("event_date", event_date())
+        .where(F.col("event_date").between(F.lit(since), F.lit(until)))
+        .withColumn("week", week_of("event_date"))
     )
 
 
 def status_events_by_week(gold: Gold, since: date, until: date) -> DataFrame:
-    """(week, change_type, events): status changes, withdrawals, removals and reinstatements per ISO week observed."""
+    """(week, change_type, events): status changes, withdrawals, removals and reinstatements per ISO week."""
     return _events(gold, since, until).groupBy("week", "change_type").agg(F.count("*").alias("events")).orderBy("week", "change_type")
 
 
 def latest_status_events(gold: Gold, since: date, until: date) -> DataFrame:
     """The period's latest ``LATEST_EVENTS`` status events, each with what it changed."""
     return _events(gold, since, until).select(
-        "observed_date", "change_type", "ttb_id", "previous_status", "status", "reason"
-    ).orderBy(F.col("observed_date").desc(), "ttb_id", "change_type").limit(LATEST_EVENTS)
+        "event_date", "change_type", "ttb_id", "previous_status", "status", "reason"
+    ).orderBy(F.col("event_date").desc(), "ttb_id", "change_type").limit(LATEST_EVENTS)
 
 
 def approvals_by_origin(gold: Gold, since: date, until: date) -> DataFrame:
