@@ -155,3 +155,18 @@ def test_a_job_ending_in_gold_writes_the_report_after_a_run_that_changed_gold_an
     (tmp_path / "a-file").write_text("")
     where, failed = after_run_report("daily", spark, settings(str(tmp_path / "a-file" / "raw")), changed)
     assert failed and where.startswith("NOT WRITTEN: ")
+
+
+def test_the_report_goes_to_the_raw_stores_bucket_or_to_an_s3_object_named_by_out(s3_server, s3_bucket):
+    import boto3
+
+    from ttb_spark import report
+    from ttb_spark.settings import load_settings
+
+    settings = load_settings("test", {"pipeline": {"raw_root": f"s3://{s3_bucket}/raw", "s3_endpoint_url": s3_server}})
+    page = report.Report(SINCE, UNTIL, {}, "<html>the page</html>")
+    assert report.write(settings, page) == f"s3://{s3_bucket}/raw/reports/ttb-report_2024-01-08_2024-01-21.html"
+    assert report.write(settings, page, f"s3://{s3_bucket}/shared/weekly.html") == f"s3://{s3_bucket}/shared/weekly.html"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    for key in ("raw/reports/ttb-report_2024-01-08_2024-01-21.html", "shared/weekly.html"):
+        assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == b"<html>the page</html>"

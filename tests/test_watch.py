@@ -176,3 +176,13 @@ def test_only_the_daily_job_watches(spark, tmp_path, monkeypatch):
         assert after_run_watch("daily", spark, settings, SimpleNamespace(run_id="r"), ()) is None
         assert after_run_watch("daily", spark, settings, SimpleNamespace(run_id="r"), watch) == {"hits": 0, "pending": 0, "sent": 0}
     assert receiver.posts == [] and not (tmp_path / "lakehouse").exists()
+
+
+def test_a_watchlist_is_read_from_an_s3_object_too(s3_server, s3_bucket):
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").put_object(
+        Bucket=s3_bucket, Key="conf/watch.toml", Body=b'[[watch]]\nname = "gin"\nfamilies = ["GIN"]\n')
+    assert [r.families for r in rules.load(f"s3://{s3_bucket}/conf/watch.toml", "us-east-1", s3_server)] == [("GIN",)]
+    with pytest.raises(SettingsError, match=f"cannot read s3://{s3_bucket}/conf/missing.toml"):
+        rules.load(f"s3://{s3_bucket}/conf/missing.toml", "us-east-1", s3_server)
