@@ -48,6 +48,7 @@ def gold(spark) -> Gold:
         ("24001001000002", datetime(2024, 1, 21, 23, 0), "withdrawn", "APPROVED", None, "error page", None),
         ("24001001000003", datetime(2024, 1, 22, 0, 0), "change", "APPROVED", "REVOKED", None, date(2024, 1, 20)),
         ("24001001000004", datetime(2024, 1, 22, 0, 0), "change", "APPROVED", "EXPIRED", None, None),  # not listed yet
+        ("24001001000005", datetime(2024, 1, 7, 12, 0), "change", "APPROVED", "EXPIRED", None, date(2024, 1, 6)),  # before it
     ], "ttb_id string, observed_at timestamp, change_type string, previous_status string, status string, reason string, completed_date date")  # fmt: skip
     return Gold(products, types, companies, locations, changes)
 
@@ -98,6 +99,13 @@ def test_status_events_are_dated_by_the_registrys_date_of_a_change_else_the_utc_
         (date(2024, 1, 20), "change", "24001001000003"),  # the registry's date, though observed after the period
         (date(2024, 1, 14), "change", "24001001000001"),
     ]  # a change the search has not dated yet, observed after the period: not in it
+
+
+def test_narrowing_gold_to_the_period_changes_no_figure(gold):
+    narrowed = figures.of_period(gold, SINCE, UNTIL)
+    assert narrowed.products.count() == 4 and narrowed.status_changes.count() == 5  # those before the period: left out
+    for figure in figures.FIGURES:
+        assert figure.compute(narrowed, SINCE, UNTIL).collect() == figure.compute(gold, SINCE, UNTIL).collect(), figure.name
 
 
 def test_the_default_period_is_whole_iso_weeks_ending_with_the_last_days_week():

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ttb_spark.report.figures import FIGURES, Gold, first_week
+from ttb_spark.report.figures import FIGURES, Gold, first_week, of_period
 from ttb_spark.report.page import json_value, render, vega_bundle
 
 if TYPE_CHECKING:
@@ -65,7 +65,15 @@ def build(spark: SparkSession, settings: Settings, since: date | None = None, un
     """The report of the period (:func:`period`) from the lakehouse of ``settings``."""
     gold = read_gold(spark, settings.pipeline.lakehouse_root)
     since, until = period(gold, settings.analytics.report_weeks, since, until)
-    rows = {f.name: [{k: json_value(v) for k, v in r.asDict().items()} for r in f.compute(gold, since, until).collect()] for f in FIGURES}
+    narrowed = of_period(gold, since, until)
+    products, changes = narrowed.products.persist(), narrowed.status_changes.persist()  # read once for every figure
+    try:
+        gold = replace(narrowed, products=products, status_changes=changes)
+        rows = {f.name: [{k: json_value(v) for k, v in r.asDict().items()} for r in f.compute(gold, since, until).collect()]
+                for f in FIGURES}
+    finally:
+        products.unpersist()
+        changes.unpersist()
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = f"{since.isoformat()} to {until.isoformat()} (ISO weeks, UTC), from the gold tables of {settings.pipeline.lakehouse_root}; made {made}"
     text = render("TTB COLA approvals", meta, [(f.name, f.title, rows[f.name]) for f in FIGURES], vega_bundle())

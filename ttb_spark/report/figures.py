@@ -8,7 +8,7 @@ status event on its date (:func:`event_date`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Callable
 
@@ -31,6 +31,15 @@ class Gold:
     companies: DataFrame  # gold.dim_companies
     locations: DataFrame  # gold.dim_locations
     status_changes: DataFrame  # gold.fact_status_changes
+
+
+def of_period(gold: Gold, since: date, until: date) -> Gold:
+    """``gold`` narrowed to what the period's figures can read, by filters Delta prunes files with (column
+    statistics on approval_date, observed_at and completed_date), so a report reads the period's rows and not
+    the whole history."""
+    products = gold.products.where(F.col("approval_date").between(F.lit(since), F.lit(until)))
+    changes = gold.status_changes.where((F.col("observed_at") >= F.lit(since)) | (F.col("completed_date") >= F.lit(since)))
+    return replace(gold, products=products, status_changes=changes)
 
 
 def first_week(until: date, weeks: int) -> date:
