@@ -143,9 +143,11 @@ def test_the_report_command_refuses_a_reversed_period_and_a_lakehouse_without_go
 
 
 def test_a_job_ending_in_gold_writes_the_report_after_a_run_that_changed_gold_and_reports_a_failure(spark, tmp_path):
+    from dataclasses import replace
     from types import SimpleNamespace
 
     from ttb_spark.ops.runner import after_run_report
+    from ttb_spark.scope import Scope
     from ttb_spark.settings import load_settings
 
     def settings(raw: str, after_run: bool = True):
@@ -160,6 +162,12 @@ def test_a_job_ending_in_gold_writes_the_report_after_a_run_that_changed_gold_an
     assert not raw.exists()
     where, failed = after_run_report("daily", spark, settings(str(raw)), changed)
     assert not failed and where.startswith(f"{raw}/reports/ttb-report_") and "Nothing in this period." in open(where).read()
+    # a run over receipt dates: from its first week on (its COLAs' approvals, however late); a daily run: up to its day
+    backfill = replace(Scope.from_settings(settings(str(raw))), start=date(2024, 1, 3), end=date(2024, 1, 4))
+    where, _ = after_run_report("pipeline", spark, settings(str(raw)), changed, backfill)
+    assert where.startswith(f"{raw}/reports/ttb-report_2024-01-01_")
+    daily = replace(Scope.from_settings(settings(str(raw))), start=date(2024, 2, 1), end=date(2024, 3, 6))
+    assert after_run_report("daily", spark, settings(str(raw)), changed, daily)[0] == f"{raw}/reports/ttb-report_2024-01-15_2024-03-06.html"
     (tmp_path / "a-file").write_text("")
     where, failed = after_run_report("daily", spark, settings(str(tmp_path / "a-file" / "raw")), changed)
     assert failed and where.startswith("NOT WRITTEN: ")

@@ -340,7 +340,7 @@ def run_job(
             locks.release(spark, root, scope.run_id)
     run_audit.write(record)
     watched = after_run_watch(job, spark, settings, record, watchlist) if code == 0 else None
-    report, report_failed = after_run_report(job, spark, settings, record, scope.end) if code == 0 else (None, False)
+    report, report_failed = after_run_report(job, spark, settings, record, scope) if code == 0 else (None, False)
     rejected, of = None, ""
     if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
         rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
@@ -367,21 +367,29 @@ def after_run_watch(job: str, spark: Any, settings: Settings, record: Any, watch
     return counts
 
 
-def after_run_report(job: str, spark: Any, settings: Settings, record: Any, run_day: date | None = None) -> tuple[str | None, bool]:
+def after_run_report(job: str, spark: Any, settings: Settings, record: Any, scope: Scope | None = None) -> tuple[str | None, bool]:
     """Write the report (:mod:`ttb_spark.report`) after a run whose gold stage processed COLAs, when
     ``TTB_REPORT_AFTER_RUN`` is on: (where it went or why it was not written, whether writing it failed).
-    The daily job's ends on ``run_day`` (its last completed date, today on a schedule: the day's withdrawals
-    are in it even before the day's first approval); the others' on gold's newest approval. A failure is
-    reported, never undoes or stands in for the published data."""
+    The daily job's covers the report's weeks up to its run's day (its last completed date, today on a
+    schedule: the day's withdrawals are in it before the day's first approval); a run over a range of receipt
+    dates, from that range's first week to gold's newest approval (its COLAs' approvals, however late); a
+    change-driven one, the report's weeks up to gold's newest approval. A failure is reported, never undoes
+    or stands in for the published data."""
     if "gold" not in JOBS[job] or not settings.analytics.report_after_run:
         return None, False
     if not (record.counts.get("gold") or {}).get("colas"):
         return "not written: gold processed no COLA", False
     from ttb_spark import report
+    from ttb_spark.report.figures import first_week
 
     started = time.monotonic()
     try:
-        where = report.run(spark, settings, until=run_day if job in DISCOVERY_JOBS else None)
+        since, until = None, None
+        if scope is not None and job in DISCOVERY_JOBS:
+            until = scope.end
+        elif scope is not None and not scope.since_last_run:
+            since = first_week(scope.start, 1)
+        where = report.run(spark, settings, since, until)
     except Exception as exc:
         progress(f"{job}: report FAILED {one_line(exc)}")
         return f"NOT WRITTEN: {one_line(exc)}", True
