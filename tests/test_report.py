@@ -180,7 +180,7 @@ def test_the_report_goes_to_the_raw_stores_bucket_or_to_an_s3_object_named_by_ou
     from ttb_spark.settings import load_settings
 
     settings = load_settings("test", {"pipeline": {"raw_root": f"s3://{s3_bucket}/raw", "s3_endpoint_url": s3_server}})
-    page = report.Report(SINCE, UNTIL, {}, "<html>the page</html>")
+    page = report.Report(SINCE, UNTIL, "<html>the page</html>")
     assert report.write(settings, page) == f"s3://{s3_bucket}/raw/reports/ttb-report_2024-01-08_2024-01-21.html"
     assert report.write(settings, page, f"s3://{s3_bucket}/shared/weekly.html") == f"s3://{s3_bucket}/shared/weekly.html"
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")

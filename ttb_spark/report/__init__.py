@@ -28,11 +28,10 @@ REPORTS = "reports"  # the raw store's prefix for reports
 
 @dataclass(frozen=True)
 class Report:
-    """A rendered report: its period, each figure's rows, the page."""
+    """A rendered report: its period and the page."""
 
     since: date
     until: date
-    rows: dict[str, list[dict[str, Any]]]
     text: str
 
     @property
@@ -77,7 +76,7 @@ def build(spark: SparkSession, settings: Settings, since: date | None = None, un
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     meta = f"{since.isoformat()} to {until.isoformat()} (ISO weeks, UTC), from the gold tables of {settings.pipeline.lakehouse_root}; made {made}"
     text = render("TTB COLA approvals", meta, [(f.name, f.title, rows[f.name]) for f in FIGURES], vega_bundle())
-    return Report(since, until, rows, text)
+    return Report(since, until, text)
 
 
 def write(settings: Settings, report: Report, out: str | None = None) -> str:

@@ -69,7 +69,7 @@ def record_hits(spark: SparkSession, settings: Settings, rules: Sequence[Rule], 
         changes = changes.where(F.col("_change_type") != "delete").localCheckpoint()
         hits = matches(changes, _colas(spark, root, changes, marks[FACT_PRODUCTS.name]), rules, run_id)
         found = lakehouse.merge_changes(spark, hits, None, WATCH_HITS, root)["inserted"]
-    lakehouse.write_watermarks(spark, root, STAGE, {k: int(v) for k, v in latest.items() if v is not None}, run_id)
+    lakehouse.write_watermarks(spark, root, STAGE, {k: int(v) for k, v in latest.items()}, run_id)
     return found
 
 
@@ -78,7 +78,8 @@ def send_pending(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     root = settings.pipeline.lakehouse_root
     if not lakehouse.table_exists(spark, WATCH_HITS, root):
         return {"pending": 0, "sent": 0}
-    pending = lakehouse.read_table(spark, WATCH_HITS, root).where(F.col("sent_at").isNull())
+    # materialised once: the rows the digest lists are the rows marked sent, not a second read of the table
+    pending = lakehouse.read_table(spark, WATCH_HITS, root).where(F.col("sent_at").isNull()).localCheckpoint()
     rows = pending.orderBy("rule", "change", "ttb_id", "observed_at").collect()
     urls = digest.notify_urls()
     if not rows or not urls:
@@ -87,7 +88,7 @@ def send_pending(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     if not digest.send(urls, *digest.message(rows, sent_id, settings.extraction.registry_base_url)):
         return {"pending": len(rows), "sent": 0, "send_failed": 1}
     done = pending.withColumn("digest_id", F.lit(sent_id)).withColumn("sent_at", F.lit(datetime.now(timezone.utc)).cast("timestamp"))
-    lakehouse.merge_upsert(spark, done.localCheckpoint(), WATCH_HITS, root)
+    lakehouse.merge_upsert(spark, done, WATCH_HITS, root)
     return {"pending": 0, "sent": len(rows), "digest": sent_id}
 
 
