@@ -68,8 +68,11 @@ done
 job="$1"; shift
 [ -f "$here/jobs/$job.py" ] || die "unknown job '$job' (see --help)"
 
-# Jars and S3 settings from the settings the job will load; bad arguments stop here (exit 2).
-options="$("$PYTHON" -m ttb_spark.submit ${cluster_delta[@]+"${cluster_delta[@]}"} "$job" "$@")" || exit $?
+# Jars and S3 settings from the settings the job will load (a driver running here: its console's logging
+# too, the packaged log4j2 configuration at TTB_LOG_LEVEL); bad arguments stop here (exit 2).
+local_driver=()
+[ "$deploy_mode" = cluster ] || local_driver=(--local-driver)
+options="$("$PYTHON" -m ttb_spark.submit ${local_driver[@]+"${local_driver[@]}"} ${cluster_delta[@]+"${cluster_delta[@]}"} "$job" "$@")" || exit $?
 mapfile -t submit_options <<<"$options"
 
 case "$master" in
@@ -97,9 +100,6 @@ if [ "$deploy_mode" = cluster ]; then
     profiles="$(ls "$TTB_CONF_DIR"/*.toml | paste -sd, -)"
     driver_conf+=(--files "$profiles" --conf spark.yarn.appMasterEnv.TTB_CONF_DIR=.)
   fi
-else
-  # The driver runs here: its console gets the packaged log4j2 configuration.
-  driver_conf+=(--driver-java-options "-Dlog4j2.configurationFile=$(cd "$here" && "$PYTHON" -c 'from ttb_spark.spark import log4j2_config; print(log4j2_config().as_uri())')")
 fi
 
 mkdir -p "$here/build"

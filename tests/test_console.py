@@ -1,12 +1,20 @@
-"""The console: progress lines through the ``ttb_spark`` logger (silenced by ``--quiet``) and the meter
-that says how far a long loop is."""
+"""The console: progress lines through the ``ttb_spark`` logger (silenced by ``--quiet``), the meter
+that says how far a long loop is, and the driver JVM's packaged logging configuration at each level."""
 
 from __future__ import annotations
 
 import re
+import shlex
+import sys
+import subprocess
 import threading
+from pathlib import Path
+
+import pyspark
+import pytest
 
 from ttb_spark import console
+from ttb_spark.spark import console_java_options
 
 
 class Clock:
@@ -63,3 +71,58 @@ def test_meter_counts_every_item_added_from_many_threads():
     for t in threads:
         t.join()
     assert meter.done == 8000 and meter.line().startswith("fetched: 8,000/8,000 pages (100%)")
+
+
+# Logs what a run's driver logs, through log4j2 as Spark's jars carry it: two known-harmless warnings the
+# packaged configuration filters (a logger held at error, a message denied by a filter), one more warning of
+# each of those loggers' neighbours, and an info and a debug line.
+EMIT = """
+import org.apache.logging.log4j.LogManager;
+public class Emit {
+  public static void main(String[] args) {
+    LogManager.getLogger("org.apache.spark.util.Utils").warn("Your hostname resolves to a loopback address");
+    LogManager.getLogger("org.apache.spark.sql.delta.commands.UpdateCommand").warn("Could not validate number of records due to missing statistics.");
+    LogManager.getLogger("org.apache.spark.sql.delta.commands.UpdateCommand").warn("a warning of a Delta command");
+    LogManager.getLogger("org.apache.spark.SparkContext").warn("a warning of Spark's");
+    LogManager.getLogger("org.apache.spark.SparkContext").info("an info line");
+    LogManager.getLogger("org.apache.spark.SparkContext").debug("a debug line");
+  }
+}
+"""
+HARMLESS = ["Your hostname resolves", "Could not validate number of records"]
+WARNINGS = ["a warning of a Delta command", "a warning of Spark's"]
+
+
+@pytest.mark.parametrize("level, shown", [
+    ("warn", WARNINGS),
+    ("info", [*HARMLESS, *WARNINGS, "an info line"]),
+    ("debug", [*HARMLESS, *WARNINGS, "an info line", "a debug line"]),
+])
+def test_the_driver_console_filters_harmless_warnings_at_warn_and_shows_them_at_info_or_debug(tmp_path, level, shown):
+    (tmp_path / "Emit.java").write_text(EMIT)
+    jars = Path(pyspark.__file__).parent / "jars"
+    argv = ["java", "-cp", f"{jars}/*", *shlex.split(console_java_options(level)), "Emit.java"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in done.stderr.splitlines() if line.strip()]
+    everything = [*HARMLESS, *WARNINGS, "an info line", "a debug line"]
+    assert [m for m in everything if any(m in line for line in printed)] == shown, done.stderr
+    assert len(printed) == len(shown), done.stderr  # one line each, nothing about the configuration itself
+
+
+def test_a_pyspark_driver_at_info_logs_every_loggers_info_lines(tmp_path):
+    """PySpark's gateway holds the console at its own logger's level unless the configuration sets it: at
+    ``TTB_LOG_LEVEL=info`` Spark's info lines (its context, executor, Delta) show, not only the configured ones'."""
+    script = (
+        "import sys\n"
+        "from pyspark.sql import SparkSession\n"
+        "from ttb_spark.spark import console_java_options\n"
+        "spark = (SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false')\n"
+        "         .config('spark.driver.extraJavaOptions', console_java_options(sys.argv[1])).getOrCreate())\n"
+        "spark.range(3).count()\n"
+        "spark.stop()\n")
+    done = subprocess.run([sys.executable, "-c", script, "info"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    info = {line.split()[3] for line in done.stderr.splitlines() if " INFO " in line}
+    assert {"SparkContext:", "Executor:"} <= info, done.stderr[-3000:]
+    assert "Setting default log level" not in done.stderr

@@ -149,6 +149,20 @@ def test_cluster_submission_ships_the_python_env_and_keeps_valueless_flags(recor
     assert "spark.yarn.appMasterEnv.TTB_CONF_DIR=." in argv
     assert any("delta-spark" in jar for jar in argv[argv.index("--jars") + 1].split(","))
     assert "spark.ui.showConsoleProgress=false" in argv  # the job's own progress lines, not Spark's bar (TTB_CONSOLE_PROGRESS)
+    assert "--driver-java-options" not in argv  # no path of this machine's for the cluster's driver
+
+
+def test_a_driver_run_here_gets_the_packaged_logging_at_the_configured_level(recorder, tmp_path):
+    from ttb_spark.spark import console_java_options
+
+    job = ["raw", "--env", "test", "--date", "2024-01-02", "--lakehouse-root", str(tmp_path / "lake")]
+    for level in ("warn", "debug"):
+        done, argv = _submit(job, recorder, TTB_LOG_LEVEL=level)
+        assert done.returncode == 0, done.stderr
+        assert argv[argv.index("--driver-java-options") + 1] == console_java_options(level)
+    (tmp_path / "argv").unlink()
+    done, argv = _submit(job, recorder, TTB_LOG_LEVEL="loud")
+    assert done.returncode == 2 and "TTB_LOG_LEVEL" in done.stderr and not argv
 
 
 def test_a_spark_submit_on_path_keeps_its_own_spark_and_pips_gets_the_venvs(recorder, tmp_path):

@@ -299,6 +299,10 @@ class SparkSettings(_Section):
     # Spark's console progress bar ("[Stage 65:=====>  (2 + 2) / 16]") in a locally built session. Off: the job's
     # own progress lines say what runs (one display, not two), and in a log file the bar is carriage-return noise.
     console_progress: bool = False
+    # The driver console's log level (log4j2, a locally launched driver: a local session or spark-submit.sh's client
+    # mode). warn: warnings and errors, less the known-harmless ones the packaged configuration filters (see
+    # ttb_spark/log4j2.properties); info or debug: that level for every logger, the filtered warnings included.
+    log_level: Literal["warn", "info", "debug"] = "warn"
     driver_memory: str = "2g"
     # False: expressions are interpreted, not compiled to Java (spark.sql.codegen.wholeStage off, factoryMode
     # NO_CODEGEN). On tiny tables compiling costs more than it saves: Spark generated code for every task of

@@ -37,6 +37,16 @@ def log4j2_config() -> Path:
     return Path(str(resources.files("ttb_spark") / "log4j2.properties"))
 
 
+def console_java_options(log_level: str) -> str:
+    """JVM options giving a locally launched driver the packaged logging configuration at ``log_level``
+    (``TTB_LOG_LEVEL``): below warn, the harmless loggers follow that level and the warning filter lets all
+    through (the configuration's ``${sys:ttb.log.*}`` lookups; their defaults are warn's)."""
+    options = [f"-Dlog4j2.configurationFile={log4j2_config().as_uri()}"]
+    if log_level != "warn":
+        options += [f"-Dttb.log.level={log_level}", f"-Dttb.log.harmless={log_level}", "-Dttb.log.filtered=NEUTRAL"]
+    return " ".join(options)
+
+
 def delta_package() -> str:
     """Maven coordinates of the Delta jar matching the installed pyspark/delta-spark pair.
 
@@ -170,11 +180,12 @@ CLUSTER_DELTA_JARS = ("delta-spark.jar", "delta-storage.jar")
 CLUSTER_DELTA_DYNAMODB_JAR = "delta-storage-s3-dynamodb.jar"
 
 
-def submit_options(settings: Settings, cluster_delta: Path | None = None) -> list[str]:
+def submit_options(settings: Settings, cluster_delta: Path | None = None, local_driver: bool = False) -> list[str]:
     """spark-submit options for a job with these settings: the jars, the S3 settings and whether Spark's console
     bar shows (``TTB_CONSOLE_PROGRESS``). With ``cluster_delta``
     (the folder of a cluster's own Delta jars) those jars and Delta's log store settings only: the cluster's
-    Spark needs its own Delta, and serves ``s3://`` itself."""
+    Spark needs its own Delta, and serves ``s3://`` itself. ``local_driver`` (client mode: the driver runs on
+    the submitting machine) adds its console's logging (:func:`console_java_options`)."""
     if cluster_delta is None:
         jars, conf = resolve_jars(packages(settings)), storage_conf(settings)
     else:
@@ -188,6 +199,8 @@ def submit_options(settings: Settings, cluster_delta: Path | None = None) -> lis
     options = ["--jars", ",".join(jars)]
     for key, value in (conf | {"spark.ui.showConsoleProgress": str(settings.spark.console_progress).lower()}).items():
         options += ["--conf", f"{key}={value}"]
+    if local_driver:
+        options += ["--driver-java-options", console_java_options(settings.spark.log_level)]
     return options
 
 
@@ -244,7 +257,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": str(s.console_progress).lower(),
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.memory": s.driver_memory,
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j2_config().as_uri()} {s.driver_java_options}".strip(),
+        "spark.driver.extraJavaOptions": f"{console_java_options(s.log_level)} {s.driver_java_options}".strip(),
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.buffer.pageSize": LOCAL_PAGE_SIZE,
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
