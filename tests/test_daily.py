@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
-from test_report import _specs
+from test_report import _specs, assert_report_holds_golds_numbers
 from test_watch import Receiver
 from ttb_spark import cli, lakehouse, tables
 from ttb_spark.ops import audit
@@ -42,7 +42,6 @@ from ttb_spark.watch import digest
 from ttb_spark.watch.hits import WATCH_HITS
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.stage import CHANGE_KINDS
-from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
 from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 
 START = date(2024, 3, 4)
@@ -192,11 +191,6 @@ def test_a_run_killed_at_a_random_point_then_rerun_ends_with_the_same_tables(spa
     assert table_differences(spark, sixty_days["root"], str(lake), sixty_days["after_second"]) == {}
 
 
-def _week(column: str) -> str:
-    """SQL: the Monday of the date's ISO week (dayofweek: 1 = Sunday ... 7 = Saturday)."""
-    return f"date_sub({column}, (dayofweek({column}) + 5) % 7)"
-
-
 def _report(sixty_days) -> tuple[str, str]:
     """The path of the report the last scheduled run wrote, and its text."""
     written = [line.split(None, 1)[1] for line in sixty_days["summaries"][-1].splitlines() if line.startswith("  report ")]
@@ -206,57 +200,11 @@ def _report(sixty_days) -> tuple[str, str]:
 
 
 def test_the_last_run_wrote_a_report_whose_charts_and_tables_hold_golds_numbers(spark, sixty_days):
-    root = sixty_days["root"]
     path, text = _report(sixty_days)
-    for spec in (FACT_PRODUCTS, DIM_PRODUCT_TYPES, DIM_COMPANIES, DIM_LOCATIONS, FACT_STATUS_CHANGES):
-        lakehouse.read_table(spark, spec, root).createOrReplaceTempView(spec.name.split(".")[1])
     until = LAST  # the last run's day: a daily run's report ends there
     since = until - timedelta(days=until.weekday() + 7 * 7)  # eight ISO weeks, the last one holding that day
     assert path.endswith(f"/reports/ttb-report_{since}_{until}.html")
-    approved = f"""SELECT f.*, coalesce(t.family, 'UNCLASSIFIED') AS family, {_week('f.approval_date')} AS week
-        FROM fact_products f LEFT JOIN dim_product_types t ON t.product_type_key = f.product_type_key
-        WHERE f.approval_date BETWEEN DATE'{since}' AND DATE'{until}'"""
-    day = "CASE WHEN change_type = 'change' AND completed_date IS NOT NULL THEN completed_date ELSE to_date(observed_at) END"
-    events = f"""SELECT * FROM (SELECT *, {day} AS d, {_week(day)} AS week FROM fact_status_changes WHERE change_type <> 'initial')
-        WHERE d BETWEEN DATE'{since}' AND DATE'{until}'"""
-    current = "LEFT JOIN dim_companies c ON c.company_key = a.company_key AND c.is_current"
-    sql = {
-        "approvals_by_week": "SELECT week, family, count(*) FROM a GROUP BY week, family",
-        "new_entrants_by_week": "SELECT week, 'first COLA of a permit', count(*) FROM a WHERE is_first_company_cola GROUP BY week "
-                                "UNION ALL SELECT week, 'first COLA of a brand', count(*) FROM a WHERE is_first_brand_cola GROUP BY week",
-        "days_to_approval_by_week": "SELECT week, family, count(*), percentile(days_to_approval, 0.5), percentile(days_to_approval, 0.9) "
-                                    "FROM a WHERE days_to_approval IS NOT NULL GROUP BY week, family",
-        "top_filers": f"SELECT a.permit_number, c.company_name, c.state, count(*) AS n FROM a {current} "
-                      "GROUP BY a.permit_number, c.company_name, c.state ORDER BY n DESC, a.permit_number LIMIT 15",
-        "status_events_by_week": "SELECT week, change_type, count(*) FROM e GROUP BY week, change_type",
-        "approvals_by_origin": "SELECT coalesce(l.state_name, l.origin_description, l.origin_code, a.origin_code, 'unknown') AS o, "
-                               "l.is_domestic, count(*) AS n FROM a LEFT JOIN dim_locations l ON l.location_key = a.origin_location_key "
-                               "GROUP BY o, l.is_domestic ORDER BY n DESC, o LIMIT 15",
-        "latest_new_entrants": f"SELECT * FROM (SELECT approval_date, 'first COLA of a permit' AS k, ttb_id, a.permit_number, c.company_name, "
-                               f"brand_name FROM a {current} WHERE is_first_company_cola UNION ALL SELECT approval_date, 'first COLA of a brand', "
-                               f"ttb_id, a.permit_number, c.company_name, brand_name FROM a {current} WHERE is_first_brand_cola) "
-                               "ORDER BY approval_date DESC, ttb_id, k LIMIT 15",
-        "latest_status_events": "SELECT d, change_type, ttb_id, previous_status, status, reason FROM e "
-                                "ORDER BY d DESC, ttb_id, change_type LIMIT 50",
-    }
-
-    def answer(query: str) -> list[tuple]:
-        rows = spark.sql(f"WITH a AS ({approved}), e AS ({events}) {query}").collect()
-        return [tuple(v.isoformat() if isinstance(v, date) else v for v in r) for r in rows]
-
-    specs = _specs(text)
-    with_numbers = {name for name in sql if name not in ("latest_new_entrants", "latest_status_events") and answer(sql[name])}
-    assert set(specs) == with_numbers  # a chart for every figure with numbers, none for one without
-    assert with_numbers >= {"approvals_by_week", "new_entrants_by_week", "days_to_approval_by_week", "top_filers", "approvals_by_origin"}
-    for name, spec in specs.items():
-        charted = [tuple(row.values()) for row in spec["data"]["values"]]
-        expected = answer(sql[name])
-        assert charted == expected if "ORDER BY" in sql[name] else sorted(charted) == sorted(expected), name
-    document = lxml.html.fromstring(text)
-    for name in sql:  # every figure's table too, cell by cell
-        cells = [tuple(td.text_content() for td in tr.findall("td")) for tr in document.xpath(f"//section[@id='{name}']//tbody/tr")]
-        expected = [tuple("" if v is None else str(v) for v in row) for row in answer(sql[name])]
-        assert cells == expected if "ORDER BY" in sql[name] else sorted(cells) == sorted(expected), name
+    assert_report_holds_golds_numbers(spark, sixty_days["root"], path, text)
     # (the schedule's withdrawal is observed on the wall clock, years after its simulated days, so its events may
     # fall outside the period: how events are dated is tests/test_report.py's)
     assert "  report    not written: gold processed no COLA" in sixty_days["again"]  # the run with nothing new left it

@@ -94,11 +94,13 @@ def _version(spark, spec, root: Path) -> int:
 
 @pytest.fixture(scope="module")
 def clean(spark, registry, tmp_path_factory) -> dict[str, Any]:
-    """One clean pipeline run over two days: its root, arguments, exit status and printed output."""
+    """One clean pipeline run over two days, writing its report as ``make demo``'s does: its root, arguments,
+    exit status and printed output."""
     root = tmp_path_factory.mktemp("clean")
     argv = _argv("pipeline", root, registry.base_url)
     mp = pytest.MonkeyPatch()
     mp.setenv("TTB_USE_SIMULATOR", "false")
+    mp.setenv("TTB_REPORT_AFTER_RUN", "true")
     code, out, err = _capture(lambda: cli.main(argv))
     mp.undo()
     return {"root": root, "argv": argv, "out": out, "err": err, "code": code}
@@ -138,6 +140,16 @@ def test_pipeline_builds_every_layer_and_audits_the_run(spark, clean, registry):
     public = registry.public_ids(list(date_range(_date(START), _date(END))), METHODS.split(","))
     details = {r.ttb_id for r in _frame(spark, tables["silver.cola_details"], root).select("ttb_id").collect()}
     assert public and public <= details
+
+
+def test_the_pipelines_report_holds_golds_numbers(spark, clean):
+    """The demo's command (``pipeline`` over receipt dates) ends by writing the report of its range's weeks."""
+    from test_report import assert_report_holds_golds_numbers
+
+    written = [line.split(None, 1)[1] for line in clean["out"].splitlines() if line.startswith("  report ")]
+    assert len(written) == 1 and "/reports/ttb-report_2024-01-01_" in written[0], clean["out"]  # from START's ISO week
+    with open(written[0], encoding="utf-8") as page:
+        assert_report_holds_golds_numbers(spark, str(clean["root"] / "lakehouse"), written[0], page.read())
 
 
 def _date(text: str):

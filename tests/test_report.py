@@ -1,7 +1,8 @@
 """The report: its figures on tiny gold frames (chispa; expected rows written out by hand), the page it
 draws (escaping, one chart spec per charted figure over exactly the figure's rows), and the command's
-refusals. The report of a real lakehouse, checked against SQL over gold and opened in a browser, is in
-tests/test_daily.py (its last scheduled run writes it)."""
+refusals; and the check of a real lakehouse's report against SQL written independently over gold, which
+tests/test_daily.py (its last scheduled run's report, also opened in a browser) and tests/test_e2e.py (the
+demo's command, ``pipeline``) use."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import json
 import re
 from datetime import date, datetime
 
+import lxml.html
 import pytest
 from chispa import assert_df_equality
 
 from test_e2e import _capture
-from ttb_spark import cli
+from ttb_spark import cli, lakehouse
+from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
+from ttb_spark.gold.facts import FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.report import figures, page
 from ttb_spark.report.figures import Gold
 
@@ -186,3 +190,63 @@ def test_the_report_goes_to_the_raw_stores_bucket_or_to_an_s3_object_named_by_ou
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     for key in ("raw/reports/ttb-report_2024-01-08_2024-01-21.html", "shared/weekly.html"):
         assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == b"<html>the page</html>"
+
+
+# ------------------------------------------------------------------------- a real lakehouse's report
+
+
+def _week(column: str) -> str:
+    """SQL: the Monday of the date's ISO week (dayofweek: 1 = Sunday ... 7 = Saturday)."""
+    return f"date_sub({column}, (dayofweek({column}) + 5) % 7)"
+
+
+def assert_report_holds_golds_numbers(spark, root: str, path: str, text: str) -> None:
+    """Every chart and table of the report at ``path`` (period from its name) holds what SQL written here
+    independently over gold's tables at ``root`` answers; a chart for every figure with numbers, none without."""
+    for spec in (FACT_PRODUCTS, DIM_PRODUCT_TYPES, DIM_COMPANIES, DIM_LOCATIONS, FACT_STATUS_CHANGES):
+        lakehouse.read_table(spark, spec, root).createOrReplaceTempView(spec.name.split(".")[1])
+    since, until = map(date.fromisoformat, re.fullmatch(r".*/ttb-report_(\S+)_(\S+)\.html", path).groups())
+    approved = f"""SELECT f.*, coalesce(t.family, 'UNCLASSIFIED') AS family, {_week('f.approval_date')} AS week
+        FROM fact_products f LEFT JOIN dim_product_types t ON t.product_type_key = f.product_type_key
+        WHERE f.approval_date BETWEEN DATE'{since}' AND DATE'{until}'"""
+    day = "CASE WHEN change_type = 'change' AND completed_date IS NOT NULL THEN completed_date ELSE to_date(observed_at) END"
+    events = f"""SELECT * FROM (SELECT *, {day} AS d, {_week(day)} AS week FROM fact_status_changes WHERE change_type <> 'initial')
+        WHERE d BETWEEN DATE'{since}' AND DATE'{until}'"""
+    current = "LEFT JOIN dim_companies c ON c.company_key = a.company_key AND c.is_current"
+    sql = {
+        "approvals_by_week": "SELECT week, family, count(*) FROM a GROUP BY week, family",
+        "new_entrants_by_week": "SELECT week, 'first COLA of a permit', count(*) FROM a WHERE is_first_company_cola GROUP BY week "
+                                "UNION ALL SELECT week, 'first COLA of a brand', count(*) FROM a WHERE is_first_brand_cola GROUP BY week",
+        "days_to_approval_by_week": "SELECT week, family, count(*), percentile(days_to_approval, 0.5), percentile(days_to_approval, 0.9) "
+                                    "FROM a WHERE days_to_approval IS NOT NULL GROUP BY week, family",
+        "top_filers": f"SELECT a.permit_number, c.company_name, c.state, count(*) AS n FROM a {current} "
+                      "GROUP BY a.permit_number, c.company_name, c.state ORDER BY n DESC, a.permit_number LIMIT 15",
+        "status_events_by_week": "SELECT week, change_type, count(*) FROM e GROUP BY week, change_type",
+        "approvals_by_origin": "SELECT coalesce(l.state_name, l.origin_description, l.origin_code, a.origin_code, 'unknown') AS o, "
+                               "l.is_domestic, count(*) AS n FROM a LEFT JOIN dim_locations l ON l.location_key = a.origin_location_key "
+                               "GROUP BY o, l.is_domestic ORDER BY n DESC, o LIMIT 15",
+        "latest_new_entrants": f"SELECT * FROM (SELECT approval_date, 'first COLA of a permit' AS k, ttb_id, a.permit_number, c.company_name, "
+                               f"brand_name FROM a {current} WHERE is_first_company_cola UNION ALL SELECT approval_date, 'first COLA of a brand', "
+                               f"ttb_id, a.permit_number, c.company_name, brand_name FROM a {current} WHERE is_first_brand_cola) "
+                               "ORDER BY approval_date DESC, ttb_id, k LIMIT 15",
+        "latest_status_events": "SELECT d, change_type, ttb_id, previous_status, status, reason FROM e "
+                                "ORDER BY d DESC, ttb_id, change_type LIMIT 50",
+    }
+
+    def answer(query: str) -> list[tuple]:
+        rows = spark.sql(f"WITH a AS ({approved}), e AS ({events}) {query}").collect()
+        return [tuple(v.isoformat() if isinstance(v, date) else v for v in r) for r in rows]
+
+    specs = _specs(text)
+    with_numbers = {name for name in sql if name not in ("latest_new_entrants", "latest_status_events") and answer(sql[name])}
+    assert set(specs) == with_numbers  # a chart for every figure with numbers, none for one without
+    assert with_numbers >= {"approvals_by_week", "new_entrants_by_week", "days_to_approval_by_week", "top_filers", "approvals_by_origin"}
+    for name, spec in specs.items():
+        charted = [tuple(row.values()) for row in spec["data"]["values"]]
+        expected = answer(sql[name])
+        assert charted == expected if "ORDER BY" in sql[name] else sorted(charted) == sorted(expected), name
+    document = lxml.html.fromstring(text)
+    for name in sql:  # every figure's table too, cell by cell
+        cells = [tuple(td.text_content() for td in tr.findall("td")) for tr in document.xpath(f"//section[@id='{name}']//tbody/tr")]
+        expected = [tuple("" if v is None else str(v) for v in row) for row in answer(sql[name])]
+        assert cells == expected if "ORDER BY" in sql[name] else sorted(cells) == sorted(expected), name
