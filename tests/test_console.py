@@ -73,9 +73,9 @@ def test_meter_counts_every_item_added_from_many_threads():
     assert meter.done == 8000 and meter.line().startswith("fetched: 8,000/8,000 pages (100%)")
 
 
-# Logs what a run's driver logs, through log4j2 as Spark's jars carry it: two known-harmless warnings the
-# packaged configuration filters (a logger held at error, a message denied by a filter), one more warning of
-# each of those loggers' neighbours, and an info and a debug line.
+# Logs what a run's driver logs, through log4j2 as Spark's jars carry it: known-harmless warnings the packaged
+# configuration filters (loggers held at error, messages denied by a filter), other warnings of the loggers
+# that filter, and an info and a debug line.
 EMIT = """
 import org.apache.logging.log4j.LogManager;
 public class Emit {
@@ -83,14 +83,17 @@ public class Emit {
     LogManager.getLogger("org.apache.spark.util.Utils").warn("Your hostname resolves to a loopback address");
     LogManager.getLogger("org.apache.spark.sql.delta.commands.UpdateCommand").warn("Could not validate number of records due to missing statistics.");
     LogManager.getLogger("org.apache.spark.sql.delta.commands.UpdateCommand").warn("a warning of a Delta command");
+    LogManager.getLogger("org.apache.spark.sql.util.CaseInsensitiveStringMap").warn("Converting duplicated key startingVersion into CaseInsensitiveStringMap.");
+    LogManager.getLogger("org.apache.spark.scheduler.DAGScheduler").warn("Broadcasting large task binary with size 2.2 MiB");
+    LogManager.getLogger("org.apache.spark.scheduler.DAGScheduler").warn("a warning of the scheduler");
     LogManager.getLogger("org.apache.spark.SparkContext").warn("a warning of Spark's");
     LogManager.getLogger("org.apache.spark.SparkContext").info("an info line");
     LogManager.getLogger("org.apache.spark.SparkContext").debug("a debug line");
   }
 }
 """
-HARMLESS = ["Your hostname resolves", "Could not validate number of records"]
-WARNINGS = ["a warning of a Delta command", "a warning of Spark's"]
+HARMLESS = ["Your hostname resolves", "Could not validate number of records", "Converting duplicated key", "Broadcasting large task binary"]
+WARNINGS = ["a warning of a Delta command", "a warning of the scheduler", "a warning of Spark's"]
 
 
 @pytest.mark.parametrize("level, shown", [

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What a quiet console must not show: Ivy's resolution report and WARN dumps of query plans.
 NOISE = (":: resolution report ::", ":: loading settings ::", "found io.delta#", "output in logical plan",
          "Truncated the string representation of a plan", "Using Spark's default log4j profile",
-         "Could not validate number of records", "[Stage ")
+         "Could not validate number of records", "[Stage ", "Broadcasting large task binary", "Converting duplicated key")
 
 
 # The OS's packaged Python, where Amazon Linux 2023's python3.11 package puts it: the interpreter a packed
