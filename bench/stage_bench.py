@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for offset in [*RUN_DAYS[: args.runs], RUN_DAYS[args.runs - 1]]:  # the last day twice: a run with nothing new
                 stages.clear()
                 jvm, python = jvm_cpu_seconds(spark), time.process_time()
-                seconds = daily(sim, START + timedelta(days=offset))
+                seconds, _ = daily(sim, START + timedelta(days=offset))
                 runs.append({"day": offset, "seconds": round(seconds, 1), "jvm_cpu_seconds": round(jvm_cpu_seconds(spark) - jvm, 1),
                              "python_cpu_seconds": round(time.process_time() - python, 1), "stages": list(stages)})
     finally:

@@ -227,7 +227,7 @@ def _write_and_check(
 ) -> list[quality.CheckResult] | None:  # fmt: skip
     """The build's writes, then its checks (recorded in gold.quality_checks); None when the batch is empty."""
     root = settings.pipeline.lakehouse_root
-    ref = reference.read(spark, settings).persist()
+    ref = reference.read(spark, settings).localCheckpoint()
     if affected is None:
         # the TTB ID's receipt method (YYJJJ RRR SSSSSS): fact_certificates has no receipt_method column
         in_scope = in_receipt_range(scope.start, scope.end) & F.substring("ttb_id", 6, 3).isin(list(scope.receipt_methods))
@@ -245,7 +245,9 @@ def _write_and_check(
 
         inputs = (details.join(ids, "ttb_id", "left_semi"), certificates.join(ids, "ttb_id", "left_semi"))
     stored = of_scope(lakehouse.read_table(spark, CONSOLIDATED, root))
-    batch = consolidate(*inputs, ref, settings.consolidation.prefer_certificate_codes).persist()
+    # checkpointed, not cached: a cached frame's tasks carry the plan that built it (the consolidation's, ~2 MB
+    # shipped per stage: Spark's "large task binary"); a checkpoint's carry none (~40 such stages fewer a run)
+    batch = consolidate(*inputs, ref, settings.consolidation.prefer_certificate_codes).localCheckpoint()
     # materialised now: ``stored`` is re-read (new version) if recomputed after the MERGEs below
     stored = stored.localCheckpoint()
     removed = stored.join(batch.select("ttb_id"), "ttb_id", "left_anti").select(
