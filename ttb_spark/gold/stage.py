@@ -256,34 +256,29 @@ def _write_and_check(
     removed = removed.localCheckpoint()
     # removed from ttb_consolidated but not from the facts: what a run killed between those MERGEs left
     orphans = _orphaned_facts(spark, root, of_scope, batch, stored).localCheckpoint()
-    try:
-        per_day = batch.groupBy("receipt_date").count().collect()
-        counts["colas"] = sum(r["count"] for r in per_day)
-        gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
-        orphan_dates = [r[0] for r in orphans.select("receipt_date").distinct().collect()]
-        dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates))
-        if not dates:
-            return None
-        counts["colas_removed"] = removed.count()
-        prune = receipt_prune(dates)
-        events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
-        events = reinstatements(events, in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
-                                .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
-        if gone_dates:
-            events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
-        changes = events.localCheckpoint()
-        _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
-        _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
-        gone = removed.select(*orphans.columns).unionByName(orphans)
-        # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
-        # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
-        touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
-        recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
-        _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
-        changes.unpersist()
-    finally:
-        batch.unpersist()
-        ref.unpersist()
+    per_day = batch.groupBy("receipt_date").count().collect()
+    counts["colas"] = sum(r["count"] for r in per_day)
+    gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
+    orphan_dates = [r[0] for r in orphans.select("receipt_date").distinct().collect()]
+    dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates))
+    if not dates:
+        return None
+    counts["colas_removed"] = removed.count()
+    prune = receipt_prune(dates)
+    events = with_completed_dates(status_changes(stored, batch), _listings(spark, root, batch, dates))
+    events = reinstatements(events, in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+                            .join(F.broadcast(batch.select("ttb_id")), "ttb_id", "left_semi"))
+    if gone_dates:
+        events = events.unionByName(removals(removed, *_removal_reasons(spark, root, removed, gone_dates)))
+    changes = events.localCheckpoint()
+    _merge(counts, "status_changes", spark, changes, FACT_STATUS_CHANGES, root, prune=prune)
+    _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
+    gone = removed.select(*orphans.columns).unionByName(orphans)
+    # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
+    # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
+    touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
+    recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
+    _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
     results = check(spark, settings, scope, dates, details, certificates, published)
     lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
