@@ -1,7 +1,8 @@
-"""The package's import graph: no module imports, directly or through others, a module that imports it
-back, no stage imports the runner that orchestrates it, and no layer module imports the ops layer. Every
-import statement counts, wherever it is: at module level, inside a function, or under ``if TYPE_CHECKING``
-(a type-only import is still a dependency of the design)."""
+"""The package's shape: no code module over 500 lines, and an import graph in which no module imports,
+directly or through others, a module that imports it back, no stage imports the runner that orchestrates
+it, and no layer module imports the ops layer. Every import statement counts, wherever it is: at module
+level, inside a function, or under ``if TYPE_CHECKING`` (a type-only import is still a dependency of the
+design)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,12 @@ def test_no_layer_module_imports_the_ops_layer():
     offenders = {name: sorted(m for m in graph[name] if m == "ttb_spark.ops" or m.startswith("ttb_spark.ops."))
                  for name in layer_modules}
     assert not {name: ops for name, ops in offenders.items() if ops}
+
+
+MAX_LINES = 500
+
+
+def test_no_code_module_is_over_500_lines():
+    sizes = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert len(sizes) > 50 and "ttb_spark/ops/runner.py" in sizes
+    assert not {path: n for path, n in sizes.items() if n > MAX_LINES}

@@ -150,7 +150,7 @@ def test_a_job_ending_in_gold_writes_the_report_after_a_run_that_changed_gold_an
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from ttb_spark.ops.runner import after_run_report
+    from ttb_spark.ops.after_run import after_run_report
     from ttb_spark.scope import Scope
     from ttb_spark.settings import load_settings
 

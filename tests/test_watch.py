@@ -164,7 +164,7 @@ def test_a_bad_watchlist_stops_the_daily_job_before_anything_starts(tmp_path, mo
 def test_only_the_daily_job_watches(spark, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from ttb_spark.ops.runner import after_run_watch
+    from ttb_spark.ops.after_run import after_run_watch
     from ttb_spark.settings import load_settings
 
     settings = load_settings("test", {"pipeline": {"lakehouse_root": str(tmp_path / "lakehouse")}})

@@ -25,56 +25,20 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from ttb_spark.console import progress
+from ttb_spark.ops.after_run import after_run_report, after_run_watch, load_watchlist
+from ttb_spark.ops.errors import error_text, one_line
+from ttb_spark.ops.jobs import CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
+from ttb_spark.ops.summary import RunResult, summary, summary_fields
 from ttb_spark.partitions import Partition, chunks
 from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole
 from ttb_spark.settings import Settings, SettingsError, load_settings
 
-JOBS: dict[str, tuple[str, ...]] = {
-    "pipeline": ("scrape", "bronze", "silver", "gold"),
-    "raw": ("scrape", "bronze"),
-    "analytics": ("silver", "gold"),
-    "scrape": ("scrape",),
-    "bronze": ("bronze",),
-    "silver": ("silver",),
-    "gold": ("gold",),
-    "reference": ("reference",),
-    "discover": ("discover",),
-    "daily": ("discover", "bronze", "silver", "gold"),
-    "reconcile": ("reconcile", "bronze"),
-    "maintain": ("maintain",),
-}
-# Where each stage's module (``run(spark, settings, scope) -> counts``) lives; imported when the stage runs.
-STAGES: dict[str, str] = {
-    "scrape": "ttb_spark.raw.scrape", "discover": "ttb_spark.raw.discover", "reconcile": "ttb_spark.raw.reconcile",
-    "bronze": "ttb_spark.bronze", "silver": "ttb_spark.silver", "gold": "ttb_spark.gold",
-    "reference": "ttb_spark.reference", "maintain": "ttb_spark.ops.maintain",
-}
-NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
-DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 COST = ("ms", "sql_executions")  # what run_stage adds to each stage's counts: what the stage cost
-WHOLE = {"reference", "maintain"}  # stages with no range: they cover the registry's lists or the lakehouse as a whole
-UNCHUNKED = {job for job, stages in JOBS.items() if set(stages) <= WHOLE}  # jobs run once, not per chunk of dates
-SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
-ERROR_CHARS = 4000
-
-
-@dataclass
-class RunResult:
-    """What a job run did: its audit record and exit status."""
-
-    record: Any  # audit.RunRecord
-    exit_code: int
-    tables: list[str] = field(default_factory=list)
-    rejected_pages: int | None = None  # pages of the range in silver.rejects (None: the job has no silver stage)
-    rejected_of: str = ""  # what rejected_pages counts: the range, or this run's changed pages
-    audit_error: str | None = None  # the first failure to read or write the run's ops.pipeline_runs row
-    report: str | None = None  # where the run wrote its report (ttb_spark.report), or why it did not
-    watch: dict[str, Any] | None = None  # the watchlist's counts (ttb_spark.watch), or its error
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
@@ -242,12 +206,6 @@ def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
     return list(chunks(scope.start, scope.end, chunk_days))
 
 
-def after_chunks(job: str) -> tuple[str, ...]:
-    """The stages a job runs once after its chunks, change-driven: silver and gold of a job whose
-    dates are completed dates (they have no receipt-date range to follow)."""
-    return tuple(s for s in JOBS[job] if s in CHANGE_DRIVEN) if job in DISCOVERY_JOBS else ()
-
-
 class RunAudit:
     """The run's ``ops.pipeline_runs`` row, read and written so that a failure to do so is reported (once per
     kind, on stderr and in the summary) and never stops, or stands in for the result of, the job's own work."""
@@ -350,53 +308,6 @@ def run_job(
     return RunResult(record, code, written_tables(spark, root), rejected, of, run_audit.error, report, watched)
 
 
-def after_run_watch(job: str, spark: Any, settings: Settings, record: Any, watchlist: tuple[Any, ...]) -> dict[str, Any] | None:
-    """Record the watchlist's hits and send the pending ones after a successful daily run (only the daily job
-    watches: a backfill or a reprocessing run never sends); its counts, or ``{"error": ...}``."""
-    if job != "daily" or not watchlist:
-        return None
-    from ttb_spark import watch
-
-    try:
-        counts = watch.run(spark, settings, watchlist, record.run_id)
-    except Exception as exc:
-        progress(f"{job}: watch FAILED {one_line(exc)}")
-        return {"error": one_line(exc)}
-    if counts.get("send_failed"):
-        progress(f"{job}: watch: the digest of {counts['pending']} hit(s) was not accepted; the next run sends it again")
-    return counts
-
-
-def after_run_report(job: str, spark: Any, settings: Settings, record: Any, scope: Scope | None = None) -> tuple[str | None, bool]:
-    """Write the report (:mod:`ttb_spark.report`) after a run whose gold stage processed COLAs, when
-    ``TTB_REPORT_AFTER_RUN`` is on: (where it went or why it was not written, whether writing it failed).
-    The daily job's covers the report's weeks up to its run's day (its last completed date, today on a
-    schedule: the day's withdrawals are in it before the day's first approval); a run over a range of receipt
-    dates, from that range's first week to gold's newest approval (its COLAs' approvals, however late); a
-    change-driven one, the report's weeks up to gold's newest approval. A failure is reported, never undoes
-    or stands in for the published data."""
-    if "gold" not in JOBS[job] or not settings.analytics.report_after_run:
-        return None, False
-    if not (record.counts.get("gold") or {}).get("colas"):
-        return "not written: gold processed no COLA", False
-    from ttb_spark import report
-    from ttb_spark.report.figures import first_week
-
-    started = time.monotonic()
-    try:
-        since, until = None, None
-        if scope is not None and job in DISCOVERY_JOBS:
-            until = scope.end
-        elif scope is not None and not scope.since_last_run:
-            since = first_week(scope.start, 1)
-        where = report.run(spark, settings, since, until)
-    except Exception as exc:
-        progress(f"{job}: report FAILED {one_line(exc)}")
-        return f"NOT WRITTEN: {one_line(exc)}", True
-    progress(f"{job}: report written in {time.monotonic() - started:.1f}s: {where}")
-    return where, False
-
-
 def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any, job: str = "") -> Any:
     """Run ``stages`` once over what changed since their watermarks; the record with their counts and
     what gold recorded in the meantime (new, status_changed, withdrawn, removed)."""
@@ -406,35 +317,6 @@ def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, s
     before = gold.history_version(spark, root)
     counts = {stage: run_stage(stage, spark, settings, scope, " [changes since the last run]", job) for stage in stages}
     return record.with_counts(counts).with_changes(gold.recorded_since(spark, root, before))
-
-
-def one_line(exc: BaseException) -> str:
-    """Exception type and the first line of its message; for an error raised in the JVM (whose first line only
-    names the call, "An error occurred while calling o4876.collectToPython."), the Java exception's too."""
-    line = _first_line(_text(lambda: str(exc)) or _text(lambda: getattr(exc, "errmsg", "")))
-    if getattr(exc, "java_exception", None) is not None:
-        line = f"{line} {_first_line(_text(lambda: str(exc.java_exception.toString())))}".rstrip()
-    return f"{type(exc).__name__}: {line}"
-
-
-def _text(produce: Callable[[], str]) -> str:
-    """``produce()`` stripped; empty when it cannot be had (a JVM that no longer answers)."""
-    try:
-        return produce().strip()
-    except Exception:
-        return ""
-
-
-def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else ""
-
-
-def error_text(exc: BaseException) -> str:
-    """One line naming the exception (``one_line``), then its message and the innermost frames, bounded in size."""
-    text = "".join(traceback.format_exception(exc, limit=-3))
-    rest = "\n".join(_text(lambda: str(exc)).splitlines()[1:])
-    head = one_line(exc) + (f"\n{rest}" if rest else "")
-    return (head if len(head) < ERROR_CHARS // 2 else head[: ERROR_CHARS // 2] + " ...") + "\n" + text[-ERROR_CHARS // 2 :]
 
 
 def rejected_pages(spark: Any, root: str, scope: Scope) -> int:
@@ -454,9 +336,6 @@ def written_tables(spark: Any, root: str) -> list[str]:
     from ttb_spark import lakehouse, tables
 
     return sorted(spec.name for spec in tables.ALL if lakehouse.table_exists(spark, spec, root))
-
-
-CHANGE_DRIVEN = {"silver", "gold"}
 
 
 def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scope) -> Scope:
@@ -499,76 +378,6 @@ def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
         return 0
     window_start = scope.end - timedelta(days=scope.rescan_days - 1)
     return max(0, (end - max(start, window_start)).days + 1)
-
-
-def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str, Any]:
-    """What the end-of-run report says, as data (``--json`` prints it): status, range, counts per stage, what
-    gold recorded, rejects, error, where the raw store, the tables and the audit row are."""
-    from ttb_spark import lakehouse
-    from ttb_spark.ops import audit
-
-    r = result.record
-    root = settings.pipeline.lakehouse_root
-    where = f"{root.removeprefix(lakehouse.CATALOG_SCHEME)}<layer>.<table>" if lakehouse.is_catalog(root) else f"{root}/<layer>/<table>"
-    return {
-        "job": job, "status": r.status, "run_id": r.run_id, "seconds": round(r.duration_seconds or 0, 1),
-        "range": {"start": r.range_start and r.range_start.isoformat(), "end": r.range_end and r.range_end.isoformat(),
-                  "chunk_days": settings.pipeline.backfill_chunk_days, "chunks": r.chunks_total,
-                  "finished": len(r.completed_chunks), "skipped": r.chunks_skipped, "partitions": list(r.partitions)},
-        "stages": {stage: r.counts.get(stage) for stage in JOBS[job]},
-        "changes": {kind: {"total": (r.counts.get("changes") or {}).get(kind, len(ids)), "ids": ids} for kind, ids in r.changes.items()},
-        "rejects": None if result.rejected_pages is None else {"pages": result.rejected_pages, "of": result.rejected_of},
-        "error": r.error.splitlines()[0] if r.error else None,
-        "audit_error": result.audit_error,
-        "report": result.report,
-        "watch": result.watch,
-        "raw": settings.pipeline.raw_root,
-        "tables": {"where": where, "names": list(result.tables)},
-        "audit": {"table": lakehouse.location(audit.PIPELINE_RUNS, root), "run_id": r.run_id},
-    }
-
-
-def summary(fields: dict[str, Any]) -> str:
-    """The one-screen end-of-run report of :func:`summary_fields`."""
-    span = fields["range"]
-    lines = [
-        f"ttb_spark {fields['job']}: {fields['status'].upper()} in {fields['seconds']:.1f}s  (run {fields['run_id']})",
-        f"  range     {span['start']}..{span['end']}  {span['chunks']} chunk(s) of <= {span['chunk_days']} days,"
-        f" {span['finished']} finished, {span['skipped']} skipped as already done"
-        + (f"  partition {', '.join(span['partitions'])}" if span["partitions"] else ""),
-    ]
-    for stage, counts in fields["stages"].items():
-        shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
-        lines.append(f"  {stage:<9} {shown}")
-    for kind, change in fields["changes"].items():
-        more = f" (+{change['total'] - len(change['ids'])} more)" if change["total"] > len(change["ids"]) else ""
-        lines.append(f"  {kind:<9} {change['total']}: {' '.join(change['ids'])}{more}")
-    if fields["rejects"] is not None:
-        lines.append(f"  rejects   {fields['rejects']['pages']} page(s) of {fields['rejects']['of']} quarantined in silver.rejects")
-    if fields["error"]:
-        lines.append(f"  error     {fields['error'][:200]}")
-    if fields["audit_error"]:
-        lines.append(f"  audit     NOT RECORDED: {fields['audit_error'][:300]}")
-    if fields["watch"]:
-        lines.append(f"  watch     {' '.join(f'{k}={v}' for k, v in fields['watch'].items())}")
-    if fields["report"]:
-        lines.append(f"  report    {fields['report']}")
-    lines.append(f"  raw       {fields['raw']}")
-    lines.append(f"  tables    {fields['tables']['where']}: {', '.join(fields['tables']['names']) or '(none yet)'}")
-    lines.append(f"  audit     {fields['audit']['table']} (run_id = '{fields['audit']['run_id']}')")
-    return "\n".join(lines) + "\n"
-
-
-def load_watchlist(job: str, settings: Settings) -> tuple[Any, ...]:
-    """The daily job's watchlist rules (``TTB_WATCHLIST_FILE``), read before anything starts: a bad file is a
-    :class:`SettingsError`. Other jobs never watch."""
-    path = settings.analytics.watchlist_file
-    if job != "daily" or not path:
-        return ()
-    from ttb_spark.watch import rules
-
-    p = settings.pipeline
-    return rules.load(path, p.aws_region, p.s3_endpoint_url)
 
 
 def run_from_args(args: argparse.Namespace) -> int:

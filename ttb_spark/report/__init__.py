@@ -4,7 +4,7 @@ or to ``--out``.
 
 The period is whole ISO weeks: ``--since``/``--until``, by default the ``TTB_REPORT_WEEKS`` weeks up to
 gold's newest approval. Jobs that end in gold write it too when ``TTB_REPORT_AFTER_RUN`` is on
-(:func:`ttb_spark.ops.runner.after_run_report` picks their period). It reads gold only.
+(:func:`ttb_spark.ops.after_run.after_run_report` picks their period). It reads gold only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,38 @@
+"""The jobs (the command line's job commands) and the stages each runs, in order, with the stage facts the
+runner plans by: where a stage's module lives, which stages need the registry, which follow watermarks,
+which have no range and which run one at a time."""
+
+from __future__ import annotations
+
+JOBS: dict[str, tuple[str, ...]] = {
+    "pipeline": ("scrape", "bronze", "silver", "gold"),
+    "raw": ("scrape", "bronze"),
+    "analytics": ("silver", "gold"),
+    "scrape": ("scrape",),
+    "bronze": ("bronze",),
+    "silver": ("silver",),
+    "gold": ("gold",),
+    "reference": ("reference",),
+    "discover": ("discover",),
+    "daily": ("discover", "bronze", "silver", "gold"),
+    "reconcile": ("reconcile", "bronze"),
+    "maintain": ("maintain",),
+}
+# Where each stage's module (``run(spark, settings, scope) -> counts``) lives; imported when the stage runs.
+STAGES: dict[str, str] = {
+    "scrape": "ttb_spark.raw.scrape", "discover": "ttb_spark.raw.discover", "reconcile": "ttb_spark.raw.reconcile",
+    "bronze": "ttb_spark.bronze", "silver": "ttb_spark.silver", "gold": "ttb_spark.gold",
+    "reference": "ttb_spark.reference", "maintain": "ttb_spark.ops.maintain",
+}
+NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
+DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
+WHOLE = {"reference", "maintain"}  # stages with no range: they cover the registry's lists or the lakehouse as a whole
+UNCHUNKED = {job for job, stages in JOBS.items() if set(stages) <= WHOLE}  # jobs run once, not per chunk of dates
+SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
+CHANGE_DRIVEN = {"silver", "gold"}
+
+
+def after_chunks(job: str) -> tuple[str, ...]:
+    """The stages a job runs once after its chunks, change-driven: silver and gold of a job whose
+    dates are completed dates (they have no receipt-date range to follow)."""
+    return tuple(s for s in JOBS[job] if s in CHANGE_DRIVEN) if job in DISCOVERY_JOBS else ()
