@@ -14,7 +14,7 @@ from raw_pages import END, SPIRIT, START, WINE, fill_real, manifest_line, real_p
 from ttb_spark import bronze, lakehouse
 from ttb_spark.raw import storage
 from ttb_spark.scope import ReceiptDates
-from ttb_spark.registry.ttb_id import TTBId
+from ttb_spark.registry.ttb_id import TTBId, receipt_date_column
 
 from conftest import make_settings
 
@@ -84,6 +84,14 @@ def test_row_hash_follows_content_only(spark):
     hashes = [r[0] for r in bronze.pages(spark.createDataFrame([rows[0]], bronze.FETCHED), "a").select("row_hash").collect()]
     hashes += [bronze.pages(spark.createDataFrame([r], bronze.FETCHED), "b").select("row_hash").first()[0] for r in rows[1:]]
     assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_receipt_date_column_is_the_ttb_ids_rule(spark):
+    """The Spark column bronze derives listings' receipt dates with agrees with TTBId.receipt_date: both
+    centuries of the two-digit year, the pivot's edges, a leap day and a year's last day."""
+    ids = ["89001001000001", "90001001000001", "99365001000001", "00366001000001", "24060003000123", "23365002000009"]
+    got = spark.createDataFrame([(i,) for i in ids], "ttb_id string").select("ttb_id", receipt_date_column("ttb_id").alias("d"))
+    assert {r.ttb_id: r.d for r in got.collect()} == {i: TTBId(i).receipt_date for i in ids}
 
 
 def test_checked_page_key_rejects_a_key_of_another_id():

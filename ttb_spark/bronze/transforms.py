@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ttb_spark import lakehouse
 from ttb_spark.bronze.tables import MANIFEST_LINE, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
+from ttb_spark.registry.ttb_id import receipt_date_column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -90,8 +91,7 @@ def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
         listed.withColumn("searched_at", F.to_timestamp("searched_at"))
         .withColumn("_latest", F.row_number().over(latest))
         .where("_latest = 1")
-        .withColumn("receipt_date", F.to_date(F.concat(
-            F.when(F.substring("ttb_id", 1, 2) >= "90", "19").otherwise("20"), F.substring("ttb_id", 1, 5)), "yyyyDDD"))
+        .withColumn("receipt_date", receipt_date_column("ttb_id"))
         .withColumn("ingest_run_id", F.lit(ingest_run_id)),
         SEARCH_LISTINGS,
     )

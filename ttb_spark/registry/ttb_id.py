@@ -8,6 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
 
 _FORMAT = re.compile(r"^\d{14}$")
 RECEIPT_METHOD_CODES = ("000", "001", "002", "003")
@@ -64,6 +68,15 @@ class TTBId:
 
     def __str__(self) -> str:
         return self.value
+
+
+def receipt_date_column(ttb_id: str = "ttb_id") -> Column:
+    """:attr:`TTBId.receipt_date` as a Spark column over a column of validated IDs (the same two-digit year
+    pivot and Julian day), for code that derives the date on executors."""
+    from pyspark.sql import functions as F
+
+    century = F.when(F.substring(ttb_id, 1, 2) >= f"{_PIVOT:02d}", "19").otherwise("20")
+    return F.to_date(F.concat(century, F.substring(ttb_id, 1, 5)), "yyyyDDD")
 
 
 def is_valid_ttb_id(value: object) -> bool:
