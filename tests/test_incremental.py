@@ -34,7 +34,8 @@ from test_e2e import PER_WALK, _assert_same, _capture, _frame, _kill_when, _watc
 from ttb_spark import bronze, cli, lakehouse, silver, tables
 from ttb_spark.ops import audit, locks, runner
 from ttb_spark.gold.consolidated import CONSOLIDATED
-from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
+from ttb_spark.gold.dimensions import COMPANY_DAYS, COMPANY_STATS, DIM_COMPANIES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES, LABEL_DAYS
 from ttb_spark.gold.quality import QUALITY_CHECKS
 from ttb_spark.registry.ttb_id import TTBId
 
@@ -181,10 +182,13 @@ def test_running_again_changes_nothing(lake):
     assert lake["versions4"] == lake["versions3"]
 
 
-@pytest.mark.parametrize("table", ["*", "ttb_consolidated"])
+@pytest.mark.parametrize("table", ["*", "ttb_consolidated", "fact_certificates"])
 def test_kill_inside_gold_then_rerun_gives_the_clean_result(spark, lake, tmp_path, table):
-    """Killed at gold's first commit, or right after ttb_consolidated's (its MERGE deletes the withdrawn
-    and rejected COLAs before the facts' MERGEs do: issue #23, 1, a kill there used to wedge every later run)."""
+    """Killed at gold's first commit, right after ttb_consolidated's (its MERGE deletes the withdrawn
+    and rejected COLAs before the facts' MERGEs do: issue #23, 1, a kill there used to wedge every later run),
+    or after the facts' and before the day tables' (the removed COLAs then are in no table the rerun reads
+    COLAs from, yet their permits' day rows, and the counts made of them, still hold them: found by the
+    kill sweep of #23)."""
     root = tmp_path / lake["root"].name
     shutil.copytree(lake["before_crash"] / lake["root"].name, root)
     argv = ["analytics", "--env", "test", "--since-last-run", "--raw-root", str(root / "raw"), "--lakehouse-root", str(root / "lakehouse")]
@@ -197,7 +201,8 @@ def test_kill_inside_gold_then_rerun_gives_the_clean_result(spark, lake, tmp_pat
     assert proc.returncode == -signal.SIGKILL and "] gold: done" not in text, text[-3000:]
     assert "] silver: done" in text
     assert since_last_run(spark, root)[0] == 0
-    for spec in (*silver.TABLES.values(), silver.REJECTS, silver.WITHDRAWALS, CONSOLIDATED, FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES):
+    for spec in (*silver.TABLES.values(), silver.REJECTS, silver.WITHDRAWALS, CONSOLIDATED, FACT_PRODUCTS, FACT_CERTIFICATES,
+                 FACT_STATUS_CHANGES, DIM_COMPANIES, COMPANY_STATS, COMPANY_DAYS, LABEL_DAYS):
         drop = PER_WALK.search
         _assert_same(spec.name, _frame(spark, spec, lake["root"], drop), _frame(spark, spec, root, drop))
 

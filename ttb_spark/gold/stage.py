@@ -260,7 +260,14 @@ def _write_and_check(
     counts["colas"] = sum(r["count"] for r in per_day)
     gone_dates = [r[0] for r in removed.select("receipt_date").distinct().collect()]
     orphan_dates = [r[0] for r in orphans.select("receipt_date").distinct().collect()]
-    dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates))
+    if affected is None:
+        vanished, suspect_dates = None, scope.dates
+    else:  # the COLAs affected that no table the build reads COLAs from holds any more
+        held = batch.select("ttb_id").unionByName(stored.select("ttb_id")).unionByName(orphans.select("ttb_id"))
+        vanished = affected.select("ttb_id", "receipt_date").join(held, "ttb_id", "left_anti").localCheckpoint()
+        suspect_dates = [r[0] for r in vanished.select("receipt_date").distinct().collect()]
+    stale = _stale_day_rows(spark, root, suspect_dates)
+    dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates) | {d for _, d in stale})
     if not dates:
         return None
     counts["colas_removed"] = removed.count()
@@ -275,10 +282,13 @@ def _write_and_check(
     _merge(counts, "consolidated", spark, batch, CONSOLIDATED, root, prune=prune, deletes=removed)
     gone = removed.select(*orphans.columns).unionByName(orphans)
     # every recorded event of the COLAs touched, this run's and those a killed run recorded (its
-    # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates
-    touched = F.broadcast(batch.select("ttb_id").unionByName(gone.select("ttb_id")))
-    recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates).join(touched, "ttb_id", "left_semi")
-    _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts)
+    # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates;
+    # a range build takes every event of its dates (a COLA a killed run removed is in no table it reads)
+    recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+    if vanished is not None:
+        touched = batch.select("ttb_id").unionByName(gone.select("ttb_id")).unionByName(vanished.select("ttb_id"))
+        recorded = recorded.join(F.broadcast(touched), "ttb_id", "left_semi")
+    _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts, sorted({p for p, _ in stale}))
     results = check(spark, settings, scope, dates, details, certificates, published)
     lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
@@ -302,6 +312,22 @@ def _orphaned_facts(
     in_facts = products.unionByName(certificates.withColumn("permit_number", F.lit(None).cast("string")))
     held = batch.select("ttb_id").unionByName(stored.select("ttb_id"))
     return in_facts.join(held, "ttb_id", "left_anti")
+
+
+def _stale_day_rows(spark: SparkSession, root: str, dates: list[date]) -> list[tuple[str, date]]:
+    """(permit_number, receipt_date) of the gold.company_days and gold.label_days rows on ``dates`` that are not
+    what ttb_consolidated's COLAs of those dates make. A run killed after the facts' MERGEs and before the day
+    tables' leaves such rows: its removed COLAs are then in no table the rerun reads COLAs from (neither the
+    batch, ttb_consolidated nor the facts), so only their days still count them. Rebuilt with the batch."""
+    if not dates or not _seeded(spark, root):
+        return []
+    rows = in_dates(lakehouse.read_table(spark, CONSOLIDATED, root), dates)
+    differ = []
+    for spec, make in ((COMPANY_DAYS, company_days), (LABEL_DAYS, label_days)):
+        fresh = make(rows)
+        held = in_dates(lakehouse.read_table(spark, spec, root), dates).select(*fresh.columns)
+        differ.append(held.exceptAll(fresh).unionByName(fresh.exceptAll(held)).select("permit_number", "receipt_date"))
+    return sorted((r[0], r[1]) for r in differ[0].unionByName(differ[1]).distinct().collect())
 
 
 def _listings(spark: SparkSession, root: str, batch: DataFrame, dates: list[date]) -> DataFrame:
@@ -328,7 +354,7 @@ def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: 
 
 def _build_dimensions_and_facts(
     spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, stored: DataFrame, ref: DataFrame,
-    events: DataFrame, dates: list[date], counts: dict[str, int],
+    events: DataFrame, dates: list[date], counts: dict[str, int], stale_permits: list[str],
 ) -> None:  # fmt: skip
     """Dimensions and facts of the batch (``events``: the recorded status events of the COLAs touched, whose
     dates dim_dates covers; ``stored``: ttb_consolidated's rows of the build's scope before it, whose
@@ -337,7 +363,8 @@ def _build_dimensions_and_facts(
     gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
     COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
     the facts' old flags were computed from. Without them (a new lakehouse, one from before them, or one
-    whose first build of them failed: :func:`_seeded`) they are first built from the whole of ttb_consolidated."""
+    whose first build of them failed: :func:`_seeded`) they are first built from the whole of ttb_consolidated.
+    ``stale_permits``: permits whose day rows on ``dates`` a killed run left stale (:func:`_stale_day_rows`)."""
     root = settings.pipeline.lakehouse_root
     consolidated = lakehouse.read_table(spark, CONSOLIDATED, root)
     seeding = not _seeded(spark, root)
@@ -348,7 +375,7 @@ def _build_dimensions_and_facts(
     else:
         permits = batch.select("permit_number").unionByName(removed.select("permit_number")).unionByName(stored.select("permit_number"))
         permits = permits.where(F.col("permit_number").isNotNull())
-        permit_list = sorted(r[0] for r in permits.distinct().collect())
+        permit_list = sorted({r[0] for r in permits.distinct().collect()} | set(stale_permits))
         day_rows = in_dates(consolidated, dates).where(F.col("permit_number").isin(permit_list))
     day_rows = day_rows.where(F.col("permit_number").isNotNull()).localCheckpoint()
 
