@@ -21,7 +21,10 @@ that day's run made in the first schedule — so the kill lands between or insid
 stage. The schedule then goes on (that day's run again, then the rest), and every bronze, silver
 and gold table of the two lakehouses is compared (:func:`table_differences`): none may differ.
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K]]``.
+``--no-faults``: a healthy registry; with ``--days 61 --every 60`` the second run is a catch-up after 60 days
+paused, and the figures of the last run say what it cost (requests per stored page, one listing pass or not).
+
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--no-faults] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K]]``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-day", type=int, default=None, help="kill the run of this day (offset) after each of its writes in turn")
     parser.add_argument("--stride", type=int, default=1, help="--sweep-day: kill after every K-th write only")
     parser.add_argument("--last", type=int, default=None, help="--sweep-day: only the run's last K writes (silver's and gold's commits)")
+    parser.add_argument("--no-faults", action="store_true", help="a registry without faults (what a catch-up costs a healthy registry)")
     return parser.parse_args(argv)
 
 
@@ -85,6 +89,21 @@ def writes(raw: Path, lake: Path) -> int:
     """What the runs have written so far: raw-store objects and Delta commits of every table."""
     objects = sum(1 for p in raw.rglob("*") if p.is_file()) if raw.exists() else 0
     return objects + sum(1 for _ in lake.glob("*/*/_delta_log/*.json"))
+
+
+def stored_pages(raw: Path) -> int:
+    """Pages in the raw store (one object per page fetched and stored)."""
+    return sum(1 for p in (raw / "pages").rglob("*") if p.is_file()) if (raw / "pages").exists() else 0
+
+
+def last_run_cost(hits: list[Any], pages: int) -> dict[str, Any]:
+    """The schedule's last run: registry requests, pages stored, requests per page, and whether every search
+    came before the first page fetch (one listing pass; with --every N > chunk days, a catch-up)."""
+    searches = [n for n, h in enumerate(hits) if h.data_type == "search"]
+    fetches = [n for n, h in enumerate(hits) if h.data_type in ("cola-detail", "certificate")]
+    return {"last_run_requests": len(hits), "last_run_searches": len(searches), "last_run_pages_stored": pages,
+            "last_run_requests_per_page": round(len(hits) / pages, 3) if pages else None,
+            "last_run_lists_before_fetching": bool(searches and fetches and max(searches) < min(fetches))}
 
 
 def daily(sim: simulator.RegistrySimulator, day: date) -> tuple[float, str]:
@@ -215,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                             "TTB_PARTITION_START_DATE", "TTB_PARTITION_END_DATE")}
     crash: dict[str, Any] = {}
     try:
-        with tempfile.TemporaryDirectory() as tmp, simulator.running(seed=args.seed, scale=args.scale, faults=FAULTS, today=args.start) as sim:
+        faults = {} if args.no_faults else FAULTS
+        with tempfile.TemporaryDirectory() as tmp, simulator.running(seed=args.seed, scale=args.scale, faults=faults, today=args.start) as sim:
             raw, lake = Path(tmp) / "raw", Path(tmp) / "lakehouse"
             root = str(lake)
             os.environ.update(environment(sim, raw, lake, args.start))
@@ -226,10 +246,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if day == sweep_day:
                     sweep["snapshot"] = Path(tmp) / "before-sweep"
                     shutil.copytree(Path(tmp), sweep["snapshot"], ignore=shutil.ignore_patterns("before-sweep"))
-                before = writes(raw, lake)
+                before, hits_before, pages_before = writes(raw, lake), len(sim.hits), stored_pages(raw)
                 took, text = daily(sim, day)
                 seconds.append(took)
                 made.append(writes(raw, lake) - before)
+                last_run = {"hits": sim.hits[hits_before:], "pages": stored_pages(raw) - pages_before}
                 if day == sweep_day:
                     sweep |= {"day": day, "summary": text, "writes": made[-1],
                               "versions": {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}}
@@ -260,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "extra_run_tables_changed": sorted(changed), "registry_requests": requests,
         "seconds_total": round(total, 1), "seconds_per_run_median": round(statistics.median(seconds), 1),
         "seconds_first_run": round(seconds[0], 1), "seconds_slowest_run": round(max(seconds), 1), "seconds_extra_run": round(again, 1),
-        "writes_per_run_median": statistics.median(made), **crash,
+        "writes_per_run_median": statistics.median(made), **last_run_cost(last_run["hits"], last_run["pages"]), **crash,
         "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 1),
     }
     print(table({"daily_bench": result}))
