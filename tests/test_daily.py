@@ -31,6 +31,7 @@ import lxml.html
 import pytest
 from pyspark.sql import functions as F
 
+from conftest import make_settings
 from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
 from test_report import _specs, assert_report_holds_golds_numbers
@@ -101,8 +102,10 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
         # one certificate of the first day is served broken through the first run, and healthy after it
         seen["broken"] = min(r.ttb_id for r in sim.search(search.Criteria(START, START)))
         sim.faults = simulator.Faults(**FAULTS, broken=(f"{seen['broken']}/certificate",))
+        seen["hits_before"] = []
         for index, day in enumerate(run_days):
             before = writes(raw, lake)
+            seen["hits_before"].append(len(sim.hits))
             if index == len(run_days) - 1:
                 mp.setenv("TTB_REPORT_AFTER_RUN", "true")  # the report of the last 8 weeks, as the shipped jobs write it
             seen["summaries"].append(daily(sim, day))
@@ -115,7 +118,8 @@ def sixty_days(spark, tmp_path_factory) -> dict[str, Any]:
             if index == 1:
                 seen["second_writes"] = writes(raw, lake) - before
                 seen["after_second"] = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
-        seen["faults"] = {h.answer for h in sim.hits} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
+        seen["hits"] = sim.hits
+        seen["faults"] = {h.answer for h in seen["hits"]} & {"reset", "server_error", "rate_limit", "truncate", "session_timeout"}
         seen["truth"] = {r.ttb_id: sim.registry.state(r.ttb_id, LAST).status for r in sim.search(search.Criteria(START, LAST))}
         seen["versions"] = {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}
         seen["posts_before_again"] = list(receiver.posts)
@@ -174,6 +178,19 @@ def test_sixty_days_of_daily_runs_end_with_the_registry_truth(spark, sixty_days)
 
     assert data_changes(spark, root, sixty_days["versions"]) == {}, sixty_days["again"]
     assert runs[-1].counts["discover"]["fetched_ids"] == 0
+
+
+def test_a_run_after_a_pause_lists_every_day_before_it_fetches_a_page(sixty_days):
+    """Issue #23 (10): the schedule's runs after a pause longer than a chunk of days (days 33 and 59, after 16
+    and 26 days) search the whole of their range before they fetch any page: one listing of the registry,
+    each ID fetched with its latest listing."""
+    hits, bounds = sixty_days["hits"], [*sixty_days["hits_before"], len(sixty_days["hits"])]
+    for index in (RUN_DAYS.index(33), RUN_DAYS.index(59)):
+        assert RUN_DAYS[index] - RUN_DAYS[index - 1] > make_settings(sixty_days["base"]).pipeline.backfill_chunk_days
+        run = hits[bounds[index]:bounds[index + 1]]
+        searches = [n for n, h in enumerate(run) if h.data_type == "search"]
+        pages = [n for n, h in enumerate(run) if h.data_type in ("cola-detail", "certificate")]
+        assert searches and pages and max(searches) < min(pages), RUN_DAYS[index]
 
 
 def test_a_run_killed_at_a_random_point_then_rerun_ends_with_the_same_tables(spark, sixty_days, tmp_path):

@@ -234,6 +234,28 @@ def test_a_later_chunk_of_a_run_re_lists_no_day_before_its_range(tmp_path):
     assert second["swept"] == 0 and searched("chunk-2") == {DAY}
 
 
+def test_a_run_killed_while_fetching_keeps_its_finished_parts(spark, tmp_path, monkeypatch):
+    """Discovery records its fetches ``PART_IDS`` IDs per manifest, each complete on its own: a run killed in a
+    part (its pages stored, its manifest not yet) keeps the parts before it, and the rerun fetches the
+    interrupted part's IDs only."""
+    monkeypatch.setattr(discover, "PART_IDS", 5)
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        first = discover.discover(settings, "killed", DAY, DAY, history_start=DAY, spark=spark)
+        parts = sorted(k for k in store.list(storage.DISCOVERY_MANIFESTS) if k.endswith("/" + storage.MANIFEST))
+        assert len(parts) == -(-first["fetched_ids"] // 5) >= 3
+        assert all(store.exists(storage.marker_of(k)) for k in parts)
+        ids = [{e["ttb_id"] for e in storage.manifest_entries(store, k)} for k in parts]
+        assert all(0 < len(part) <= 5 for part in ids) and sum(map(len, ids)) == first["fetched_ids"]
+        store.delete(storage.marker_of(parts[-1]))  # the kill: the last part's pages stored, its manifest not
+        store.delete(parts[-1])
+        before = len(sim.hits)
+        again = discover.discover(settings, "rerun", DAY, DAY, history_start=DAY, spark=spark)
+        fetched = {h.ttb_id for h in sim.hits[before:] if h.data_type != "search"}
+    assert fetched == ids[-1] and again["fetched_ids"] == len(ids[-1])
+
+
 def _daily(settings, sim, day: date, capsys) -> None:
     sim.today = day
     argv = ["daily", "--env", "test", "--date", day.isoformat(), "--registry-url", sim.base_url,

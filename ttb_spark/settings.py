@@ -117,7 +117,7 @@ class PipelineSettings(_Section):
     schema_prefix: str = ""
     raw_root: str = "data/raw"
     lakehouse_root: str = "data/lakehouse"
-    backfill_chunk_days: int = Field(7, ge=1)
+    backfill_chunk_days: int = Field(7, ge=1)  # days per chunk of a range run; daily lists and fetches its range in one pass
 
     @field_validator("receipt_methods", "data_types", mode="before")
     @classmethod

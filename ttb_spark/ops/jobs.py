@@ -28,6 +28,9 @@ NEEDS_REGISTRY = {"scrape", "reference", "discover", "reconcile"}
 DISCOVERY_JOBS = ("discover", "daily")  # their dates are completed dates; they share one watermark
 WHOLE = {"reference", "maintain"}  # stages with no range: they cover the registry's lists or the lakehouse as a whole
 UNCHUNKED = {job for job, stages in JOBS.items() if set(stages) <= WHOLE}  # jobs run once, not per chunk of dates
+# jobs whose range is one chunk however long: a catch-up after a pause lists every day before it fetches (one
+# listing of the registry, each ID fetched once), resumable by discovery's fetch parts (discover.PART_IDS)
+ONE_PASS = {"daily"}
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 CHANGE_DRIVEN = {"silver", "gold"}
 

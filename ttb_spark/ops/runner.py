@@ -7,11 +7,12 @@ backfill chunks, the run audit (``ops.pipeline_runs``), progress lines and the e
 summary, so stage code stays a thin read -> transform -> write.
 
 The ``daily`` job's dates are completed dates (discovery's): its discover and bronze stages run
-per chunk, then silver and gold run once, always change-driven (what changed since their
-watermarks, whatever the receipt dates), and the run's audit row and summary list what gold
-recorded as new, changed status, withdrawn or removed.
+once over the whole range (a catch-up after a pause lists every day before fetching any page), then
+silver and gold, always change-driven (what changed since their watermarks, whatever the receipt
+dates), and the run's audit row and summary list what gold recorded as new, changed status,
+withdrawn or removed.
 
-A date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
+Any other date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
 per chunk, and each finished chunk is recorded in the run's audit row: rerunning a failed
 backfill with the same arguments and settings skips the chunks it already finished.
 """
@@ -32,7 +33,7 @@ from typing import Any, Iterator
 from ttb_spark.console import progress
 from ttb_spark.ops.after_run import after_run_report, after_run_watch, load_watchlist
 from ttb_spark.ops.errors import error_text, one_line
-from ttb_spark.ops.jobs import CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
+from ttb_spark.ops.jobs import CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, ONE_PASS, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
 from ttb_spark.ops.summary import RunResult, summary, summary_fields
 from ttb_spark.partitions import Partition, chunks
 from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole
@@ -198,10 +199,11 @@ def describe_jobs(spark: Any, text: str) -> None:
 
 
 def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
-    """The chunks a run is split into: one for a single partition or the reference job, none for an empty range."""
+    """The chunks a run is split into: one for a single partition, a job of ONE_PASS or the reference job, none
+    for an empty range."""
     if scope.start > scope.end:
         return []
-    if scope.only or job in UNCHUNKED:
+    if scope.only or job in UNCHUNKED or job in ONE_PASS:
         return [(scope.start, scope.end)]
     return list(chunks(scope.start, scope.end, chunk_days))
 

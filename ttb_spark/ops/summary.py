@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttb_spark.ops.jobs import JOBS
+from ttb_spark.ops.jobs import JOBS, ONE_PASS
 from ttb_spark.settings import Settings
 
 
@@ -36,7 +36,7 @@ def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str,
     return {
         "job": job, "status": r.status, "run_id": r.run_id, "seconds": round(r.duration_seconds or 0, 1),
         "range": {"start": r.range_start and r.range_start.isoformat(), "end": r.range_end and r.range_end.isoformat(),
-                  "chunk_days": settings.pipeline.backfill_chunk_days, "chunks": r.chunks_total,
+                  "chunk_days": None if job in ONE_PASS else settings.pipeline.backfill_chunk_days, "chunks": r.chunks_total,
                   "finished": len(r.completed_chunks), "skipped": r.chunks_skipped, "partitions": list(r.partitions)},
         "stages": {stage: r.counts.get(stage) for stage in JOBS[job]},
         "changes": {kind: {"total": (r.counts.get("changes") or {}).get(kind, len(ids)), "ids": ids} for kind, ids in r.changes.items()},
@@ -56,8 +56,9 @@ def summary(fields: dict[str, Any]) -> str:
     span = fields["range"]
     lines = [
         f"ttb_spark {fields['job']}: {fields['status'].upper()} in {fields['seconds']:.1f}s  (run {fields['run_id']})",
-        f"  range     {span['start']}..{span['end']}  {span['chunks']} chunk(s) of <= {span['chunk_days']} days,"
-        f" {span['finished']} finished, {span['skipped']} skipped as already done"
+        f"  range     {span['start']}..{span['end']}  {span['chunks']} chunk(s)"
+        + (f" of <= {span['chunk_days']} days" if span["chunk_days"] else "")
+        + f", {span['finished']} finished, {span['skipped']} skipped as already done"
         + (f"  partition {', '.join(span['partitions'])}" if span["partitions"] else ""),
     ]
     for stage, counts in fields["stages"].items():

@@ -68,12 +68,16 @@ def _run_part(run_id: str) -> str:
     return f"run_id={run_id}"
 
 
-def discovery_manifest_key(run_id: str, first: date, last: date, dates: str = "completed") -> str:
+def discovery_manifest_key(run_id: str, first: date, last: date, dates: str = "completed", part: int | None = None) -> str:
     """The manifest of one discovery run's fetches for ``first..last`` (completed dates, or
-    ``dates="received"`` for a reconciliation sweep over receipt dates)."""
+    ``dates="received"`` for a reconciliation sweep over receipt dates); ``part``: the n-th of the run's
+    fetch manifests for that range (discovery writes one per part of its IDs)."""
     if dates not in ("completed", "received"):
         raise ValueError(f"unknown kind of dates {dates!r}")
-    return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/{dates}={first.isoformat()}_{last.isoformat()}/{MANIFEST}"
+    if part is not None and not 0 <= part < 100_000:
+        raise ValueError(f"part must be 0..99999, got {part}")
+    within = "" if part is None else f"part={part:05d}/"
+    return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/{dates}={first.isoformat()}_{last.isoformat()}/{within}{MANIFEST}"
 
 
 def search_manifest_key(run_id: str, first: date, last: date) -> str:
