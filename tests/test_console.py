@@ -14,6 +14,7 @@ import pyspark
 import pytest
 
 from ttb_spark import console
+from ttb_spark.ops import runner
 from ttb_spark.spark import console_java_options
 
 
@@ -61,6 +62,20 @@ def test_a_slow_meter_says_its_rate_per_minute():
     clock.now += 120
     meter.add(3)
     assert meter.line() == "scrape task 1/2: 3/28 partitions (10%), 1.5/min, about 0:16:40 left"  # 25 / (3 / 120 s)
+
+
+def test_a_chunked_run_says_after_each_chunk_where_it_is_and_what_its_fetches_cost():
+    """Issue #22 (4): a long backfill's line after each chunk: chunks done of total, time left at its pace,
+    pages stored and requests per page so far (the walk's counts, or discovery's)."""
+    clock, counts = Clock(), {"scrape": {"found": 400, "requests": 440}}
+    meter = console.Meter("pipeline", 12, "chunks", every=0, clock=clock, detail=lambda: runner.fetch_cost(counts))
+    clock.now += 300
+    meter.add()
+    assert meter.line() == "pipeline: 1/12 chunks (8%), 0.2/min, about 0:55:00 left, 400 pages stored, 1.10 requests per page"
+    counts = {"discover": {"pages_found": 1000, "requests": 1025}, "bronze": {"pages_read": 1000}}
+    assert meter.line().endswith(", 1,000 pages stored, 1.02 requests per page")
+    assert runner.fetch_cost({"discover": {"pages_found": 0, "requests": 9}}) == "no page stored, 9 requests"
+    assert runner.fetch_cost({"bronze": {"pages_read": 3}}) == ""
 
 
 def test_meter_counts_every_item_added_from_many_threads():

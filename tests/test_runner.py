@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import inspect
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -111,6 +112,8 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
         assert cli.main(argv) == 1
         failed = capsys.readouterr()
         assert "FAILED" in failed.out and "[chunk 2/2 2024-01-03..2024-01-03]" in failed.err
+        # after chunk 1 (of 2), where the run is and what its walk cost so far
+        assert re.search(r"\] scrape: 1/2 chunks \(50%\), [\d.]+/(s|min), about [\d:]+ left, \d+ pages stored, [\d.]+ requests per page", failed.err)
         blocker.unlink()
         assert cli.main(argv) == 0
         rerun = capsys.readouterr()

@@ -56,8 +56,8 @@ class Meter:
     ``total`` are done, at what rate, and how long the rest takes at that rate."""
 
     def __init__(self, what: str, total: int, unit: str, every: float = EVERY_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.what, self.total, self.unit, self.every, self.clock = what, total, unit, every, clock
+                 clock: Callable[[], float] = time.monotonic, detail: Callable[[], str] | None = None) -> None:
+        self.what, self.total, self.unit, self.every, self.clock, self.detail = what, total, unit, every, clock, detail
         self.done = 0
         self.started = self.shown = clock()
         self._lock = threading.Lock()
@@ -72,10 +72,11 @@ class Meter:
             progress(self.line())
 
     def line(self) -> str:
-        """``<what>: 1,234/4,046 pages (30%), 12.5/s, about 0:03:45 left``."""
+        """``<what>: 1,234/4,046 pages (30%), 12.5/s, about 0:03:45 left``, then ``detail()`` when given."""
         elapsed = max(self.clock() - self.started, 1e-9)
         rate = self.done / elapsed
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
         left = f", about {timedelta(seconds=round((self.total - self.done) / rate))} left" if rate > 0 else ""
         pace = f"{rate:.1f}/s" if rate >= 1 or rate == 0 else f"{rate * 60:.1f}/min"
-        return f"{self.what}: {self.done:,}/{self.total:,} {self.unit}{share}, {pace}{left}"
+        more = self.detail() if self.detail else ""
+        return f"{self.what}: {self.done:,}/{self.total:,} {self.unit}{share}, {pace}{left}" + (f", {more}" if more else "")

@@ -30,7 +30,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterator
 
-from ttb_spark.console import progress
+from ttb_spark.console import Meter, progress
 from ttb_spark.ops.after_run import after_run_report, after_run_watch, load_watchlist
 from ttb_spark.ops.errors import error_text, one_line
 from ttb_spark.ops.jobs import CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, ONE_PASS, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
@@ -241,6 +241,16 @@ class RunAudit:
             self._failed("write the run's row to", exc)
 
 
+def fetch_cost(counts: dict[str, Any]) -> str:
+    """Pages a run's walk or discovery stored so far and the registry requests per page it paid ("" for a job
+    that fetches nothing)."""
+    fetched = counts.get("scrape") or counts.get("discover")
+    if not fetched:
+        return ""
+    pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0)
+    return f"{pages:,} pages stored, {requests / pages:.2f} requests per page" if pages else f"no page stored, {requests:,} requests"
+
+
 def run_job(
     job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None, watchlist: tuple[Any, ...] = (),
 ) -> RunResult:  # fmt: skip
@@ -264,6 +274,8 @@ def run_job(
     per_chunk = [s for s in JOBS[job] if s not in once]
     progress(f"{job}: run {scope.run_id} {scope.start}..{scope.end} in {len(chunk_list)} chunk(s), {record.chunks_skipped} already done")
     claim = run_claim(job, scope) if settings.concurrency.run_lock else None
+    # after each chunk but the last: chunks done, time left at this run's pace, what its fetches cost so far
+    meter = Meter(job, len(chunk_list) - record.chunks_skipped, "chunks", every=0, detail=lambda: fetch_cost(record.counts))
     try:
         if claim is not None:
             locks.acquire(spark, settings, claim)
@@ -280,6 +292,7 @@ def run_job(
                 swept = True
                 counts = {stage: run_stage(stage, spark, live, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
+                meter.add()
                 if number < len(chunk_list) or once:
                     run_audit.write(record)
             if once:
