@@ -266,7 +266,8 @@ def _write_and_check(
         held = batch.select("ttb_id").unionByName(stored.select("ttb_id")).unionByName(orphans.select("ttb_id"))
         vanished = affected.select("ttb_id", "receipt_date").join(held, "ttb_id", "left_anti").localCheckpoint()
         suspect_dates = [r[0] for r in vanished.select("receipt_date").distinct().collect()]
-    stale = _stale_day_rows(spark, root, suspect_dates)
+    seeded = _seeded(spark, root) if suspect_dates else None  # read once a build: here only when needed
+    stale = _stale_day_rows(spark, root, suspect_dates) if seeded else []
     dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates) | {d for _, d in stale})
     if not dates:
         return None
@@ -285,10 +286,11 @@ def _write_and_check(
     # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates;
     # a range build takes every event of its dates (a COLA a killed run removed is in no table it reads)
     recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
+    seeded = _seeded(spark, root) if seeded is None else seeded
     if vanished is not None:
         touched = batch.select("ttb_id").unionByName(gone.select("ttb_id")).unionByName(vanished.select("ttb_id"))
         recorded = recorded.join(F.broadcast(touched), "ttb_id", "left_semi")
-    _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts, sorted({p for p, _ in stale}))
+    _build_dimensions_and_facts(spark, settings, batch, gone, stored, ref, recorded, dates, counts, sorted({p for p, _ in stale}), seeded)
     results = check(spark, settings, scope, dates, details, certificates, published)
     lakehouse.merge_upsert(spark, quality.to_frame(spark, scope.run_id, results, scope_text(dates)), QUALITY_CHECKS, root)
     counts["checks_passed"] = sum(r.passed for r in results)
@@ -318,8 +320,9 @@ def _stale_day_rows(spark: SparkSession, root: str, dates: list[date]) -> list[t
     """(permit_number, receipt_date) of the gold.company_days and gold.label_days rows on ``dates`` that are not
     what ttb_consolidated's COLAs of those dates make. A run killed after the facts' MERGEs and before the day
     tables' leaves such rows: its removed COLAs are then in no table the rerun reads COLAs from (neither the
-    batch, ttb_consolidated nor the facts), so only their days still count them. Rebuilt with the batch."""
-    if not dates or not _seeded(spark, root):
+    batch, ttb_consolidated nor the facts), so only their days still count them. Rebuilt with the batch.
+    Only for seeded day tables (:func:`_seeded`): a seeding build rebuilds every day row anyway."""
+    if not dates:
         return []
     rows = in_dates(lakehouse.read_table(spark, CONSOLIDATED, root), dates)
     differ = []
@@ -354,7 +357,7 @@ def _removal_reasons(spark: SparkSession, root: str, removed: DataFrame, dates: 
 
 def _build_dimensions_and_facts(
     spark: SparkSession, settings: Settings, batch: DataFrame, removed: DataFrame, stored: DataFrame, ref: DataFrame,
-    events: DataFrame, dates: list[date], counts: dict[str, int], stale_permits: list[str],
+    events: DataFrame, dates: list[date], counts: dict[str, int], stale_permits: list[str], seeded: bool,
 ) -> None:  # fmt: skip
     """Dimensions and facts of the batch (``events``: the recorded status events of the COLAs touched, whose
     dates dim_dates covers; ``stored``: ttb_consolidated's rows of the build's scope before it, whose
@@ -363,11 +366,11 @@ def _build_dimensions_and_facts(
     gold.label_days: prior state read by the batch's permit numbers and receipt dates), never from every
     COLA of those permits. The day tables are written last, so a rerun after a crash finds the prior state
     the facts' old flags were computed from. Without them (a new lakehouse, one from before them, or one
-    whose first build of them failed: :func:`_seeded`) they are first built from the whole of ttb_consolidated.
+    whose first build of them failed: ``seeded`` false, :func:`_seeded`) they are first built from the whole of ttb_consolidated.
     ``stale_permits``: permits whose day rows on ``dates`` a killed run left stale (:func:`_stale_day_rows`)."""
     root = settings.pipeline.lakehouse_root
     consolidated = lakehouse.read_table(spark, CONSOLIDATED, root)
-    seeding = not _seeded(spark, root)
+    seeding = not seeded
     if seeding:
         _replace_numbered_dim_companies(spark, root)
         permit_list = None
