@@ -22,7 +22,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType
 
-from bench.daily_bench import PER_RUN, table_differences
+from bench.daily_bench import PER_RUN, frame_differences, table_differences
 from ttb_spark import cli, lakehouse, tables
 
 from ttb_spark.ops import audit
@@ -78,14 +78,6 @@ def _shaped(df, spec: lakehouse.TableSpec, drop: Callable[[str], bool]):
         dropped.add(lakehouse.ROW_HASH)  # the hash covers a dropped column
     cols = [F.to_json(c).alias(c) if isinstance(df.schema[c].dataType, MapType) else F.col(c) for c in sorted(set(df.columns) - dropped)]
     return df.select(*cols)
-
-
-def _assert_same(name: str, a, b) -> None:
-    """Same rows, duplicates counted: the full contents, not just counts."""
-    assert a.columns == b.columns, name
-    missing, extra = a.exceptAll(b).collect(), b.exceptAll(a).collect()
-    assert not missing and not extra, f"{name}: {len(missing)} rows only in the first, {len(extra)} only in the second, e.g. {(missing or extra)[:1]}"
-    assert a.count() == b.count(), name
 
 
 def _version(spark, spec, root: Path) -> int:
@@ -165,8 +157,8 @@ def test_same_run_twice_gives_identical_tables(spark, clean):
     code, _, err = _capture(lambda: cli.main(clean["argv"]))
     assert code == 0, err[-3000:]
     assert set(_tables(spark, root)) == set(tables)
-    for name, spec in tables.items():
-        _assert_same(name, _frame(spark, spec, root, version=before[name]), _frame(spark, spec, root))
+    assert frame_differences({name: (_frame(spark, spec, root, version=before[name]), _frame(spark, spec, root))
+                              for name, spec in tables.items()}) == {}
     runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, str(root / "lakehouse")).collect()
     assert sorted(r.status for r in runs) == ["succeeded", "succeeded"]
 
@@ -277,11 +269,13 @@ def test_bronze_to_gold_over_spark_connect_in_catalog_mode_gives_the_clean_table
     assert "tables    spark_catalog.ttb_<layer>.<table>" in done.stdout
     assert "audit     spark_catalog.ttb_ops.pipeline_runs" in done.stdout
 
-    for name, spec in _tables(spark, clean["root"]).items():
-        # the subprocess's session catalog is gone with it; its managed tables stay at <warehouse>/<schema>.db/<table>
+    # the subprocess's session catalog is gone with it; its managed tables stay at <warehouse>/<schema>.db/<table>
+    def connect(name: str):
         layer, table = name.split(".")
-        connect = spark.read.format("delta").load(str(warehouse / f"ttb_{layer}.db" / table))
-        _assert_same(name, _frame(spark, spec, clean["root"], PER_WALK.search), _shaped(connect, spec, PER_WALK.search))
+        return spark.read.format("delta").load(str(warehouse / f"ttb_{layer}.db" / table))
+
+    assert frame_differences({name: (_frame(spark, spec, clean["root"], PER_WALK.search), _shaped(connect(name), spec, PER_WALK.search))
+                              for name, spec in _tables(spark, clean["root"]).items()}) == {}
     assert {p.name for p in warehouse.iterdir()} == {"ttb_bronze.db", "ttb_silver.db", "ttb_gold.db", "ttb_ops.db"}
 
 
