@@ -60,8 +60,10 @@ RUNTIME_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/pyth
 	.venv-spark40/bin/python -c 'import sys; print("test-spark40: Python", sys.version.split()[0])'
 	touch $@
 
+# Dealt to TEST_WORKERS processes as `make test` is: the EMR-line daily run (~3 of its ~5 minutes) on one,
+# the rest on the other.
 test-spark40: .venv-spark40/.installed
-	.venv-spark40/bin/python -m pytest tests/test_foundation.py tests/test_parse.py \
+	.venv-spark40/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/test_foundation.py tests/test_parse.py \
 		tests/test_bronze.py tests/test_silver.py tests/test_gold_transforms.py \
 		tests/test_lakehouse.py::test_a_delta_error_survives_the_conflict_check_without_deltas_python_exceptions \
 		tests/test_emr_run.py
