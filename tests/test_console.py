@@ -72,6 +72,8 @@ def test_a_chunked_run_says_after_each_chunk_where_it_is_and_what_its_fetches_co
     clock.now += 300
     meter.add()
     assert meter.line() == "pipeline: 1/12 chunks (8%), 0.2/min, about 0:55:00 left, 400 pages stored, 1.10 requests per page"
+    assert meter.seconds_left() == 3300  # what the run's audit row turns into its expected end (audit.RunRecord.expecting_end)
+    assert console.Meter("pipeline", 12, "chunks", clock=clock).seconds_left() is None  # no chunk done yet: no pace
     counts = {"discover": {"pages_found": 1000, "requests": 1025}, "bronze": {"pages_read": 1000}}
     assert meter.line().endswith(", 1,000 pages stored, 1.02 requests per page")
     assert runner.fetch_cost({"discover": {"pages_found": 0, "requests": 9}}) == "no page stored, 9 requests"

@@ -10,9 +10,10 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from conftest import make_settings
 from ttb_spark import cli, lakehouse
@@ -127,6 +128,14 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
     first, second = runs["failed"], runs["succeeded"]
     assert [(c.start, c.end) for c in first.completed_chunks] == [(date(2024, 1, 2), date(2024, 1, 2))]
     assert first.error and first.ended_at is not None and first.counts["scrape"]["partitions_complete"] == 1
+    # its row as written after chunk 1 of 2 (time travel): the end at its pace so far, one more chunk's time away
+    root = settings.pipeline.lakehouse_root
+    history = spark.sql(f"DESCRIBE HISTORY {lakehouse.table_ref(audit.PIPELINE_RUNS, root)}").collect()
+    [(written, mid)] = [(h.timestamp, r) for h in history
+                        for r in lakehouse.read_version(spark, audit.PIPELINE_RUNS, root, h.version).where(F.col("run_id") == first.run_id).collect()
+                        if r.status == "running" and len(r.completed_chunks) == 1]
+    assert mid.started_at < mid.expected_end_at <= written + (written - mid.started_at) + timedelta(seconds=5), (written, mid)
+    assert first.expected_end_at is None and second.expected_end_at is None  # null once ended
     assert second.chunks_skipped == 1 and second.covered_through == date(2024, 1, 3)
     # Only chunk 2 ran again: the rerun's counts are that one partition's.
     assert second.counts["scrape"]["partitions"] == 1 and second.counts["scrape"]["partitions_complete"] == 1

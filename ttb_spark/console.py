@@ -71,12 +71,20 @@ class Meter:
         if due:
             progress(self.line())
 
+    def rate(self) -> float:
+        """Items done per second so far."""
+        return self.done / max(self.clock() - self.started, 1e-9)
+
+    def seconds_left(self) -> float | None:
+        """How long the items left take at the rate so far (None before the first is done)."""
+        rate = self.rate()
+        return (self.total - self.done) / rate if rate > 0 else None
+
     def line(self) -> str:
         """``<what>: 1,234/4,046 pages (30%), 12.5/s, about 0:03:45 left``, then ``detail()`` when given."""
-        elapsed = max(self.clock() - self.started, 1e-9)
-        rate = self.done / elapsed
+        rate, seconds = self.rate(), self.seconds_left()
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
-        left = f", about {timedelta(seconds=round((self.total - self.done) / rate))} left" if rate > 0 else ""
+        left = f", about {timedelta(seconds=round(seconds))} left" if seconds is not None else ""
         pace = f"{rate:.1f}/s" if rate >= 1 or rate == 0 else f"{rate * 60:.1f}/min"
         more = self.detail() if self.detail else ""
         return f"{self.what}: {self.done:,}/{self.total:,} {self.unit}{share}, {pace}{left}" + (f", {more}" if more else "")

@@ -69,6 +69,8 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("ended_at", TimestampType(), "When the run ended (UTC); null while running."),
             column("duration_seconds", DoubleType(), "ended_at - started_at in seconds."),
             column("row_hash", StringType(), "SHA-256 of the row's content; the MERGE updates a row only when it changed."),
+            column("expected_end_at", TimestampType(), "While running, from the first finished chunk of several on: when the run would end "
+                                                       "at its pace so far (UTC); null for a run of one chunk and once the run has ended."),
         ]
     ),
 )
@@ -97,6 +99,7 @@ class RunRecord:
     error: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     ended_at: datetime | None = None
+    expected_end_at: datetime | None = None
 
     @classmethod
     def start(cls, run_id: str, job: str, arguments: dict[str, Any], settings: Settings, **kwargs: Any) -> RunRecord:
@@ -127,8 +130,13 @@ class RunRecord:
         return replace(self, counts=add_counts(self.counts, totals),
                        changes={kind: sorted(ids)[:CHANGE_IDS] for kind, ids in changes.items()})
 
+    def expecting_end(self, seconds_left: float | None) -> RunRecord:
+        """This record with the end its pace so far makes: ``seconds_left`` from now (None: unknown)."""
+        at = None if seconds_left is None else datetime.now(timezone.utc) + timedelta(seconds=seconds_left)
+        return replace(self, expected_end_at=at)
+
     def finish(self, status: str, error: str | None = None) -> RunRecord:
-        return replace(self, status=status, error=error, ended_at=datetime.now(timezone.utc))
+        return replace(self, status=status, error=error, ended_at=datetime.now(timezone.utc), expected_end_at=None)
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -154,6 +162,7 @@ class RunRecord:
             "ended_at": self.ended_at,
             "duration_seconds": self.duration_seconds,
             "row_hash": None,
+            "expected_end_at": self.expected_end_at,
         }
 
 

@@ -293,6 +293,8 @@ def run_job(
                 counts = {stage: run_stage(stage, spark, live, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
                 meter.add()
+                if number < len(chunk_list):
+                    record = record.expecting_end(meter.seconds_left())
                 if number < len(chunk_list) or once:
                     run_audit.write(record)
             if once:
