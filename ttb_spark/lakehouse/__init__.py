@@ -20,7 +20,7 @@ One concern a module: :mod:`.specs` (:class:`TableSpec`, :func:`column`, the row
 and :func:`migrate`, :func:`relayout`, :func:`replace_table`, :func:`ensure_properties`), :mod:`.reads`
 (:func:`table_exists`, :func:`read_table`, :func:`read_version`, :func:`read_changes`, versions and
 history, :func:`restore_version`) and :mod:`.writes` (:func:`merge_upsert`, :func:`merge_changes`,
-:func:`insert_new`), and :mod:`.watermarks` (``ops.watermarks``, the change-driven stages' progress). The names
+:func:`insert_new`, :func:`run_merge`), and :mod:`.watermarks` (``ops.watermarks``, the change-driven stages' progress). The names
 other code uses are imported here.
 """
 
@@ -35,7 +35,7 @@ from ttb_spark.lakehouse.reads import (
 from ttb_spark.lakehouse.specs import (
     CHANGE_FEED, ROW_HASH, TableSpec, column, conform, is_catalog, location, sql_string, table_ref,
 )  # fmt: skip
-from ttb_spark.lakehouse.writes import insert_new, merge_changes, merge_upsert, prune_condition
+from ttb_spark.lakehouse.writes import insert_new, merge_changes, merge_upsert, prune_condition, run_merge
 from ttb_spark.lakehouse.watermarks import WATERMARKS, read_watermarks, write_watermarks
 from ttb_spark.settings import CATALOG_SCHEME  # lakehouse.CATALOG_SCHEME, as before: the runner names it so
 
@@ -44,5 +44,5 @@ __all__ = [
     "current_version", "data_commits", "ensure_properties", "ensure_table", "insert_new", "is_catalog",
     "is_conflict", "last_operation_metrics", "location", "merge_changes", "merge_upsert", "migrate", "migration",
     "prune_condition", "read_changes", "read_table", "read_version", "relayout", "replace_table",
-    "read_watermarks", "restore_version", "retry_on_conflict", "sql_string", "table_exists", "table_ref", "write_watermarks",
+    "read_watermarks", "restore_version", "retry_on_conflict", "run_merge", "sql_string", "table_exists", "table_ref", "write_watermarks",
 ]  # fmt: skip

@@ -69,13 +69,13 @@ def _with_source(spark: SparkSession, statement: str, source: DataFrame) -> Data
     return spark.sql(text, source=source)
 
 
-def _run_merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
+def run_merge(spark: SparkSession, statement: str, source: DataFrame) -> dict[str, int]:
     """Run a ``MERGE INTO ... USING {source}`` statement with ``source`` as the DataFrame argument; its row counts."""
     row = _with_source(spark, statement, source).first()
     return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]), "deleted": int(row["num_deleted_rows"])}
 
 
-_merge = retry_on_conflict(_run_merge)  # for a source that does not depend on the target's state
+_merge = retry_on_conflict(run_merge)  # for a source that does not depend on the target's state
 
 
 @retry_on_conflict
@@ -131,4 +131,4 @@ def merge_changes(
         f"WHEN MATCHED AND {changed} THEN UPDATE SET {', '.join(f'{n} = s.{n}' for n in names)}",
         f"WHEN NOT MATCHED AND NOT s.{DELETE} THEN INSERT ({', '.join(names)}) VALUES ({', '.join(f's.{n}' for n in names)})",
     ]
-    return _run_merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), source)
+    return run_merge(spark, f"MERGE INTO {table_ref(spec, lakehouse_root)} AS t USING {{source}} AS s ON {condition} " + " ".join(clauses), source)

@@ -129,12 +129,13 @@ def _try_acquire(spark: SparkSession, root: str, claim: Claim, stale: timedelta)
     source = spark.createDataFrame([row], RUN_LOCKS.schema)
     live = (f"t.claim = s.claim AND t.range_start <= s.range_end AND s.range_start <= t.range_end "
             f"AND t.heartbeat_at >= {cutoff}")  # fmt: skip
-    merged = spark.sql(
+    merged = lakehouse.run_merge(
+        spark,
         f"MERGE INTO {lakehouse.table_ref(RUN_LOCKS, root)} AS t USING {{source}} AS s "
         f"ON ({live}) OR (t.claim = s.claim AND t.run_id = s.run_id) WHEN NOT MATCHED THEN INSERT *",
-        source=source,
-    ).first()
-    if int(merged["num_inserted_rows"]) == 1:  # committed: nothing live overlapped it (the table is read back only when refused)
+        source,
+    )
+    if merged["inserted"] == 1:  # committed: nothing live overlapped it (the table is read back only when refused)
         return []
     locks = lakehouse.read_table(spark, RUN_LOCKS, root).where(F.col("claim") == claim.claim)
     mine = locks.where(F.col("run_id") == claim.run_id).count()
