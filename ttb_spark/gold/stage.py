@@ -266,7 +266,7 @@ def _write_and_check(
         held = batch.select("ttb_id").unionByName(stored.select("ttb_id")).unionByName(orphans.select("ttb_id"))
         vanished = affected.select("ttb_id", "receipt_date").join(held, "ttb_id", "left_anti").localCheckpoint()
         suspect_dates = [r[0] for r in vanished.select("receipt_date").distinct().collect()]
-    seeded = _seeded(spark, root) if suspect_dates else None  # read once a build: here only when needed
+    seeded = _seeded(spark, root)
     stale = _stale_day_rows(spark, root, suspect_dates) if seeded else []
     dates = sorted({r["receipt_date"] for r in per_day} | set(gone_dates) | set(orphan_dates) | {d for _, d in stale})
     if not dates:
@@ -286,7 +286,6 @@ def _write_and_check(
     # consolidated MERGE done, so this run finds no change to record again): dim_dates covers their dates;
     # a range build takes every event of its dates (a COLA a killed run removed is in no table it reads)
     recorded = in_dates(lakehouse.read_table(spark, FACT_STATUS_CHANGES, root), dates)
-    seeded = _seeded(spark, root) if seeded is None else seeded
     if vanished is not None:
         touched = batch.select("ttb_id").unionByName(gone.select("ttb_id")).unionByName(vanished.select("ttb_id"))
         recorded = recorded.join(F.broadcast(touched), "ttb_id", "left_semi")
