@@ -79,6 +79,23 @@ def test_session_factory_returns_the_active_session(spark, settings):
     assert get_spark(settings) is spark
 
 
+def test_a_sessions_jars_are_resolved_by_ivy_once_then_read_from_the_recorded_classpath(settings, tmp_path, monkeypatch):
+    from ttb_spark import spark as sessions
+
+    monkeypatch.setattr(sessions, "CLASSPATHS", tmp_path)
+    coordinates = sessions.packages(settings)
+    jars = sessions.resolve_jars(coordinates)  # Ivy, from the warm cache
+    assert jars and all(j.endswith(".jar") for j in jars)
+    (record,) = tmp_path.glob("*.txt")
+    with monkeypatch.context() as mp:
+        mp.setenv("JAVA_HOME", str(tmp_path / "no-java"))  # Ivy cannot run now
+        assert sessions.resolve_jars(coordinates) == jars
+        record.write_text("\n".join([*jars, str(tmp_path / "gone.jar")]))  # a jar the record names left the cache
+        with pytest.raises(FileNotFoundError):
+            sessions.resolve_jars(coordinates)  # resolved again, by Ivy
+    assert sessions.resolve_jars(coordinates) == jars and record.read_text().splitlines() == jars
+
+
 def test_driver_java_options_follow_the_logging_configuration_and_the_suites_session_keeps_c2(spark):
     from ttb_spark.spark import local_conf
 
