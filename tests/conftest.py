@@ -38,7 +38,7 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The session's one SparkSession: local[2], 2 shuffle partitions, UI off, UTC, Delta; managed
+    """The session's one SparkSession: local[2], 1 shuffle partition, UI off, UTC, Delta; managed
     (catalog-mode) tables in a temporary warehouse."""
     from ttb_spark.spark import get_spark
 
