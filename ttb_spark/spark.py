@@ -99,18 +99,11 @@ def resolve_jars(coordinates: Sequence[str]) -> list[str]:
 
     What ``--packages`` does — Ivy, Maven Central, Spark's Ivy cache, Spark and Scala excluded —
     but without printing Ivy's resolution report: its output is shown only when resolution fails.
-    A resolution's classpath is recorded (:data:`CLASSPATHS`, one file per set of coordinates) and
-    reused while every jar it names is still in the cache: released Maven versions do not change.
+    A resolution's classpath is recorded (:data:`CLASSPATHS`, one file per Ivy module: the coordinates and
+    exclusions) and reused while every jar it names is still in the cache: released Maven versions do not change.
     """
     import pyspark
 
-    record = CLASSPATHS / f"{hashlib.sha256(','.join(coordinates).encode()).hexdigest()[:16]}.txt"
-    if record.is_file():
-        recorded = record.read_text().splitlines()
-        if recorded and all(Path(p).is_file() for p in recorded):
-            return recorded
-    ivy_jar = next((Path(pyspark.__file__).parent / "jars").glob("ivy-*.jar"))
-    java = str(Path(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else "java"
     dependencies = "".join(
         f'<dependency org="{group}" name="{artifact}" rev="{version}" conf="default->default"/>'
         for group, artifact, version in (c.split(":") for c in coordinates)
@@ -121,6 +114,13 @@ def resolve_jars(coordinates: Sequence[str]) -> list[str]:
         f'<dependencies>{dependencies}<exclude org="org.apache.spark"/>'
         '<exclude org="org.scala-lang" module="scala-library"/></dependencies></ivy-module>'
     )
+    record = CLASSPATHS / f"{hashlib.sha256(module.encode()).hexdigest()[:16]}.txt"  # per module: coordinates and exclusions
+    if record.is_file():
+        recorded = record.read_text().splitlines()
+        if recorded and all(Path(p).is_file() for p in recorded):
+            return recorded
+    ivy_jar = next((Path(pyspark.__file__).parent / "jars").glob("ivy-*.jar"))
+    java = str(Path(os.environ["JAVA_HOME"], "bin", "java")) if os.environ.get("JAVA_HOME") else "java"
     with tempfile.TemporaryDirectory(prefix="ttb-ivy-") as tmp:
         (Path(tmp) / "ivy.xml").write_text(module)
         classpath = Path(tmp) / "classpath"
