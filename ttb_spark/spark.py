@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from ttb_spark.files import write_atomically
 from ttb_spark.settings import Settings
 
 if TYPE_CHECKING:
@@ -136,9 +137,7 @@ def resolve_jars(coordinates: Sequence[str]) -> list[str]:
             raise RuntimeError(f"could not resolve {','.join(coordinates)} from Maven Central:\n{done.stdout}{done.stderr}")
         jars = [p for p in classpath.read_text().strip().split(os.pathsep) if p]
     CLASSPATHS.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=CLASSPATHS, delete=False) as part:
-        part.write("\n".join(jars))
-    os.replace(part.name, record)  # whole or absent, whichever session reads it
+    write_atomically(record, "\n".join(jars).encode())  # whole or absent, whichever session reads it
     return jars
 
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 from urllib.parse import urlparse
 
+from ttb_spark.files import TEMP_PREFIX, write_atomically
 from ttb_spark.partitions import Partition
 from ttb_spark.settings import Settings
 from ttb_spark.registry.ttb_id import TTBId
@@ -148,14 +147,7 @@ class LocalStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data)
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -177,7 +169,7 @@ class LocalStore:
         if not folder.is_dir():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(TEMP_PREFIX))
 
 
 class S3Store:

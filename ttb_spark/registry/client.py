@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
-import os
 import tempfile
 import threading
 import time
@@ -36,6 +35,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from ttb_spark.files import write_atomically
 from ttb_spark.registry import search
 from ttb_spark.registry.parse import classify
 from ttb_spark.settings import PAGE_KINDS, ExtractionSettings
@@ -72,10 +72,7 @@ def ca_bundle(extra: str | None = None) -> str:
     combined = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + extra_pem
     target = Path(tempfile.gettempdir()) / f"ttb_spark-ca-{hashlib.sha256(combined).hexdigest()[:16]}.pem"
     if not target.is_file():
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".ttb_spark-ca-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(combined)
-        os.replace(tmp, target)
+        write_atomically(target, combined)
     return str(target)
 
 
