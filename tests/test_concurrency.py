@@ -172,14 +172,15 @@ def _job(root: Path, url: str, job: str, day: date, log: Path) -> subprocess.Pop
 def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_dates_exits_naming_it(spark, registry, tmp_path):
     started = time.monotonic()
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    procs = [_job(tmp_path, registry.base_url, "pipeline", day, log) for day, log in zip((DAY_A, DAY_B), logs)]
+    # walks: a walk claims its dates only (a backfill by search claims every date)
+    procs = [_job(tmp_path, registry.base_url, "walk", day, log) for day, log in zip((DAY_A, DAY_B), logs)]
     codes = [p.wait(timeout=2400) for p in procs]
     print(f"two concurrent pipeline runs: {time.monotonic() - started:.0f}s")
     assert codes == [0, 0], "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
 
     lake = str(tmp_path / "lakehouse")
     runs = lakehouse.read_table(spark, audit.PIPELINE_RUNS, lake).collect()
-    assert sorted((r.job, r.status) for r in runs) == [("pipeline", "succeeded")] * 2
+    assert sorted((r.job, r.status) for r in runs) == [("walk", "succeeded")] * 2
     assert lakehouse.read_table(spark, locks.RUN_LOCKS, lake).isEmpty()  # released
     public = registry.public_ids([DAY_A, DAY_B], METHODS.split(","))
     for name in ("silver.cola_details", "gold.ttb_consolidated"):

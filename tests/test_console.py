@@ -14,7 +14,7 @@ import pyspark
 import pytest
 
 from ttb_spark import console
-from ttb_spark.ops import runner
+from ttb_spark.ops import summary
 from ttb_spark.spark import console_java_options
 
 
@@ -68,7 +68,7 @@ def test_a_chunked_run_says_after_each_chunk_where_it_is_and_what_its_fetches_co
     """Issue #22 (4): a long backfill's line after each chunk: chunks done of total, time left at its pace,
     pages stored and requests per page so far (the walk's counts, or discovery's)."""
     clock, counts = Clock(), {"scrape": {"found": 400, "requests": 440}}
-    meter = console.Meter("pipeline", 12, "chunks", every=0, clock=clock, detail=lambda: runner.fetch_cost(counts))
+    meter = console.Meter("pipeline", 12, "chunks", every=0, clock=clock, detail=lambda: summary.fetch_cost(counts))
     clock.now += 300
     meter.add()
     assert meter.line() == "pipeline: 1/12 chunks (8%), 0.2/min, about 0:55:00 left, 400 pages stored, 1.10 requests per page"
@@ -76,8 +76,8 @@ def test_a_chunked_run_says_after_each_chunk_where_it_is_and_what_its_fetches_co
     assert console.Meter("pipeline", 12, "chunks", clock=clock).seconds_left() is None  # no chunk done yet: no pace
     counts = {"discover": {"pages_found": 1000, "requests": 1025}, "bronze": {"pages_read": 1000}}
     assert meter.line().endswith(", 1,000 pages stored, 1.02 requests per page")
-    assert runner.fetch_cost({"discover": {"pages_found": 0, "requests": 9}}) == "no page stored, 9 requests"
-    assert runner.fetch_cost({"bronze": {"pages_read": 3}}) == ""
+    assert summary.fetch_cost({"discover": {"pages_found": 0, "requests": 9}}) == "no page stored, 9 requests"
+    assert summary.fetch_cost({"bronze": {"pages_read": 3}}) == ""
 
 
 def test_meter_counts_every_item_added_from_many_threads():

@@ -360,3 +360,48 @@ def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
     manifest = storage.discovery_manifest_key("rec-1", RECEIVED, RECEIVED, "received")
     gone = [json.loads(x) for x in store.get(manifest).decode().splitlines() if GONE in x]
     assert [g["outcome"] for g in gone] == ["withdrawn", "withdrawn"] and store.exists(storage.marker_of(manifest))
+
+
+def test_a_backfill_by_search_stores_every_record_received_in_its_range_and_the_daily_run_goes_on_from_its_end(spark, tmp_path, monkeypatch, capsys):
+    """Issue #22 (3): ``pipeline --start/--end`` lists completed dates from the range's start to its end + the
+    approval lag (or today), through a search that splits every day deep (cap 3 rows, codes compared as
+    zero-padded numbers, codes outside the seed), and fetches just the listed IDs received in the range: the
+    simulator's truth, no more. A rerun fetches nothing and changes no table; the daily watermark goes on from
+    the backfill's end (its range starts at the history's start)."""
+    from bench.daily_bench import BOOKKEEPING, data_changes
+    from ttb_spark import tables
+
+    # one receipt day (nothing is approved on its receipt day: the first chunk lists none of it), the tail 02-21..03-01
+    first = last = date(2024, 2, 20)
+    tail, today = date(2024, 3, 1), date(2024, 3, 8)
+    monkeypatch.setenv("TTB_USE_SIMULATOR", "false")
+    monkeypatch.setenv("TTB_PARTITION_START_DATE", first.isoformat())
+    monkeypatch.setenv("TTB_BACKFILL_LAG_DAYS", "10")
+    monkeypatch.setenv("TTB_DISCOVERY_OVERLAP_DAYS", "0")
+    with simulator.running(seed=0, scale=0.1, today=today, search_cap=3, code_order="numeric", unlisted_codes=0.2) as sim:
+        settings = make_settings(tmp_path)
+        root = settings.pipeline.lakehouse_root
+        argv = ["pipeline", "--env", "test", "--start", first.isoformat(), "--end", last.isoformat(), "--registry-url", sim.base_url,
+                "--raw-root", settings.pipeline.raw_root, "--lakehouse-root", root]
+        assert cli.main(argv) == 0, capsys.readouterr()
+        truth = {r.ttb_id for r in sim.search(search.Criteria(first, tail)) if first <= TTBId(r.ttb_id).receipt_date <= last}
+        later = {r.ttb_id for r in sim.search(search.Criteria(tail + timedelta(days=1), today)) if first <= TTBId(r.ttb_id).receipt_date <= last}
+        versions = {s.name: lakehouse.current_version(spark, s, root) for s in tables.ALL
+                    if s.name not in BOOKKEEPING and lakehouse.table_exists(spark, s, root)}
+        hits = len(sim.hits)
+        assert cli.main(argv) == 0, capsys.readouterr()
+        again = [h for h in sim.hits[hits:] if h.data_type != "search"]
+    assert len(truth) > 10 and later  # some received in range complete after the tail: the daily flow's
+    pages = lakehouse.read_table(spark, bronze.PAGES, root)
+    assert {(r.ttb_id, r.data_type) for r in pages.collect()} == {(i, t) for i in truth for t in ("cola-detail", "certificate")}
+    consolidated = lakehouse.read_table(spark, tables.BY_NAME["gold.ttb_consolidated"], root)
+    assert {r.ttb_id for r in consolidated.select("ttb_id").collect()} == truth
+    runs = audit.read_runs(spark, root, "pipeline")
+    assert [r["status"] for r in runs] == ["succeeded"] * 2 and again == []
+    assert data_changes(spark, root, versions) == {}
+    searched = sorted({date.fromisoformat(re.search(r"completed_date=([\d-]+)/", k).group(1))
+                       for k in storage.open_store(settings.pipeline.raw_root).list("search/completed_date=")})
+    assert searched[0] == first and searched[-1] <= tail
+    args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-08", "--lakehouse-root", root])
+    scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
+    assert scope.start == last + timedelta(days=1)

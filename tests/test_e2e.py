@@ -89,7 +89,7 @@ def clean(spark, registry, tmp_path_factory) -> dict[str, Any]:
     """One clean pipeline run over two days, writing its report as ``make demo``'s does: its root, arguments,
     exit status and printed output."""
     root = tmp_path_factory.mktemp("clean")
-    argv = _argv("pipeline", root, registry.base_url)
+    argv = _argv("walk", root, registry.base_url)
     mp = pytest.MonkeyPatch()
     mp.setenv("TTB_USE_SIMULATOR", "false")
     mp.setenv("TTB_REPORT_AFTER_RUN", "true")
@@ -117,7 +117,7 @@ def _capture(call: Callable[[], int]) -> tuple[int, str, str]:
 def test_pipeline_builds_every_layer_and_audits_the_run(spark, clean, registry):
     assert clean["code"] == 0, clean["err"][-3000:]
     out = clean["out"]
-    assert "ttb_spark pipeline: SUCCEEDED" in out
+    assert "ttb_spark walk: SUCCEEDED" in out
     assert re.search(r"^  rejects\s+0 page\(s\) of 2024-01-02..2024-01-03 quarantined", out, re.M), out
     for stage in ("scrape", "bronze", "silver", "gold"):
         assert re.search(rf"^  {stage}\s+\w+=\d+", out, re.M), out
@@ -127,7 +127,7 @@ def test_pipeline_builds_every_layer_and_audits_the_run(spark, clean, registry):
     assert {"bronze.pages", "silver.cola_details", "silver.cola_certificates"} <= set(tables)
     assert any(name.startswith("gold.") for name in tables)
     (run,) = lakehouse.read_table(spark, audit.PIPELINE_RUNS, str(root / "lakehouse")).collect()
-    assert run.status == "succeeded" and run.job == "pipeline" and set(run.counts) == {"scrape", "bronze", "silver", "gold"}
+    assert run.status == "succeeded" and run.job == "walk" and set(run.counts) == {"scrape", "bronze", "silver", "gold"}
     assert f"run_id = '{run.run_id}'" in out
     public = registry.public_ids(list(date_range(_date(START), _date(END))), METHODS.split(","))
     details = {r.ttb_id for r in _frame(spark, tables["silver.cola_details"], root).select("ttb_id").collect()}
@@ -225,7 +225,7 @@ def _watch(log: Path, stage: str, files: Callable[[], set[Path]]) -> Callable[[]
 def test_crash_in_each_stage_then_rerun_gives_the_clean_tables(spark, clean, registry, tmp_path):
     """The process is killed inside scrape (after a partition completed), then inside bronze, silver and
     gold (at the stage's first Delta commit); a final rerun must give the clean run's tables."""
-    argv = _argv("pipeline", tmp_path, registry.base_url)
+    argv = _argv("walk", tmp_path, registry.base_url)
     env = {**os.environ, "TTB_USE_SIMULATOR": "false"}
     watched: dict[str, Callable[[], set[Path]]] = {
         "scrape": lambda: set((tmp_path / "raw" / "manifests").glob("*/*/_COMPLETE")),

@@ -56,12 +56,36 @@ def test_each_stage_takes_the_typed_part_of_the_scope_it_means():
 
 def test_plan_splits_a_range_into_bounded_chunks():
     scope = runner.Scope(date(2024, 1, 1), date(2024, 1, 10), ("001",), ("cola-detail",))
-    assert runner.plan("pipeline", scope, 4) == [
+    assert runner.plan("walk", scope, 4) == [
         (date(2024, 1, 1), date(2024, 1, 4)), (date(2024, 1, 5), date(2024, 1, 8)), (date(2024, 1, 9), date(2024, 1, 10)),
     ]
-    assert runner.plan("pipeline", scope, 30) == [(date(2024, 1, 1), date(2024, 1, 10))]
+    assert runner.plan("walk", scope, 30) == [(date(2024, 1, 1), date(2024, 1, 10))]
     assert runner.plan("reference", scope, 4) == [(date(2024, 1, 1), date(2024, 1, 10))]
-    assert runner.plan("pipeline", runner.Scope(date(2024, 1, 2), date(2024, 1, 1), ("001",), ("cola-detail",)), 4) == []
+    assert runner.plan("walk", runner.Scope(date(2024, 1, 2), date(2024, 1, 1), ("001",), ("cola-detail",)), 4) == []
+
+
+def test_a_backfill_by_search_lists_its_receipt_range_then_the_approval_tail_up_to_today():
+    """Issue #22 (3): a COLA is completed on or after its receipt, so the chunks of the receipt range and one
+    chunk of the tail after it list every ID received in the range and completed by the tail's end: the range
+    end + TTB_BACKFILL_LAG_DAYS, or the registry's today when that comes first."""
+    from dataclasses import replace
+
+    from ttb_spark.settings import load_settings
+
+    scope = runner.Scope(date(2024, 1, 1), date(2024, 1, 10), ("001",), ("cola-detail",))
+    assert runner.plan("pipeline", scope, 4, date(2024, 3, 1)) == [
+        (date(2024, 1, 1), date(2024, 1, 4)), (date(2024, 1, 5), date(2024, 1, 8)), (date(2024, 1, 9), date(2024, 1, 10)),
+        (date(2024, 1, 11), date(2024, 3, 1)),
+    ]
+    assert runner.plan("pipeline", scope, 30, date(2024, 1, 10)) == [(date(2024, 1, 1), date(2024, 1, 10))]  # today: no tail
+    settings = load_settings("test", {"extraction": {"use_simulator": True, "simulator_today": date(2024, 2, 1), "backfill_lag_days": 30}})
+    assert runner.tail_end(settings, scope) == date(2024, 2, 1)
+    assert runner.tail_end(settings, replace(scope, end=date(2023, 12, 1))) == date(2023, 12, 31)
+    # each chunk keeps the range's receipt dates; bronze takes the chunk's days in the range, none in the tail
+    chunk = replace(scope, start=date(2024, 1, 9), end=date(2024, 2, 1), since_last_run=True, received=(scope.start, scope.end))
+    assert runner.stage_scope("discover", chunk).received == (date(2024, 1, 1), date(2024, 1, 10))
+    assert [p.receipt_date for p in runner.stage_scope("bronze", chunk).partitions()] == [date(2024, 1, 9), date(2024, 1, 10)]
+    assert runner.stage_scope("bronze", replace(chunk, start=date(2024, 1, 11))).partitions() == []
 
 
 def test_partition_argument_scopes_one_partition():
@@ -74,7 +98,11 @@ def test_partition_argument_scopes_one_partition():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (("pipeline", "--since-last-run", "--start", "2024-01-02"), "--since-last-run"),
+        (("pipeline", "--walk", "--since-last-run", "--start", "2024-01-02"), "--since-last-run picks the start date"),
+        (("pipeline", "--since-last-run"), "the catch-up by search is `daily --since-last-run`"),
+        (("pipeline", "--rescan-days", "3"), "add --walk"),
+        (("pipeline", "--force"), "add --walk"),
+        (("pipeline", "--partition", "2024-01-02|001-cola-detail"), "add --walk"),
         (("pipeline", "--date", "2024-01-02", "--end", "2024-01-03"), "--date or --start/--end"),
         (("silver", "--partition", "2024-01-02|001-cola-detail", "--start", "2024-01-02"), "--partition names one partition"),
         (("pipeline", "--chunk-days", "0"), "TTB_BACKFILL_CHUNK_DAYS"),
@@ -148,7 +176,8 @@ def test_failed_chunk_is_audited_and_the_rerun_skips_finished_chunks(spark, tmp_
     assert "[ttb_spark " not in quiet.err
     third = next(r for r in rows if r.run_id == fields["run_id"])
     assert (fields["job"], fields["status"], third.status, third.arguments["json"]) == ("scrape", "succeeded", "succeeded", "True")
-    assert fields["range"] == {"start": "2024-01-02", "end": "2024-01-03", "chunk_days": 1, "chunks": 2, "finished": 2, "skipped": 0, "partitions": []}
+    assert fields["range"] == {"start": "2024-01-02", "end": "2024-01-03", "chunk_days": 1, "chunks": 2, "finished": 2, "skipped": 0, "partitions": [],
+                               "listed_through": None}
     assert fields["stages"] == {"scrape": third.counts.get("scrape")} and fields["error"] is None and fields["raw"] == str(raw)
     assert fields["audit"]["run_id"] == third.run_id and "ops.pipeline_runs" in fields["tables"]["names"]
 
@@ -204,18 +233,24 @@ def test_audit_failure_is_reported_beside_the_jobs_own_result(spark, tmp_path, c
 
 
 def test_a_run_whose_silver_or_gold_follows_change_watermarks_claims_every_date():
-    """Issue #23 (5): ``pipeline --since-last-run`` runs in receipt-date chunks, but its silver and gold
-    process changes on any receipt date, so it claims every date, as analytics and daily do; a job without
-    silver or gold, or a run over an explicit range, claims its range."""
+    """Issue #23 (5): ``pipeline --walk --since-last-run`` runs in receipt-date chunks, but its silver and gold
+    process changes on any receipt date, so it claims every date, as analytics, daily and a backfill by search
+    (``pipeline``) do; a job without silver or gold, or a walk over an explicit range, claims its range."""
     from dataclasses import replace
 
     from ttb_spark.ops import locks
 
     scope = runner.Scope(date(2024, 3, 1), date(2024, 3, 4), ("001",), ("cola-detail",), since_last_run=True)
-    for job in ("pipeline", "analytics", "silver", "gold", "daily", "discover"):
+    for job in ("walk", "analytics", "silver", "gold", "daily", "discover"):
         claim = runner.run_claim(job, scope)
         assert (claim.start, claim.end) == locks.EVERY_DATE, job
-    for job, job_scope in (("raw", scope), ("scrape", scope), ("bronze", scope), ("pipeline", replace(scope, since_last_run=False))):
+    for job, job_scope in (("raw", scope), ("scrape", scope), ("bronze", scope), ("walk", replace(scope, since_last_run=False))):
+        claim = runner.run_claim(job, job_scope)
+        assert (claim.start, claim.end) == (date(2024, 3, 1), date(2024, 3, 4)), job
+    for job_scope in (scope, replace(scope, since_last_run=False)):
+        claim = runner.run_claim("pipeline", job_scope)
+        assert (claim.start, claim.end) == locks.EVERY_DATE
+    for job, job_scope in ():
         claim = runner.run_claim(job, job_scope)
         assert (claim.start, claim.end) == (date(2024, 3, 1), date(2024, 3, 4)), job
 

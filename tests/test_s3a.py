@@ -30,7 +30,7 @@ def test_pipeline_with_lakehouse_on_s3a_and_raw_store_on_s3(tmp_path, s3_server,
         "TTB_SPARK_MASTER": "local[2]",
     }
     argv = [
-        sys.executable, "-m", "ttb_spark", "pipeline", "--env", "development", "--date", "2024-01-02",
+        sys.executable, "-m", "ttb_spark", "walk", "--env", "development", "--date", "2024-01-02",
         "--receipt-methods", "001", "--simulator",
         "--raw-root", f"s3://{s3_bucket}/raw", "--lakehouse-root", f"s3a://{s3_bucket}/lakehouse",
     ]

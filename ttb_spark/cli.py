@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 from ttb_spark.settings import DATA_TYPES, ENVIRONMENTS, RECEIPT_METHODS, SettingsError
 
 STAGES: dict[str, str] = {
-    "pipeline": "scrape -> bronze -> silver -> gold for a date range (the original ttb_raw_pipeline + ttb_analytics_pipeline)",
+    "pipeline": "backfill a receipt-date range by the registry's search: discover -> bronze -> silver -> gold per chunk of completed dates (--walk: walk sequence numbers, scrape -> bronze -> silver -> gold)",
+    "walk": "the original pipeline for a receipt-date range (= pipeline --walk): walk sequence numbers, scrape -> bronze -> silver -> gold",
     "raw": "scrape -> bronze",
     "analytics": "silver -> gold",
     "scrape": "fetch registry pages for each partition into the raw store (S3 or a local folder)",
@@ -61,9 +62,11 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--simulator", action="store_true", default=None, help="serve the registry from the embedded loopback simulator (TTB_USE_SIMULATOR)")
     p.add_argument("--quiet", action="store_true", help="no progress lines: warnings, errors and the summary only")
     p.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (progress stays on stderr)")
-    if stage in ("discover", "daily", "reconcile"):
+    if stage in ("discover", "daily", "reconcile", "pipeline"):
         p.add_argument("--simulator-today", type=_iso_date, help="the embedded simulator's simulated day (TTB_SIMULATOR_TODAY)")
-    if stage in ("pipeline", "raw", "scrape"):
+    if stage == "pipeline":
+        p.add_argument("--walk", action="store_true", help="walk sequence numbers per receipt day (the original ttb_raw_pipeline) instead of the search")
+    if stage in ("pipeline", "walk", "raw", "scrape"):
         p.add_argument("--force", action="store_true", help="re-scrape partitions already marked complete")
         p.add_argument("--rescan-days", type=int, default=0, metavar="N", help="also re-walk the most recent N receipt days (late approvals, status changes)")
     if stage == "maintain":
@@ -182,6 +185,7 @@ def _job_entry(job: str) -> Callable[[], None]:
 
 
 pipeline_job = _job_entry("pipeline")
+walk_job = _job_entry("walk")
 raw_job = _job_entry("raw")
 analytics_job = _job_entry("analytics")
 scrape_job = _job_entry("scrape")

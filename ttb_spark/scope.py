@@ -82,6 +82,7 @@ class CompletedDates:
     history_start: date
     run_id: str = field(default_factory=new_run_id)
     sweep: bool = True
+    received: tuple[date, date] | None = None  # a backfill by search keeps only the IDs received in these dates
 
 
 @dataclass(frozen=True)
@@ -111,13 +112,14 @@ class Scope(_Selection):
     since_last_run: bool = False  # silver/gold: process what changed since their watermarks, not the range
     history_start: date | None = None  # the settings' partition start date before --since-last-run or chunks narrowed the range
     sweep: bool = True  # discovery re-lists the withdrawal sweep's days before the range: only a run's first chunk does
+    received: tuple[date, date] | None = None  # a backfill by search: its chunks list completed dates, it keeps these receipt dates
 
     def receipt_dates(self) -> ReceiptDates:
         return ReceiptDates(**{f.name: getattr(self, f.name) for f in fields(_Selection)})
 
     def completed_dates(self) -> CompletedDates:
         history = self.history_start if self.history_start is not None else self.start
-        return CompletedDates(self.start, self.end, history, self.run_id, self.sweep)
+        return CompletedDates(self.start, self.end, history, self.run_id, self.sweep, self.received)
 
     def changes(self) -> ChangesSince:
         return ChangesSince(self.end, self.run_id)

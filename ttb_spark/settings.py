@@ -211,6 +211,9 @@ class ExtractionSettings(_Section):
     discovery_window_days: int = Field(7, ge=1)  # completed-date days per search before any split
     discovery_overlap_days: int = Field(2, ge=0)  # discovery re-lists this many days before its watermark
     discovery_sweep_days: int = Field(180, ge=0)  # ... and this many before its range, only to find IDs no longer listed (withdrawn)
+    # a backfill by search of receipt dates S..E lists completed dates S..E + this (never past today) and keeps the IDs
+    # received in S..E; approvals later than that, and later status changes, reach the lakehouse by the daily flow
+    backfill_lag_days: int = Field(180, ge=0)
     failed_page_retry_days: int = Field(14, ge=0)  # a page discovery could not fetch is fetched again by later runs for this many days
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
     consecutive_failure_threshold: int = Field(50, ge=1)

@@ -47,7 +47,7 @@ PIPELINE_RUNS = lakehouse.TableSpec(
     schema=StructType(
         [
             column("run_id", StringType(), "Run identifier (hex UUID); also passed to every stage as scope.run_id.", nullable=False),
-            column("job", StringType(), "Job name: pipeline, raw, analytics, scrape, bronze, silver, gold or reference."),
+            column("job", StringType(), "Job name: pipeline (a backfill by search), walk (pipeline --walk), daily, discover, raw, analytics, a single stage, ..."),
             column("arguments", MapType(StringType(), StringType()), "Command-line arguments as given (flag -> value), unset ones left out."),
             column("environment", StringType(), "Settings profile: development, test or production."),
             column("settings_fingerprint", StringType(), "Settings.fingerprint(): a hash of every setting (settings hold no secrets)."),
@@ -58,8 +58,9 @@ PIPELINE_RUNS = lakehouse.TableSpec(
             column("partitions", ArrayType(StringType()), "Single-partition runs: the partition key given (YYYY-MM-DD|method-type); empty otherwise."),
             column("chunks_total", IntegerType(), "Backfill chunks the range was split into."),
             column("chunks_skipped", IntegerType(), "Chunks already finished by an interrupted earlier run with the same job and settings, not redone."),
-            column("completed_chunks", ArrayType(_CHUNK), "Receipt-date ranges this run (or the runs it resumed) finished, every stage included."),
-            column("covered_through", DateType(), "Last date of the run's finished chunks (receipt dates; completed dates for discover/daily)."),
+            column("completed_chunks", ArrayType(_CHUNK), "Date ranges this run (or the runs it resumed) finished, every stage included: receipt "
+                                                          "dates; completed dates for discover, daily and pipeline (a backfill by search)."),
+            column("covered_through", DateType(), "Last date of the run's finished chunks (receipt dates; completed dates for discover/daily/pipeline)."),
             column("counts", MapType(StringType(), MapType(StringType(), LongType())), "Per stage, the stage's row and outcome counts summed over the run's chunks."),
             column("changes", MapType(StringType(), ArrayType(StringType())),
                    f"Daily runs: what gold recorded as new, status_changed, withdrawn or removed, the TTB IDs of each (the first {CHANGE_IDS} by ID; the totals are in counts, under changes)."),
@@ -200,7 +201,7 @@ def read_runs(spark: SparkSession, lakehouse_root: str, job: str) -> list[dict[s
     rows = (
         lakehouse.read_table(spark, PIPELINE_RUNS, lakehouse_root)
         .where(F.col("job") == job)
-        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks")
+        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks", "range_start", "range_end")
         .orderBy(F.col("started_at").desc())
         .collect()
     )
@@ -221,6 +222,16 @@ def finished_chunks(runs: list[dict[str, Any]], fingerprint: str) -> set[tuple[d
             break
         done.update((c["start"], c["end"]) for c in run["completed_chunks"] or ())
     return done
+
+
+def completed_coverage(run: dict[str, Any], history_start: date) -> dict[str, Any]:
+    """A backfill's run (``pipeline``) as discovery's watermark counts it: the chunks of its receipt range, which
+    list every COLA completed on those days when the range starts at the history's start (a COLA is completed
+    on or after its receipt; a walk's chunks hold them too); none when it starts later (what was received before
+    it and completed in its days is not in it). The approval tail after its range lists only what it received."""
+    if run["range_start"] is None or run["range_start"] > history_start:
+        return run | {"completed_chunks": []}
+    return run | {"completed_chunks": [c for c in run["completed_chunks"] or () if c["end"] <= run["range_end"]]}
 
 
 def next_start(runs: list[dict[str, Any]], history_start: date) -> date:

@@ -5,7 +5,8 @@ which have no range and which run one at a time."""
 from __future__ import annotations
 
 JOBS: dict[str, tuple[str, ...]] = {
-    "pipeline": ("scrape", "bronze", "silver", "gold"),
+    "pipeline": ("discover", "bronze", "silver", "gold"),
+    "walk": ("scrape", "bronze", "silver", "gold"),  # also ``pipeline --walk``
     "raw": ("scrape", "bronze"),
     "analytics": ("silver", "gold"),
     "scrape": ("scrape",),
@@ -33,6 +34,10 @@ UNCHUNKED = {job for job, stages in JOBS.items() if set(stages) <= WHOLE}  # job
 ONE_PASS = {"daily"}
 SERIAL_STAGES = {"gold", "reference"}  # one run at a time: they write tables spanning receipt dates (locks.GOLD)
 CHANGE_DRIVEN = {"silver", "gold"}
+# a backfill by search: its range is receipt dates S..E, its chunks are completed dates (S..E, then the approval tail
+# up to E + TTB_BACKFILL_LAG_DAYS or today), discovery keeps the IDs received in S..E, silver and gold follow their
+# change watermarks per chunk
+BACKFILL = {"pipeline"}
 
 
 def after_chunks(job: str) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ withdrawn or removed.
 
 Any other date range is run in chunks of ``pipeline.backfill_chunk_days`` days, every stage of the job
 per chunk, and each finished chunk is recorded in the run's audit row: rerunning a failed
-backfill with the same arguments and settings skips the chunks it already finished.
+backfill with the same arguments and settings skips the chunks it already finished. The ``pipeline`` job, a
+backfill by search, takes its range as receipt dates and chunks completed dates instead (:func:`plan`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from typing import Any, Iterator
 from ttb_spark.console import Meter, progress
 from ttb_spark.ops.after_run import after_run_report, after_run_watch, load_watchlist
 from ttb_spark.ops.errors import error_text, one_line
-from ttb_spark.ops.jobs import CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, ONE_PASS, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
-from ttb_spark.ops.summary import RunResult, summary, summary_fields
+from ttb_spark.ops.jobs import BACKFILL, CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, ONE_PASS, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
+from ttb_spark.ops.summary import RunResult, fetch_cost, summary, summary_fields
 from ttb_spark.partitions import Partition, chunks
 from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole
 from ttb_spark.settings import Settings, SettingsError, load_settings
@@ -50,6 +51,11 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
     if getattr(args, "date", None) and (args.start or args.end):
         raise SettingsError("use either --date or --start/--end, not both")
     since = bool(getattr(args, "since_last_run", False))
+    if args.command == "pipeline" and not getattr(args, "walk", False):
+        if since:
+            raise SettingsError("pipeline --since-last-run: the catch-up by search is `daily --since-last-run`; add --walk to walk on from the last walk")
+        if getattr(args, "force", False) or getattr(args, "rescan_days", 0) or args.partition:
+            raise SettingsError("--force, --rescan-days and --partition walk partitions: add --walk (a backfill by search fetches what is listed)")
     if since and (args.date or args.start or args.partition):
         raise SettingsError("--since-last-run picks the start date itself: drop --date/--start/--partition")
     if args.partition and (args.date or args.start or args.end or args.receipt_methods or args.data_types):
@@ -104,13 +110,16 @@ def stage_scope(name: str, scope: Scope) -> StageScope:
     """The typed part of the job's scope a stage takes: discover lists the scope's dates as completed dates;
     silver and gold follow their watermarks after ``--since-last-run`` (and in the daily job); reference and
     maintain have no range; every other stage covers the scope's dates as receipt dates (so in the daily job
-    bronze ingests, beside the listings pending, any walk manifests of the chunk's days)."""
+    bronze ingests, beside the listings pending, any walk manifests of the chunk's days; in a backfill by search,
+    of the chunk's days in its receipt range)."""
     if name == "discover":
         return scope.completed_dates()
     if name in CHANGE_DRIVEN and scope.since_last_run:
         return scope.changes()
     if name in WHOLE:
         return scope.whole()
+    if scope.received is not None:  # a backfill's chunk of completed dates: the receipt days of it in the range (none in the tail)
+        return replace(scope, end=min(scope.end, scope.received[1])).receipt_dates()
     return scope.receipt_dates()
 
 
@@ -181,7 +190,7 @@ def run_claim(job: str, scope: Scope) -> Any:
 
     if job in UNCHUNKED:
         return None
-    every = job in DISCOVERY_JOBS or (scope.since_last_run and bool(set(JOBS[job]) & CHANGE_DRIVEN))
+    every = job in DISCOVERY_JOBS or job in BACKFILL or (scope.since_last_run and bool(set(JOBS[job]) & CHANGE_DRIVEN))
     return locks.Claim(locks.DATES, scope.run_id, job, *(locks.EVERY_DATE if every else (scope.start, scope.end)))
 
 
@@ -198,14 +207,28 @@ def describe_jobs(spark: Any, text: str) -> None:
         spark.sparkContext.setJobDescription(text)
 
 
-def plan(job: str, scope: Scope, chunk_days: int) -> list[tuple[date, date]]:
+def plan(job: str, scope: Scope, chunk_days: int, tail_end: date | None = None) -> list[tuple[date, date]]:
     """The chunks a run is split into: one for a single partition, a job of ONE_PASS or the reference job, none
-    for an empty range."""
+    for an empty range. A backfill by search (BACKFILL) lists completed dates: a COLA is completed on or after
+    its receipt, so the chunks of the receipt range, then one chunk of the approval tail up to ``tail_end``
+    (:func:`tail_end`), list every ID received in the range that was completed by then."""
     if scope.start > scope.end:
         return []
     if scope.only or job in UNCHUNKED or job in ONE_PASS:
         return [(scope.start, scope.end)]
-    return list(chunks(scope.start, scope.end, chunk_days))
+    planned = list(chunks(scope.start, scope.end, chunk_days))
+    if job in BACKFILL and tail_end is not None and tail_end > scope.end:
+        planned.append((scope.end + timedelta(days=1), tail_end))
+    return planned
+
+
+def tail_end(settings: Settings, scope: Scope) -> date:
+    """The last completed date a backfill by search lists: ``TTB_BACKFILL_LAG_DAYS`` after its range, never past
+    the registry's today (the embedded simulator's clock when it has one). The daily flow, whose watermark a
+    backfill from the history's start moves to its range end, lists what completes later."""
+    extraction = settings.extraction
+    today = extraction.simulator_today if extraction.use_simulator and extraction.simulator_today else datetime.now(timezone.utc).date()
+    return min(today, scope.end + timedelta(days=extraction.backfill_lag_days))
 
 
 class RunAudit:
@@ -241,16 +264,6 @@ class RunAudit:
             self._failed("write the run's row to", exc)
 
 
-def fetch_cost(counts: dict[str, Any]) -> str:
-    """Pages a run's walk or discovery stored so far and the registry requests per page it paid ("" for a job
-    that fetches nothing)."""
-    fetched = counts.get("scrape") or counts.get("discover")
-    if not fetched:
-        return ""
-    pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0)
-    return f"{pages:,} pages stored, {requests / pages:.2f} requests per page" if pages else f"no page stored, {requests:,} requests"
-
-
 def run_job(
     job: str, spark: Any, settings: Settings, scope: Scope, arguments: dict[str, Any] | None = None, watchlist: tuple[Any, ...] = (),
 ) -> RunResult:  # fmt: skip
@@ -261,7 +274,7 @@ def run_job(
     from ttb_spark.ops import audit, locks
 
     root = settings.pipeline.lakehouse_root
-    chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days)
+    chunk_list = plan(job, scope, settings.pipeline.backfill_chunk_days, tail_end(settings, scope))
     run_audit = RunAudit(spark, root)
     done = set() if scope.force else run_audit.finished_chunks(job, settings, scope)
     record = audit.RunRecord.start(
@@ -289,6 +302,8 @@ def run_job(
                     record = record.chunk_done(start, end, {})
                     continue
                 chunk_scope = replace(scope, start=start, end=end, rescan_days=chunk_rescan_days(scope, start, end), sweep=not swept)
+                if job in BACKFILL:  # completed dates, no sweep (nothing received in range completed before it)
+                    chunk_scope = replace(chunk_scope, since_last_run=True, sweep=False, received=(scope.start, scope.end))
                 swept = True
                 counts = {stage: run_stage(stage, spark, live, chunk_scope, label, job) for stage in per_chunk}
                 record = record.chunk_done(start, end, counts)
@@ -317,7 +332,7 @@ def run_job(
     watched = after_run_watch(job, spark, settings, record, watchlist) if code == 0 else None
     report, report_failed = after_run_report(job, spark, settings, record, scope) if code == 0 else (None, False)
     rejected, of = None, ""
-    if "silver" in JOBS[job] and (scope.since_last_run or once):  # change-driven: the pages this run processed
+    if "silver" in JOBS[job] and (scope.since_last_run or once or job in BACKFILL):  # change-driven: the pages this run processed
         rejected, of = int((record.counts.get("silver") or {}).get("pages_rejected", 0)), "this run's changed pages"
     elif "silver" in JOBS[job]:
         rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
@@ -371,6 +386,7 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
         # discovery's watermark: the end of the completed dates discovery runs covered without a gap from
         # the history's first date, re-listed with an overlap that never reaches before that date
         runs = [r for name in DISCOVERY_JOBS for r in audit.read_runs(spark, root, name)]
+        runs += [audit.completed_coverage(r, history) for name in BACKFILL for r in audit.read_runs(spark, root, name)]
         start = max(audit.next_start(runs, history) - timedelta(days=settings.extraction.discovery_overlap_days), history)
     elif set(JOBS[job]) <= CHANGE_DRIVEN:
         return replace(scope, start=today, end=today, since_last_run=True)
@@ -400,17 +416,18 @@ def chunk_rescan_days(scope: Scope, start: date, end: date) -> int:
 def run_from_args(args: argparse.Namespace) -> int:
     """The CLI's job commands: validate, start Spark, run the job audited, print the summary; exit status."""
     settings, scope = settings_from_args(args)
-    watchlist = load_watchlist(args.command, settings)
+    job = "walk" if getattr(args, "walk", False) else args.command
+    watchlist = load_watchlist(job, settings)
     from ttb_spark.spark import get_spark
 
-    spark = get_spark(settings, app_name=f"ttb_spark-{args.command}")
-    progress(f"{args.command}: Spark {spark.version}, {session_kind(spark)} session")
+    spark = get_spark(settings, app_name=f"ttb_spark-{job}")
+    progress(f"{job}: Spark {spark.version}, {session_kind(spark)} session")
     if getattr(args, "since_last_run", False):
-        scope = resolve_since_last_run(spark, args.command, settings, scope)
+        scope = resolve_since_last_run(spark, job, settings, scope)
     scope = with_rescan(scope)
     arguments = {k: v for k, v in vars(args).items() if k != "command"}
-    result = run_job(args.command, spark, settings, scope, arguments, watchlist)
-    fields = summary_fields(args.command, result, settings)
+    result = run_job(job, spark, settings, scope, arguments, watchlist)
+    fields = summary_fields(job, result, settings)
     sys.stdout.write(json.dumps(fields, indent=2) + "\n" if args.json else summary(fields))
     sys.stdout.flush()
     return result.exit_code

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ttb_spark.ops.jobs import JOBS, ONE_PASS
+from ttb_spark.ops.jobs import BACKFILL, JOBS, ONE_PASS
 from ttb_spark.settings import Settings
 
 
@@ -24,6 +24,16 @@ class RunResult:
     watch: dict[str, Any] | None = None  # the watchlist's counts (ttb_spark.watch), or its error
 
 
+def fetch_cost(counts: dict[str, Any]) -> str:
+    """Pages a run's walk or discovery stored so far and the registry requests per page it paid ("" for a job
+    that fetches nothing)."""
+    fetched = counts.get("scrape") or counts.get("discover")
+    if not fetched:
+        return ""
+    pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0)
+    return f"{pages:,} pages stored, {requests / pages:.2f} requests per page" if pages else f"no page stored, {requests:,} requests"
+
+
 def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str, Any]:
     """What the end-of-run report says, as data (``--json`` prints it): status, range, counts per stage, what
     gold recorded, rejects, error, where the raw store, the tables and the audit row are."""
@@ -37,7 +47,9 @@ def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str,
         "job": job, "status": r.status, "run_id": r.run_id, "seconds": round(r.duration_seconds or 0, 1),
         "range": {"start": r.range_start and r.range_start.isoformat(), "end": r.range_end and r.range_end.isoformat(),
                   "chunk_days": None if job in ONE_PASS else settings.pipeline.backfill_chunk_days, "chunks": r.chunks_total,
-                  "finished": len(r.completed_chunks), "skipped": r.chunks_skipped, "partitions": list(r.partitions)},
+                  "finished": len(r.completed_chunks), "skipped": r.chunks_skipped, "partitions": list(r.partitions),
+                  "listed_through": r.covered_through.isoformat() if job in BACKFILL and r.covered_through else None},
+        "fetched": fetch_cost(r.counts) or None,
         "stages": {stage: r.counts.get(stage) for stage in JOBS[job]},
         "changes": {kind: {"total": (r.counts.get("changes") or {}).get(kind, len(ids)), "ids": ids} for kind, ids in r.changes.items()},
         "rejects": None if result.rejected_pages is None else {"pages": result.rejected_pages, "of": result.rejected_of},
@@ -56,7 +68,9 @@ def summary(fields: dict[str, Any]) -> str:
     span = fields["range"]
     lines = [
         f"ttb_spark {fields['job']}: {fields['status'].upper()} in {fields['seconds']:.1f}s  (run {fields['run_id']})",
-        f"  range     {span['start']}..{span['end']}  {span['chunks']} chunk(s)"
+        f"  range     {span['start']}..{span['end']}"
+        + (f" received, completed dates listed through {span['listed_through']}" if span["listed_through"] else "")
+        + f"  {span['chunks']} chunk(s)"
         + (f" of <= {span['chunk_days']} days" if span["chunk_days"] else "")
         + f", {span['finished']} finished, {span['skipped']} skipped as already done"
         + (f"  partition {', '.join(span['partitions'])}" if span["partitions"] else ""),
@@ -64,6 +78,8 @@ def summary(fields: dict[str, Any]) -> str:
     for stage, counts in fields["stages"].items():
         shown = " ".join(f"{k}={v}" for k, v in counts.items()) if counts else "(not run)"
         lines.append(f"  {stage:<9} {shown}")
+    if fields["fetched"]:
+        lines.append(f"  fetched   {fields['fetched']}")
     for kind, change in fields["changes"].items():
         more = f" (+{change['total'] - len(change['ids'])} more)" if change["total"] > len(change["ids"]) else ""
         lines.append(f"  {kind:<9} {change['total']}: {' '.join(change['ids'])}{more}")

@@ -366,12 +366,13 @@ def split_codes(spark: SparkSession | None, settings: Settings) -> tuple[tuple[s
 
 
 def discover(settings: Settings, run_id: str, first: date, last: date, *, history_start: date, spark: SparkSession | None = None,
-             sweep: bool = True, now: datetime | None = None) -> dict[str, int]:
+             sweep: bool = True, now: datetime | None = None, received: tuple[date, date] | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
     reaches back no further than ``history_start`` (``CompletedDates.history_start``). Without
     ``sweep`` (a run's later chunks: its first chunk re-listed those days, and the earlier chunks listed
     the days since) no day before ``first`` is re-listed. ``now``: the time the failed pages' retry window
-    ends at (default: the current time)."""
+    ends at (default: the current time). ``received``: fetch only the listed IDs received in these dates (a
+    backfill by search); every answer is kept whole all the same."""
     store = storage.raw_store(settings)
     fetcher = Fetcher(settings, store, run_id)
     searcher = fetcher.clients[0]
@@ -379,13 +380,16 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         listed: dict[str, search.Listing] = {}
         answers: list[tuple[SearchAnswer, bool]] = []
         swept: set[str] = set()
+        elsewhere: set[str] = set()  # listed in the days, received outside ``received``: not this run's to fetch
         sweep_first = sweep_start(first, settings.extraction.discovery_sweep_days, history_start) if sweep else first
         codes = split_codes(spark, settings)
         for window in windows(sweep_first, last, settings.extraction.discovery_window_days):
             rows, got = list_completed(searcher.search, window, codes)
             answers += got
             for r in rows:
-                if r.completed_date >= first:
+                if received is not None and not received[0] <= TTBId(r.ttb_id).receipt_date <= received[1]:
+                    elsewhere.add(r.ttb_id)
+                elif r.completed_date >= first:
                     listed[r.ttb_id] = r
                 else:
                     swept.add(r.ttb_id)
@@ -395,7 +399,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         failing = failing_since(attempts_of_failing_ids(spark, settings, store, window_start), window_start)
         # before this run's listing is stored (a failing ID fetched again is not in it: it would be fetched as new)
         previous = previous_completions(spark, settings, store, set(listed) | set(failing))
-        gone = vanished(spark, settings, store, sweep_first, last, swept | set(listed))
+        gone = vanished(spark, settings, store, sweep_first, last, swept | elsewhere | set(listed))
         write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
@@ -419,7 +423,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
-            "listed": len(rows), "swept": len(swept), **why, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
+            "listed": len(rows), "listed_elsewhere": len(elsewhere), "swept": len(swept), **why, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
             **{f"pages_{k}": v for k, v in outcomes.items()},
             "search_requests": search_requests, "requests": fetcher.requests_sent,
         }
@@ -430,4 +434,5 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
 
 def run(spark: SparkSession, settings: Settings, scope: CompletedDates) -> dict[str, int]:
     """The stage: discover over the scope's completed dates, sweeping back to the history's start."""
-    return discover(settings, scope.run_id, scope.start, scope.end, history_start=scope.history_start, spark=spark, sweep=scope.sweep)
+    return discover(settings, scope.run_id, scope.start, scope.end, history_start=scope.history_start, spark=spark, sweep=scope.sweep,
+                    received=scope.received)
