@@ -61,6 +61,15 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def publish(name: str, args: Any, results: dict[str, Any]) -> dict[str, Any]:
+    """Print a benchmark's table of ``results`` and write them with its arguments (an argparse namespace) to
+    ``bench/results/<name>.json``; returns them."""
+    print(table(results))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2) + "\n")
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = list(sys.argv[1:] if argv is None else argv)
     known = modules()

@@ -14,21 +14,16 @@ pages, one request each without faults, plus its share of the search requests). 
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, Sequence
 
-from bench.__main__ import table
+from bench.__main__ import publish
 from ttb_spark.registry import listing, search, simulator
 from ttb_spark.registry.listing import CODE_ORDERS
 from ttb_spark.registry.client import Pacer, RegistryClient
 from ttb_spark.settings import load_settings
-
-RESULTS = Path(__file__).parent / "results"
-
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.listing_bench", description=__doc__.splitlines()[0])
@@ -79,10 +74,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = _args(argv)
     results = {f"cap {cap} {order}": measure(args, int(cap), order)
                for cap in args.caps.split(",") for order in args.orders.split(",")}
-    print(table(results))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "listing_bench.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2) + "\n")
-    return results
+    return publish("listing_bench", args, results)
 
 
 if __name__ == "__main__":
