@@ -115,3 +115,18 @@ def test_an_adhoc_discover_leaves_the_daily_runs_start_at_the_history(spark, tmp
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-01", "--lakehouse-root", root])
     scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
     assert (scope.start, scope.end) == (settings.pipeline.partition_start_date, date(2024, 3, 1))
+
+
+def test_a_backfill_by_search_counts_toward_discoverys_watermark_through_its_range_end_only_from_the_history_start():
+    """Issue #22 (3): every COLA completed by the range end was received in the range when the range starts at
+    the history's start; the approval tail lists only what the range received, and a later start, or a walk
+    (an earlier version's ``pipeline``), covers no completed date."""
+    history = date(2024, 1, 1)
+    chunks = [{"start": date(2024, 1, 1), "end": date(2024, 1, 7)}, {"start": date(2024, 1, 8), "end": date(2024, 1, 10)},
+              {"start": date(2024, 1, 11), "end": date(2024, 7, 9)}]
+    search = {"range_start": history, "range_end": date(2024, 1, 10), "completed_chunks": chunks, "counts": {"discover": {"listed": 3}}}
+    covered = audit.completed_coverage(search, history)
+    assert covered["completed_chunks"] == chunks[:2]
+    assert audit.next_start([covered], history) == date(2024, 1, 11)
+    assert audit.completed_coverage(search | {"range_start": date(2024, 1, 2)}, history)["completed_chunks"] == []
+    assert audit.completed_coverage(search | {"counts": {"scrape": {"found": 3}}}, history)["completed_chunks"] == []

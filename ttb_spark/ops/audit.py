@@ -201,7 +201,7 @@ def read_runs(spark: SparkSession, lakehouse_root: str, job: str) -> list[dict[s
     rows = (
         lakehouse.read_table(spark, PIPELINE_RUNS, lakehouse_root)
         .where(F.col("job") == job)
-        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks", "range_start", "range_end")
+        .select("run_id", "status", "settings_fingerprint", "started_at", "completed_chunks", "range_start", "range_end", "counts")
         .orderBy(F.col("started_at").desc())
         .collect()
     )
@@ -225,11 +225,12 @@ def finished_chunks(runs: list[dict[str, Any]], fingerprint: str) -> set[tuple[d
 
 
 def completed_coverage(run: dict[str, Any], history_start: date) -> dict[str, Any]:
-    """A backfill's run (``pipeline``) as discovery's watermark counts it: the chunks of its receipt range, which
-    list every COLA completed on those days when the range starts at the history's start (a COLA is completed
-    on or after its receipt; a walk's chunks hold them too); none when it starts later (what was received before
-    it and completed in its days is not in it). The approval tail after its range lists only what it received."""
-    if run["range_start"] is None or run["range_start"] > history_start:
+    """A backfill by search (a ``pipeline`` run that discovered) as discovery's watermark counts it: the chunks of
+    its receipt range, which list every COLA completed on those days when the range starts at the history's start
+    (a COLA is completed on or after its receipt); none when it starts later (what was received before it and
+    completed in its days is not in it), nor for a walk of an earlier version (it may have walked some receipt
+    methods only). The approval tail after its range lists only what it received."""
+    if run["range_start"] is None or run["range_start"] > history_start or "discover" not in (run.get("counts") or {}):
         return run | {"completed_chunks": []}
     return run | {"completed_chunks": [c for c in run["completed_chunks"] or () if c["end"] <= run["range_end"]]}
 
