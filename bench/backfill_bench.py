@@ -1,7 +1,7 @@
 """A backfill by search against the walk: requests per stored page and recall over a range of receipt days (issue #22).
 
 For each search cap and code ordering the simulator (``registry`` profile: a real working day's volume and
-cardinalities, a share of records filed under codes the seed lacks, faults off unless ``--faults``) serves a
+cardinalities, a share of records filed under codes the seed lacks, faults off unless ``--faults SHARE``) serves a
 registry whose clock stands ``--lag`` days after the range, and the backfill's discover stage runs as
 ``pipeline --start/--end`` runs it: completed dates from the range's first day to its last + ``--lag``, in the
 runner's chunks, keeping the IDs received in the range (:func:`ttb_spark.ops.runner.plan`). Figures: recall
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.__main__ import publish
-from bench.discovery_bench import FAULTS, _pages, _settings
+from bench.daily_bench import FAULTS
+from bench.discovery_bench import _pages, _settings
 from ttb_spark.ops import runner
 from ttb_spark.partitions import Partition
 from ttb_spark.raw import discover, scrape
@@ -43,7 +44,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--caps", default="500,1000", help="search caps, comma-separated")
     parser.add_argument("--orders", default=",".join(CODE_ORDERS), help="code orderings, comma-separated")
     parser.add_argument("--unlisted", type=float, default=0.02, help="share of records filed under codes the seed lacks")
-    parser.add_argument("--faults", action="store_true", help="the discovery bench's sprinkle of every fault")
+    parser.add_argument("--faults", type=float, default=0.0, metavar="SHARE",
+                        help="share of requests answered with a fault, spread as the daily bench spreads its 10 %% (e.g. 0.2)")
     parser.add_argument("--walk", action="store_true", help="also walk the same receipt days")
     parser.add_argument("--rate", type=float, default=2000.0, help="allowed total requests/second")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,7 +58,7 @@ def measure(args: argparse.Namespace, cap: int, order: str, walk: bool = False) 
     today = last + timedelta(days=args.lag)
     with tempfile.TemporaryDirectory() as raw, simulator.running(
         seed=args.seed, scale=args.scale, profile="registry", today=today, search_cap=cap, code_order=order,
-        unlisted_codes=args.unlisted, faults=FAULTS if args.faults else None,
+        unlisted_codes=args.unlisted, faults={k: v * args.faults / sum(FAULTS.values()) for k, v in FAULTS.items()} if args.faults else None,
     ) as sim:
         # the truth first: it also builds the simulator's index of the days, which the first search would wait for
         truth = {r.ttb_id for r in sim.search(search.Criteria(args.first, today)) if args.first <= TTBId(r.ttb_id).receipt_date <= last}
