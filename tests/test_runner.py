@@ -250,9 +250,6 @@ def test_a_run_whose_silver_or_gold_follows_change_watermarks_claims_every_date(
     for job_scope in (scope, replace(scope, since_last_run=False)):
         claim = runner.run_claim("pipeline", job_scope)
         assert (claim.start, claim.end) == locks.EVERY_DATE
-    for job, job_scope in ():
-        claim = runner.run_claim(job, job_scope)
-        assert (claim.start, claim.end) == (date(2024, 3, 1), date(2024, 3, 4)), job
 
 
 def test_a_jvm_error_is_named_on_one_line_by_its_java_exception(spark):
