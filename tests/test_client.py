@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import make_settings
-from ttb_spark.registry import simulator
+from ttb_spark.registry import search, simulator
 from ttb_spark.registry.client import (
     DEFAULT_EXTRA_CA,
     Pacer,
@@ -117,3 +117,22 @@ def test_page_urls_follow_the_registry_scheme():
         page_url(base, "cola-detail", "24011001000462")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         page_url(base, "label-image", ttb_id)
+
+
+@pytest.mark.parametrize("faults, starts", [
+    # every search request fails its first 3 tries: retried in place, the search is never started again
+    ({"server_error": 1.0, "first_hits": 3, "data_types": ("search",)}, 1),
+    # every answer is cut short once: the export is unusable, and a ``nextset`` cut short is not asked again
+    # (the server's cursor has moved), so the search starts over once
+    ({"truncate": 1.0, "first_hits": 1, "data_types": ("search",)}, 2),
+])
+def test_a_search_retries_each_request_in_place_and_starts_over_only_when_a_later_page_fails(tmp_path, faults, starts):
+    window = search.Criteria(date(2024, 1, 8), date(2024, 1, 12))
+    with simulator.running(seed=0, scale=0.3, faults=faults) as sim:
+        truth = sim.search(window)
+        client = client_for(tmp_path, sim.base_url)  # the test profile: 4 retries
+        answer = client.search(window)
+        client.close()
+    assert len(truth) > 2 * search.PAGE_ROWS
+    assert [(r.ttb_id, r.completed_date) for r in answer.rows] == [(r.ttb_id, r.completed_date) for r in truth]
+    assert answer.total == len(truth) and answer.attempts == starts

@@ -13,8 +13,10 @@
   after retries), decided by :func:`ttb_spark.registry.parse.classify` for HTTP 200 answers.
 * Search (:meth:`RegistryClient.search`): the form page (once per session, for the cookie), the
   POST, then the CSV export when the rows do not fit the first page (the results pages, paged
-  with ``nextset``, are the fallback when the export is unusable); the whole search is retried
-  by the same policy, in a fresh session after a timeout page. Every answer is kept as served.
+  with ``nextset``, are the fallback when the export is unusable). Each request is retried in
+  place by the same policy, but for ``nextset``; the search starts over (as many times) only when
+  its session is lost (a timeout page) or a results page after the first fails. Every answer is
+  kept as served.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from urllib.parse import urlencode, urljoin, urlparse
 import certifi
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import Retrying, retry_base, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ttb_spark.files import write_atomically
 from ttb_spark.registry import search
@@ -129,7 +131,7 @@ class SearchAnswer:
     rows: tuple[search.Listing, ...]
     source: str  # export | results (rows read from the results pages) | none (no results)
     answers: tuple[tuple[str, bytes], ...]  # (name, body): results-001.html, export.csv, ...
-    attempts: int
+    attempts: int  # times the search was started (its requests are retried in place)
     searched_at: datetime
 
     @property
@@ -148,6 +150,10 @@ class _Retry(Exception):
     def __init__(self, outcome: str, reason: str, http_status: int | None = None, retry_after: float = 0.0) -> None:
         super().__init__(reason)
         self.outcome, self.reason, self.http_status, self.retry_after = outcome, reason, http_status, retry_after
+
+
+class _Restart(_Retry):
+    """A search that must start over: its session was renewed, a ``nextset`` failed, or rows went missing."""
 
 
 class _WaitRetryAfter:
@@ -220,12 +226,13 @@ class RegistryClient:
             return Fetch(exc.outcome, exc.reason, exc.http_status, None, attempts, _now())
         return Fetch(outcome, reason, status, body, attempts, _now())
 
-    def _retrying(self) -> Retrying:
+    def _retrying(self, retry: retry_base | None = None) -> Retrying:
+        """The policy: ``max_retries`` more attempts with backoff, for the _Retry answers ``retry`` accepts (all by default)."""
         s = self.settings
         return Retrying(
             stop=stop_after_attempt(s.max_retries + 1),
             wait=_WaitRetryAfter(s.backoff_initial_seconds, s.backoff_max_seconds),
-            retry=retry_if_exception_type(_Retry),
+            retry=retry or retry_if_exception_type(_Retry),
             reraise=True,
         )
 
@@ -256,6 +263,7 @@ class RegistryClient:
         """The retry for a transient page (a fresh session after a timeout page, a long pause after a CAPTCHA)."""
         if reason == "session_timeout":
             self.renew_session()
+            return _Restart("unexpected", reason, status)
         pause = self.settings.backoff_max_seconds if reason == "captcha" else 0.0
         return _Retry("unexpected", reason, status, pause)
 
@@ -275,22 +283,35 @@ class RegistryClient:
 
     def search(self, criteria: search.Criteria) -> SearchAnswer:
         """Run one search; raises SearchFailed (naming it) when no usable answer comes after retries."""
-        attempts = 0
+        starts = 0
         try:
-            for attempt in self._retrying():
+            for attempt in self._retrying(retry_if_exception_type(_Restart)):
                 with attempt:
-                    attempts += 1
+                    starts += 1
                     total, returned, rows, source, answers = self._search_once(criteria)
         except _Retry as exc:
-            raise SearchFailed(f"search {criteria.label}: no usable answer after {attempts} attempts ({exc.reason})") from None
-        return SearchAnswer(criteria, total, returned, tuple(rows), source, tuple(answers), attempts, _now())
+            raise SearchFailed(f"search {criteria.label}: no usable answer after {starts} start(s) ({exc.reason})") from None
+        return SearchAnswer(criteria, total, returned, tuple(rows), source, tuple(answers), starts, _now())
 
     def _search_answer(self, url: str, form: dict[str, str] | None = None) -> tuple[bytes, search.ResultsPage | None]:
-        """A results page (parsed) or, for the export, the raw body; transient pages raise _Retry."""
+        """One search request retried in place; a _Restart goes up to :meth:`search`. A ``nextset`` is not
+        retried in place: the server moves its cursor whatever reaches us, so its failure starts the search over."""
+        if url.endswith(search.NEXT_PATH):
+            try:
+                return self._search_answer_once(url, form)
+            except _Retry as exc:
+                raise _Restart(exc.outcome, exc.reason, exc.http_status, exc.retry_after) from None
+        for attempt in self._retrying(retry_if_exception(lambda exc: isinstance(exc, _Retry) and not isinstance(exc, _Restart))):
+            with attempt:
+                answer = self._search_answer_once(url, form)
+        return answer
+
+    def _search_answer_once(self, url: str, form: dict[str, str] | None) -> tuple[bytes, search.ResultsPage | None]:
+        """The search form or the export (its raw body), or a results page (parsed); transient pages raise _Retry."""
         status, body = self._http(url, form)
         if status != 200:
             raise _Retry("unexpected", f"http_{status}", status)
-        if url.endswith(search.EXPORT_PATH):
+        if url.endswith((search.EXPORT_PATH, search.FORM_PATH)):
             return body, None
         try:
             return body, search.parse_results_page(body)
@@ -303,7 +324,7 @@ class RegistryClient:
     def _search_once(self, criteria: search.Criteria) -> tuple[int, int, list[search.Listing], str, list[tuple[str, bytes]]]:
         base = self.base_url
         if "JSESSIONID" not in self.session.cookies:
-            self._http(urljoin(base, search.FORM_PATH))
+            self._search_answer(urljoin(base, search.FORM_PATH))
         body, page = self._search_answer(urljoin(base, search.SEARCH_PATH), criteria.form())
         answers = [("results-001.html", body)]
         if page.total == 0:
@@ -325,7 +346,7 @@ class RegistryClient:
             answers.append((f"results-{len(answers):03d}.html", body))
             rows.extend(page.rows)
         if len(rows) != page.returned:
-            raise _Retry("unexpected", "search_rows_missing")
+            raise _Restart("unexpected", "search_rows_missing")
         return page.total, page.returned, rows, "results", answers
 
 
