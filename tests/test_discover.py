@@ -202,6 +202,29 @@ def test_a_page_stored_by_the_walk_is_fetched_again_when_the_search_first_lists_
     assert counts["first_listed"] >= 1
 
 
+def test_a_page_stored_by_the_walk_whose_copy_shows_the_listed_status_is_not_fetched_again(tmp_path):
+    """Issue #22 (3): a walk-built lakehouse goes on under discovery without fetching what it holds again. On
+    their first listing, the walked COLAs whose stored detail page says APPROVED on the completed date listed
+    are current; only those whose status changed after approval are fetched again."""
+    from ttb_spark.raw import reconcile, scrape
+
+    received = date(2024, 1, 24)
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = make_settings(tmp_path, pipeline={"receipt_methods": ["001"]}, extraction={
+            "registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 200})
+        store = storage.raw_store(settings)
+        list(scrape.scrape_slice([(0, [(Partition(received, "001", t), False) for t in discover.DATA_TYPES])], settings, "walk-1", 1))
+        walked = reconcile.walk_found(store, [received], ("001",))
+        hits = len(sim.hits)
+        counts = discover.discover(settings, "daily-1", received, TODAY, history_start=received, sweep=False)
+        fetched = {h.ttb_id for h in sim.hits[hits:] if h.data_type != "search"}
+    changed = {i for i in walked if (sim.registry.record(i).change_date or date.max) <= TODAY}
+    assert walked and len(changed) < len(walked)
+    assert {r.ttb_id for r in sim.search(search.Criteria(received, TODAY)) if r.ttb_id.startswith("24024001")} == walked
+    assert fetched & walked == changed
+    assert (counts["first_listed"], counts["first_listed_current"]) == (len(changed), len(walked) - len(changed))
+
+
 def test_failing_since_is_the_start_of_each_ids_current_failures_within_the_window():
     at = [datetime(2024, 3, d, tzinfo=timezone.utc) for d in range(1, 9)]
     lines = [

@@ -13,8 +13,9 @@ same page keys as the walk) when it is new — not both of its pages stored and 
 manifest (bronze.pages, or a discovery manifest not ingested yet): a certificate that failed while
 its detail page was stored is fetched on the next run — or its completed date moved
 past the one listed before (``bronze.search_listings`` plus listings not ingested yet): a status
-change — or it was never listed before (pages the walk stored: their copy may predate the status now
-listed; fetched once, on that first listing). A withdrawn record is no longer listed: each run also re-lists the
+change — or it was never listed before and its stored copy may predate the status now listed (pages
+the walk stored: fetched once, on that first listing, unless the stored detail page says APPROVED on
+the completed date listed, which a status change would have moved past it). A withdrawn record is no longer listed: each run also re-lists the
 ``TTB_DISCOVERY_SWEEP_DAYS`` before its range (never before ``TTB_PARTITION_START_DATE``, where the
 history starts), and an ID whose latest listing so far falls in the
 re-listed days but that no search of the run lists (it vanished) is fetched again; a stored page
@@ -226,19 +227,40 @@ def vanished(spark: SparkSession | None, settings: Settings, store: storage.RawS
     return [TTBId(i) for i in sorted(candidates) if first <= latest.get(i, date.min) <= last]
 
 
-def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool]) -> tuple[list[TTBId], dict[str, int]]:
+def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Callable[[TTBId], bool],
+             current: frozenset[str] = frozenset()) -> tuple[list[TTBId], dict[str, int]]:
     """IDs to fetch, and how many of them are new (not both pages held), moved (a completed date past the
     last listed) or first listed (held, but never listed before: stored by the walk, whose copy may be older
-    than the status now listed)."""
-    ids, counts = [], {"new": 0, "moved": 0, "first_listed": 0}
+    than the status now listed); a first-listed ID in ``current`` (its stored copy shows the listed status,
+    :func:`current_copies`) is counted ``first_listed_current`` and not fetched."""
+    ids, counts = [], {"new": 0, "moved": 0, "first_listed": 0, "first_listed_current": 0}
     for row in listed:
         ttb_id = TTBId(row.ttb_id)
         why = ("new" if not stored(ttb_id) else "first_listed" if row.ttb_id not in previous
                else "moved" if row.completed_date > previous[row.ttb_id] else None)
-        if why:
+        if why == "first_listed" and row.ttb_id in current:
+            counts["first_listed_current"] += 1
+        elif why:
             ids.append(ttb_id)
             counts[why] += 1
     return ids, counts
+
+
+def current_copies(store: storage.RawStore, listed: Iterable[search.Listing]) -> frozenset[str]:
+    """Of ``listed`` (held IDs listed for the first time), those whose stored detail page is current: it says
+    APPROVED with the approval date the listing gives as completed. A status change moves the completed
+    date past the approval date, so any other copy is fetched again. One raw-store read per ID, once: an ID
+    listed once has a previous listing from then on."""
+    from ttb_spark.registry import parse
+
+    current = set()
+    for row in listed:
+        ttb_id = TTBId(row.ttb_id)
+        key = storage.page_key(Partition(ttb_id.receipt_date, ttb_id.receipt_method, "cola-detail"), ttb_id)
+        record = parse.parse_page(store.get(key), row.ttb_id, "detail").record or {}
+        if record.get("status") == "APPROVED" and record.get("approval_date") == row.completed_date.isoformat():
+            current.add(row.ttb_id)
+    return frozenset(current)
 
 
 def stored_records(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
@@ -404,7 +426,8 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
         held = held_records(spark, settings, store, set(listed) | set(failing))
-        ids, why = to_fetch(rows, previous, lambda i: str(i) in held)
+        current = current_copies(store, (r for r in rows if r.ttb_id in held and r.ttb_id not in previous))
+        ids, why = to_fetch(rows, previous, lambda i: str(i) in held, current)
         ids += gone
         fetching = {str(t) for t in ids}
         failing = {i: at for i, at in failing.items() if i not in held and i not in fetching}
