@@ -5,6 +5,7 @@ lands it in bronze (pages and listings) and keeps its watermark in the run audit
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 from datetime import date, datetime, timedelta, timezone
 
@@ -383,6 +384,41 @@ def test_reconcile_reports_per_day_and_fetches_the_differences(spark, tmp_path):
     manifest = storage.discovery_manifest_key("rec-1", RECEIVED, RECEIVED, "received")
     gone = [json.loads(x) for x in store.get(manifest).decode().splitlines() if GONE in x]
     assert [g["outcome"] for g in gone] == ["withdrawn", "withdrawn"] and store.exists(storage.marker_of(manifest))
+
+
+def test_reconcile_walks_the_sequence_numbers_nothing_knows_and_finds_what_the_search_missed(spark, tmp_path):
+    """Issue #22 (3): ``reconcile --walk-share 1`` walks, of each receipt day, the sequence numbers no search listed
+    and no walk found, up to the consecutive-miss threshold past the highest known: a record approved after the
+    last listing is found, its pages stored and counted for its day. A share below 1 walks a fixed sample."""
+    from test_markers import DAY as RECEIVED
+
+    from ttb_spark.raw import reconcile
+
+    scope = ReceiptDates(RECEIVED, RECEIVED, ("001",), ("cola-detail",), run_id="rec-full")
+    with simulator.running(seed=0, scale=0.05, today=date(2024, 3, 5)) as sim:
+        settings = make_settings(tmp_path, pipeline={"receipt_methods": ["001"]}, extraction={
+            "registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 60, "reconcile_walk_share": 1.0})
+        discover.discover(settings, "disc-1", RECEIVED, sim.today, history_start=RECEIVED)
+        listed = {r.ttb_id for r in sim.search(search.Criteria(RECEIVED, sim.today)) if r.ttb_id[:8] == f"{RECEIVED:%y%j}001"}
+        sim.today = date(2024, 4, 15)  # a record of that day approved since
+        missed = set(sim.public_ids([RECEIVED], ["001"])) - listed
+        full = reconcile.run(spark, settings, scope)
+        sampled = reconcile.run(spark, make_settings(tmp_path, pipeline={"receipt_methods": ["001"]}, extraction={
+            "registry_base_url": sim.base_url, "use_simulator": False, "consecutive_failure_threshold": 60,
+            "reconcile_walk_share": 0.5}), replace(scope, run_id="rec-sample"))
+
+    top = max(TTBId(i).sequence for i in listed | missed)
+    assert len(missed) == 1 and top + 60 > max(TTBId(i).sequence for i in missed)
+    assert full["probed"] == top + 60 - len(listed) and full["probed_found"] == full[f"probed_found.{RECEIVED}"] == 1
+    assert full["walked_not_listed"] == 1 and full["listed_not_walked"] == len(listed)  # no walk on record: the probe is the walk
+    store = storage.raw_store(settings)
+    lines = storage.manifest_entries(store, storage.discovery_manifest_key("rec-full", RECEIVED, RECEIVED, "received"))
+    assert len(lines) == full["probed"] + 1 and {(x["data_type"], x["outcome"]) for x in lines if x["ttb_id"] in missed} == {
+        ("cola-detail", "found"), ("certificate", "found")}
+    assert all(x["outcome"] == "not_found" for x in lines if x["ttb_id"] not in missed)
+    probed = {x["ttb_id"] for x in storage.manifest_entries(store, storage.discovery_manifest_key("rec-sample", RECEIVED, RECEIVED, "received"))
+              if x["data_type"] == "cola-detail"}
+    assert 0 < sampled["probed"] == len(probed) < full["probed"] and all(reconcile.in_sample(TTBId(i), 0.5) for i in probed)
 
 
 def test_a_backfill_by_search_stores_every_record_received_in_its_range_and_the_daily_run_goes_on_from_its_end(spark, tmp_path, monkeypatch, capsys):

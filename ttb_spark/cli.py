@@ -64,6 +64,9 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (progress stays on stderr)")
     if stage in ("discover", "daily", "reconcile", "pipeline"):
         p.add_argument("--simulator-today", type=_iso_date, help="the embedded simulator's simulated day (TTB_SIMULATOR_TODAY)")
+    if stage == "reconcile":
+        p.add_argument("--walk-share", type=float, metavar="SHARE",
+                       help="also walk this share of each day's sequence numbers no search listed nor walk found, 1 for all (TTB_RECONCILE_WALK_SHARE)")
     if stage == "pipeline":
         p.add_argument("--walk", action="store_true", help="walk sequence numbers per receipt day (the original ttb_raw_pipeline) instead of the search")
     if stage in ("pipeline", "walk", "raw", "scrape"):

@@ -216,6 +216,9 @@ class ExtractionSettings(_Section):
     backfill_lag_days: int = Field(180, ge=0)
     failed_page_retry_days: int = Field(14, ge=0)  # a page discovery could not fetch is fetched again by later runs for this many days
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
+    # the share of each receipt day's sequence numbers (those no search listed and no walk found, up to the
+    # consecutive-miss threshold past the highest known) that reconcile walks itself: 1.0 every one, 0 none
+    reconcile_walk_share: float = Field(0.0, ge=0.0, le=1.0)
     consecutive_failure_threshold: int = Field(50, ge=1)
     request_delay_seconds: float = Field(0.5, ge=0)
     max_requests_per_second: float = Field(2.0, gt=0)

@@ -79,7 +79,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
             "backfill_chunk_days": getattr(args, "chunk_days", None),
         },
         "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator,
-                       "simulator_today": getattr(args, "simulator_today", None)},
+                       "simulator_today": getattr(args, "simulator_today", None),
+                       "reconcile_walk_share": getattr(args, "walk_share", None)},
         "maintenance": {"vacuum_retention_hours": getattr(args, "vacuum_retention_hours", None)},
     }
     rescan = getattr(args, "rescan_days", 0) or 0

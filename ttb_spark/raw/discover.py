@@ -93,15 +93,16 @@ class Fetcher:
         for client in self.clients:
             client.close()
 
-    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date], stage: str = "discover") -> list[dict[str, Any]]:
-        """Detail then certificate of each ID; one manifest line per page. A progress line every
+    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date], stage: str = "discover",
+              data_types: tuple[str, ...] = DATA_TYPES) -> list[dict[str, Any]]:
+        """Detail then certificate (``data_types``) of each ID; one manifest line per page. A progress line every
         ``console.EVERY_SECONDS`` says how many of the pages are fetched and how long the rest will take."""
         work: queue.Queue[TTBId] = queue.Queue()
         for ttb_id in ids:
             work.put(ttb_id)
         lines: list[dict[str, Any]] = []
         lock = threading.Lock()
-        meter = console.Meter(f"{stage}: fetched", work.qsize() * len(DATA_TYPES), "pages")
+        meter = console.Meter(f"{stage}: fetched", work.qsize() * len(data_types), "pages")
 
         def drain(client: RegistryClient) -> None:
             while True:
@@ -109,7 +110,7 @@ class Fetcher:
                     ttb_id = work.get_nowait()
                 except queue.Empty:
                     return
-                got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in DATA_TYPES]
+                got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in data_types]
                 with lock:
                     lines.extend(got)
                 meter.add(len(got))
