@@ -50,6 +50,7 @@ RUNTIME_SPARK = {"17.3.x-scala2.13": (4, 0), "emr-spark-8.0.0": (4, 0)}
 EMR_DELTA_JARS = ("/usr/share/aws/delta/lib/delta-spark.jar", "/usr/share/aws/delta/lib/delta-storage.jar",
                   "/usr/share/aws/delta/lib/delta-storage-s3-dynamodb.jar")
 SERVERLESS_RUNS = sorted((DEPLOY / "emr-serverless").glob("start-job-run*.json"))
+EMR_STEPS = sorted((DEPLOY / "emr").glob("*step.json"))
 
 
 def _pyproject() -> dict[str, Any]:
@@ -341,6 +342,20 @@ def test_emr_daily_runs_call_the_daily_job_since_last_run():
         _accepts("daily", arguments)
 
 
+def test_every_backfill_job_backfills_by_search_over_a_receipt_date_range():
+    """Issue #22 (3): the bundle's, EMR Serverless's and EMR on EC2's backfill run ``pipeline --start --end``, the
+    backfill by search (``--walk`` would walk)."""
+    task = _bundle("prod")["jobs"]["ttb_backfill"]["tasks"][0]["python_wheel_task"]
+    step = json.loads((DEPLOY / "emr" / "backfill-step.json").read_text())[0]["Args"]
+    script = next(i for i, a in enumerate(step) if a.endswith(".py"))
+    run = json.loads((DEPLOY / "emr-serverless" / "start-job-run-backfill.json").read_text())["jobDriver"]["sparkSubmit"]
+    for job, arguments in ((task["entry_point"].removeprefix("ttb-"), task["parameters"]),
+                           (Path(step[script]).stem, step[script + 1:]), (Path(run["entryPoint"]).stem, run["entryPointArguments"])):
+        assert job == "pipeline" and {"--start", "--end"} <= set(arguments) and "--walk" not in arguments
+    _accepts("pipeline", step[script + 1:])
+    _accepts("pipeline", run["entryPointArguments"])  # the bundle's: test_bundle_tasks_name_existing_entry_points_with_valid_arguments
+
+
 # ---------------------------------------------------------------------------------------------- EMR
 
 
@@ -445,8 +460,9 @@ def test_emr_cluster_pins_the_same_release_and_enables_delta():
     assert {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}} in configurations
 
 
-def test_emr_steps_are_valid_and_ship_python_env_and_delta():
-    steps = json.loads((DEPLOY / "emr" / "step.json").read_text())
+@pytest.mark.parametrize("path", EMR_STEPS, ids=lambda p: p.name)
+def test_emr_steps_are_valid_and_ship_python_env_and_delta(path):
+    steps = json.loads(path.read_text())
     assert steps
     # `aws emr add-steps --steps file://step.json` turns each CUSTOM_JAR step into this request shape.
     request = [{"Name": s["Name"], "ActionOnFailure": s["ActionOnFailure"],
