@@ -3,6 +3,7 @@ real error page for misses, volumes and gaps, determinism, cookies, every fault,
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -149,3 +150,19 @@ def test_registry_profile_has_a_real_days_volume_and_cardinalities():
         assert detail["class_type_description"] == listing.class_type_description
         assert detail["origin_description"] == listing.origin_description and detail["brand_name"] == record.brand
     assert simulator.SyntheticRegistry(0, 1.0, "registry").record(records[0].ttb_id) == records[0]  # deterministic by seed
+    assert all(r.approval_date.weekday() < 5 for r in records)  # approvals on working days only
+
+
+def test_registry_profile_weekdays_complete_as_their_workload_says_so_a_busy_one_passes_the_search_cap():
+    """Issue #22 (2): the registry completes far more on some weekdays than on others. A weekday's approvals follow
+    its drawn workload, so at scale 1.0 a busy weekday (workload near 1.4) completes ~1,300, over the 1,000-row cap."""
+    from ttb_spark.registry.simulator import registry as model
+
+    scale, first, last = 0.1, date(2024, 6, 3), date(2024, 6, 28)
+    approvals = Counter(r.completed_date for r in simulator.SyntheticRegistry(0, scale, "registry").completed_between(first, last, last + timedelta(days=400))
+                        if r.completed_date.weekday() < 5)
+    days = sorted(approvals)
+    load = [model.workload(0, d) for d in days]
+    mean = sum(approvals.values()) / len(days) / (sum(load) / len(load))  # approvals per unit of workload
+    assert len(days) == 20 and statistics.correlation(load, [approvals[d] for d in days]) > 0.8
+    assert mean * model.WORKLOAD[1] / scale > 1_250 and mean * model.WORKLOAD[0] / scale < 700

@@ -34,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="e-filed (001) volume multiplier (1.0: 250-450 records a weekday; 600-1,300 with --profile registry)")
     parser.add_argument("--profile", choices=PROFILES, default="templates",
                         help="templates: the 18 saved pages' permits and codes (what the tests pin); registry: a real working day's volume "
-                             "and cardinalities (7,200 permits with Zipf-distributed filings, tens of thousands of brands, every class/type and origin)")
+                             "(received, and completed: ~600-1,350 a weekday at scale 1.0, none at weekends but status changes) and cardinalities (7,200 permits with Zipf-distributed filings, tens of thousands of brands, every class/type and origin)")
     parser.add_argument(
         "--fault", type=_fault_option, action="append", default=[], metavar="KIND[=P]",
         help=f"inject a fault with probability P per request (default 1); KIND one of {', '.join(Faults.KINDS)}",

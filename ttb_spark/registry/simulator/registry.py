@@ -8,7 +8,9 @@ days to weeks after receipt with a tail past 90 days; for a few per hundred a la
 hundred a withdrawal from public view (the error page from that day on). A record is public from
 its approval to its withdrawal and its pages show its status as of today; :meth:`SyntheticRegistry.state`
 and ``--list-public DAY --today T`` give the truth as of any day. Without a ``today`` every record is
-public, as approved (the walk-based tests and benchmarks rely on that).
+public, as approved (the walk-based tests and benchmarks rely on that). In the ``registry`` profile
+approvals fall on weekdays only, each weekday taking its drawn workload's share: at scale 1.0 a weekday
+completes ~600-1,350 COLAs, so a busy one exceeds the 1,000-row search cap, as a real one does.
 """
 
 from __future__ import annotations
@@ -41,7 +43,22 @@ WITHDRAW_SHARE, WITHDRAW_LAG = 0.01, (7, 180)  # withdrawals from public view
 # class/type codes the real search files records under that the reference seed lacks: between two seed codes
 # as strings ("80B", "815"), before every one ("0A") and after every one ("9K")
 UNLISTED_CODES = ("80B", "815", "0A", "9K")
-MAX_LAG = APPROVAL_LAG[-1][2] + CHANGE_LAG[1]  # receipt -> last possible completed date
+# registry profile: a weekday's workload (approvals it takes, relative to the mean), none at weekends; at scale 1.0 a
+# weekday completes ~600-1,350 COLAs, so a busy one exceeds the 1,000-row search cap
+WORKLOAD, WORKDAY_DRAWS = (0.6, 1.4), 64
+MAX_LAG = APPROVAL_LAG[-1][2] + 2 + CHANGE_LAG[1]  # receipt -> last possible completed date (+2: a weekend moved to Monday)
+
+
+def _approval_lag(rng: random.Random) -> int:
+    """Days from receipt to approval: mostly within three weeks, a tail past 90 days (:data:`APPROVAL_LAG`)."""
+    share = rng.random()
+    low, high = next((lo, hi) for cut, lo, hi in APPROVAL_LAG if share < cut)
+    return rng.randint(low, high)
+
+
+def workload(seed: int, day: date) -> float:
+    """The registry profile's workload of ``day``: drawn per day in :data:`WORKLOAD` for weekdays, 0 at weekends."""
+    return 0.0 if day.weekday() >= 5 else random.Random(f"{seed}|workload|{day.isoformat()}").uniform(*WORKLOAD)
 PROFILES = ("templates", "registry")
 EFILED = {"templates": ((250, 450), (20, 60)), "registry": ((600, 1300), (10, 60))}  # e-filed a day at scale 1: (weekday, weekend)
 PERMITS_PER_TEMPLATE = 400  # registry profile: 18 templates x 400 = 7,200 permits, filings Zipf-distributed over them
@@ -149,9 +166,9 @@ class SyntheticRegistry:
         clock = random.Random(f"{self.seed}|clock|{ttb_id}")
         if clock.random() < 0.05:
             brand += ", LTD."  # a comma inside a value: the CSV export does not quote it
-        share = clock.random()
-        low, high = next((lo, hi) for cut, lo, hi in APPROVAL_LAG if share < cut)
-        approval = tid.receipt_date + timedelta(days=clock.randint(low, high))
+        approval = tid.receipt_date + timedelta(days=_approval_lag(clock))
+        if self.profile == "registry":
+            approval = self._working_day(ttb_id, tid.receipt_date, approval)
         change_status = change_date = withdrawn = None
         if clock.random() < CHANGE_SHARE:
             change_status = clock.choice(STATUS_CHANGES)
@@ -164,6 +181,16 @@ class SyntheticRegistry:
             brand = varied.pop("brand") + (", LTD." if brand.endswith(", LTD.") else "")
         return Record(ttb_id, serial, brand, tid.receipt_date, approval, template, change_status, change_date, withdrawn,
                       tuple(sorted(varied.items())))
+
+    def _working_day(self, ttb_id: str, received: date, approval: date) -> date:
+        """Registry profile: the approval date redrawn until a day's workload takes it (:func:`workload`), so
+        approvals fall on weekdays only and some weekdays complete far more than others, as the registry's do."""
+        draws = random.Random(f"{self.seed}|workday|{ttb_id}")
+        for _ in range(WORKDAY_DRAWS):
+            if draws.random() * WORKLOAD[1] < workload(self.seed, approval):
+                return approval
+            approval = received + timedelta(days=_approval_lag(draws))
+        return approval + timedelta(days=max(0, 7 - approval.weekday()) if approval.weekday() >= 5 else 0)
 
     def state(self, ttb_id: str, as_of: date | None) -> State:
         """The record as of ``as_of``; None means no clock: public as approved, status of its template."""
