@@ -119,11 +119,12 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
     write_bronze(spark, lake, flip_back | withdrawn | rejected)
     seen["before_crash"] = root.parent / "before-crash"
     shutil.copytree(root, seen["before_crash"] / root.name)
+    seen["locks2"] = lakehouse.current_version(spark, locks.RUN_LOCKS, lake)
     _, seen["run3"], seen["out3"] = since_last_run(spark, root)
 
-    seen["versions3"] = versions(spark, lake)
+    seen["versions3"], seen["locks3"] = versions(spark, lake), lakehouse.current_version(spark, locks.RUN_LOCKS, lake)
     seen["run4"] = since_last_run(spark, root)[1]
-    seen["versions4"] = versions(spark, lake)
+    seen["versions4"], seen["locks4"] = versions(spark, lake), lakehouse.current_version(spark, locks.RUN_LOCKS, lake)
     return seen
 
 
@@ -180,6 +181,17 @@ def test_running_again_changes_nothing(lake):
     assert work(lake["run4"]["silver"]) == {"pages_processed": 0}
     assert work(lake["run4"]["gold"]) == {"colas": 0}
     assert lake["versions4"] == lake["versions3"]
+
+
+def test_a_run_with_nothing_new_takes_no_gold_claim(spark, lake):
+    """Issue #25 (3): gold finds nothing to do before it claims, so the run's only ``ops.run_locks`` commits are its own
+    claim of the dates, taken and released; the run before, which had work, held the gold claim."""
+    def claims(first: int, last: int) -> set[str]:
+        lake_root = str(lake["root"] / "lakehouse")
+        return {r["claim"] for v in range(first + 1, last + 1) for r in lakehouse.read_version(spark, locks.RUN_LOCKS, lake_root, v).collect()}
+
+    assert claims(lake["locks2"], lake["locks3"]) == {locks.DATES, locks.GOLD}
+    assert claims(lake["locks3"], lake["locks4"]) == {locks.DATES}
 
 
 @pytest.mark.parametrize("table", ["*", "ttb_consolidated", "fact_certificates"])

@@ -36,11 +36,11 @@ own on the executors. :mod:`.queries` holds the example analyst queries. The nam
 from ttb_spark.gold.checking import check
 from ttb_spark.gold.quality import QualityCheckError
 from ttb_spark.gold.stage import (
-    CHANGE_KINDS, PUBLISHED, STAGE, TABLES, build, changed_colas, history_version, published_versions, read_silver,
+    CHANGE_KINDS, PUBLISHED, STAGE, TABLES, build, changed_colas, history_version, idle, published_versions, read_silver,
     recorded_since, run, unpublish,
 )  # fmt: skip
 
 __all__ = [
     "CHANGE_KINDS", "PUBLISHED", "STAGE", "TABLES", "QualityCheckError", "build", "changed_colas", "check", "history_version",
-    "published_versions", "read_silver", "recorded_since", "run", "unpublish",
+    "idle", "published_versions", "read_silver", "recorded_since", "run", "unpublish",
 ]  # fmt: skip

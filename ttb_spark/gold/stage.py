@@ -82,6 +82,23 @@ def read_silver(spark: SparkSession, root: str, scope: ReceiptDates) -> tuple[Da
     return scoped(details), scoped(certificates)
 
 
+def idle(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince) -> dict[str, int] | None:
+    """The counts of a change-driven run with nothing to do: every silver table at the version gold last processed
+    (a later silver commit is the run's that made it, and that run's gold takes it). The runner then takes
+    no gold claim: a run with nothing new makes no ``ops.run_locks`` commit for gold. None: there is work."""
+    from ttb_spark import silver
+
+    if not isinstance(scope, ChangesSince):
+        return None
+    root = settings.pipeline.lakehouse_root
+    marks = lakehouse.read_watermarks(spark, root, STAGE)
+    for spec in silver.TABLES.values():
+        latest = lakehouse.current_version(spark, spec, root)
+        if latest is not None and marks.get(spec.name) != latest:
+            return None
+    return {"colas": 0}
+
+
 def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
     """(ttb_id, receipt_date) of the COLAs whose silver rows changed since the versions gold last
     processed (every COLA on the first change-driven run), and the versions read through; None: no change."""

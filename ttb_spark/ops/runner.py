@@ -141,17 +141,24 @@ def run_stage(name: str, spark: Any, settings: Settings, scope: Scope, label: st
     """Run one stage over ``scope`` with a start and a done line; returns its counts and what it cost:
     ``ms`` (wall milliseconds) and ``sql_executions`` (Spark SQL executions while it ran, the lock heartbeat's
     included; left out over Spark Connect, which does not show them). A stage of SERIAL_STAGES first waits
-    for the ``gold`` claim (another run's gold stage to end)."""
+    for the ``gold`` claim (another run's gold stage to end), unless the stage's ``idle`` finds it has nothing
+    to do: then its counts are ``idle``'s and neither the claim nor the stage is taken."""
     from ttb_spark.spark import last_sql_execution
 
     module = importlib.import_module(STAGES[name])
-    with serial(spark, settings, scope, name, job or name):
-        first, started = last_sql_execution(spark), time.monotonic()
-        typed = stage_scope(name, scope)
-        progress(f"{name}{label}: start {_describe(typed)}")
-        describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
-        counts = {k: int(v) for k, v in module.run(spark, settings, typed).items()}
-        elapsed, last = time.monotonic() - started, last_sql_execution(spark)
+    typed = stage_scope(name, scope)
+    first, started = last_sql_execution(spark), time.monotonic()
+    idle = module.idle(spark, settings, typed) if hasattr(module, "idle") else None
+    if idle is not None:
+        progress(f"{name}{label}: nothing changed since its last run, no claim taken")
+        counts = idle
+    else:
+        with serial(spark, settings, scope, name, job or name):
+            started = time.monotonic()
+            progress(f"{name}{label}: start {_describe(typed)}")
+            describe_jobs(spark, f"ttb_spark {name}{label} {scope.start}..{scope.end}")
+            counts = {k: int(v) for k, v in module.run(spark, settings, typed).items()}
+    elapsed, last = time.monotonic() - started, last_sql_execution(spark)
     cost = dict(zip(COST, (round(elapsed * 1000), None if first is None or last is None else last - first)))
     cost = {k: v for k, v in cost.items() if v is not None}
     executions = f", {cost['sql_executions']} SQL executions" if "sql_executions" in cost else ""
