@@ -123,8 +123,10 @@ def lake(spark, tmp_path_factory) -> dict[str, Any]:
     _, seen["run3"], seen["out3"] = since_last_run(spark, root)
 
     seen["versions3"], seen["locks3"] = versions(spark, lake), lakehouse.current_version(spark, locks.RUN_LOCKS, lake)
+    seen["audit3"] = lakehouse.current_version(spark, audit.PIPELINE_RUNS, lake)
     seen["run4"] = since_last_run(spark, root)[1]
     seen["versions4"], seen["locks4"] = versions(spark, lake), lakehouse.current_version(spark, locks.RUN_LOCKS, lake)
+    seen["audit4"] = lakehouse.current_version(spark, audit.PIPELINE_RUNS, lake)
     return seen
 
 
@@ -183,9 +185,11 @@ def test_running_again_changes_nothing(lake):
     assert lake["versions4"] == lake["versions3"]
 
 
-def test_a_run_with_nothing_new_takes_no_gold_claim(spark, lake):
+def test_a_run_with_nothing_new_takes_no_gold_claim_and_writes_its_audit_row_twice(spark, lake):
     """Issue #25 (3): gold finds nothing to do before it claims, so the run's only ``ops.run_locks`` commits are its own
-    claim of the dates, taken and released; the run before, which had work, held the gold claim."""
+    claim of the dates, taken and released; the run before, which had work, held the gold claim. Its audit row is
+    written when it starts and when it ends: a chunk that fetched nothing is not recorded before silver and gold."""
+    assert lake["audit4"] - lake["audit3"] == 2
     def claims(first: int, last: int) -> set[str]:
         lake_root = str(lake["root"] / "lakehouse")
         return {r["claim"] for v in range(first + 1, last + 1) for r in lakehouse.read_version(spark, locks.RUN_LOCKS, lake_root, v).collect()}

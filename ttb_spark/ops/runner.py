@@ -318,7 +318,7 @@ def run_job(
                 meter.add()
                 if number < len(chunk_list):
                     record = record.expecting_end(meter.seconds_left())
-                if number < len(chunk_list) or once:
+                if number < len(chunk_list) or (once and fetched_pages(counts)):
                     run_audit.write(record)
             if once:
                 record = run_change_driven(once, spark, live, replace(scope, since_last_run=True), record, job)
@@ -346,6 +346,14 @@ def run_job(
         rejected, of = rejected_pages(spark, root, scope), f"{scope.start}..{scope.end}"
     code = code or int(run_audit.error is not None or report_failed or bool(watched and "error" in watched))
     return RunResult(record, code, written_tables(spark, root), rejected, of, run_audit.error, report, watched)
+
+
+def fetched_pages(counts: dict[str, dict[str, int]]) -> bool:
+    """Whether a chunk stored a page from the registry (the walk's or discovery's). Only then is the chunk recorded
+    before the change-driven stages: a rerun after a crash there skips it; a chunk that stored nothing is cheaper
+    to list again than an audit commit (~1 s) is in every run with nothing new."""
+    fetched = counts.get("scrape") or counts.get("discover") or {}
+    return any(fetched.get(k, 0) for k in ("found", "pages_found", "withdrawn", "pages_withdrawn"))
 
 
 def run_change_driven(stages: tuple[str, ...], spark: Any, settings: Settings, scope: Scope, record: Any, job: str = "") -> Any:

@@ -67,6 +67,7 @@ FAILED = ("failed", "unexpected")  # outcomes of a page attempt that got no usab
 # IDs whose fetches one discovery manifest records: a rerun after a kill fetches again at most the part the
 # kill interrupted (500 IDs, 1,000 pages: ~17 minutes at the production profile's one request a second)
 PART_IDS = 500
+READ_THREADS = 8  # raw-store reads of stored pages at a time (an object store answers each in tens of ms)
 
 
 @dataclass
@@ -250,18 +251,19 @@ def to_fetch(listed: list[search.Listing], previous: dict[str, date], stored: Ca
 def current_copies(store: storage.RawStore, listed: Iterable[search.Listing]) -> frozenset[str]:
     """Of ``listed`` (held IDs listed for the first time), those whose stored detail page is current: it says
     APPROVED with the approval date the listing gives as completed. A status change moves the completed
-    date past the approval date, so any other copy is fetched again. One raw-store read per ID, once: an ID
-    listed once has a previous listing from then on."""
+    date past the approval date, so any other copy is fetched again. One raw-store read per ID, once (an ID
+    listed once has a previous listing from then on), :data:`READ_THREADS` at a time."""
     from ttb_spark.registry import parse
 
-    current = set()
-    for row in listed:
+    def is_current(row: search.Listing) -> bool:
         ttb_id = TTBId(row.ttb_id)
         key = storage.page_key(Partition(ttb_id.receipt_date, ttb_id.receipt_method, "cola-detail"), ttb_id)
         record = parse.parse_page(store.get(key), row.ttb_id, "detail").record or {}
-        if record.get("status") == "APPROVED" and record.get("approval_date") == row.completed_date.isoformat():
-            current.add(row.ttb_id)
-    return frozenset(current)
+        return record.get("status") == "APPROVED" and record.get("approval_date") == row.completed_date.isoformat()
+
+    rows = list(listed)
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        return frozenset(row.ttb_id for row, current in zip(rows, pool.map(is_current, rows)) if current)
 
 
 def stored_records(store: storage.RawStore, ids: Iterable[TTBId]) -> set[str]:
