@@ -115,6 +115,10 @@ def test_an_adhoc_discover_leaves_the_daily_runs_start_at_the_history(spark, tmp
     args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--end", "2024-03-01", "--lakehouse-root", root])
     scope = runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args))
     assert (scope.start, scope.end) == (settings.pipeline.partition_start_date, date(2024, 3, 1))
+    # without --end the run lists up to the registry's today: the embedded simulator's day when it has one, so a
+    # simulated day never moves the watermark past itself
+    args = cli.build_parser().parse_args(["daily", "--env", "test", "--since-last-run", "--simulator-today", "2024-03-01", "--lakehouse-root", root])
+    assert runner.resolve_since_last_run(spark, "daily", *runner.settings_from_args(args)).end == date(2024, 3, 1)
 
 
 def test_a_backfill_by_search_counts_toward_discoverys_watermark_through_its_range_end_only_from_the_history_start():
