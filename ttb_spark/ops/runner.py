@@ -35,7 +35,7 @@ from ttb_spark.console import Meter, progress
 from ttb_spark.ops.after_run import after_run_report, after_run_watch, load_watchlist
 from ttb_spark.ops.errors import error_text, one_line
 from ttb_spark.ops.jobs import BACKFILL, CHANGE_DRIVEN, DISCOVERY_JOBS, JOBS, NEEDS_REGISTRY, ONE_PASS, SERIAL_STAGES, STAGES, UNCHUNKED, WHOLE, after_chunks
-from ttb_spark.ops.summary import RunResult, fetch_cost, summary, summary_fields
+from ttb_spark.ops.summary import RunResult, fetch_cost, fetch_counts, summary, summary_fields
 from ttb_spark.partitions import Partition, chunks
 from ttb_spark.scope import ChangesSince, CompletedDates, ReceiptDates, Scope, Whole
 from ttb_spark.settings import Settings, SettingsError, load_settings
@@ -356,7 +356,7 @@ def fetched_pages(counts: dict[str, dict[str, int]]) -> bool:
     """Whether a chunk stored a page from the registry (the walk's or discovery's). Only then is the chunk recorded
     before the change-driven stages: a rerun after a crash there skips it; a chunk that stored nothing is cheaper
     to list again than an audit commit (~1 s) is in every run with nothing new."""
-    fetched = counts.get("scrape") or counts.get("discover") or {}
+    fetched = fetch_counts(counts)
     return any(fetched.get(k, 0) for k in ("found", "pages_found", "withdrawn", "pages_withdrawn"))
 
 

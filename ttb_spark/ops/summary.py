@@ -24,10 +24,15 @@ class RunResult:
     watch: dict[str, Any] | None = None  # the watchlist's counts (ttb_spark.watch), or its error
 
 
+def fetch_counts(counts: dict[str, Any]) -> dict[str, int]:
+    """The counts of the stage that fetched pages, the walk's (``scrape``) or discovery's; {} for neither."""
+    return counts.get("scrape") or counts.get("discover") or {}
+
+
 def fetch_cost(counts: dict[str, Any]) -> str:
     """Pages a run's walk or discovery stored so far and the registry requests per page it paid ("" for a job
     that fetches nothing)."""
-    fetched = counts.get("scrape") or counts.get("discover")
+    fetched = fetch_counts(counts)
     if not fetched:
         return ""
     pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0)

@@ -94,8 +94,9 @@ def walk_unknown(fetcher: discover.Fetcher, days: list[date], methods: tuple[str
                  threshold: int) -> list[dict[str, Any]]:
     """Detail-page lines of the sampled sequence numbers nothing knows, in rounds: a round's finds move the
     days' highest known sequence, so the next round goes on past it (as the walk does) until nothing new is found."""
-    seqs = {(d, m): {TTBId(i).sequence for i in known if TTBId(i).receipt_date == d and TTBId(i).receipt_method == m}
-            for d in days for m in methods}
+    seqs: dict[tuple[date, str], set[int]] = {(d, m): set() for d in days for m in methods}
+    for t in map(TTBId, known):
+        seqs.get((t.receipt_date, t.receipt_method), set()).add(t.sequence)
     tried: dict[tuple[date, str], set[int]] = defaultdict(set)
     lines: list[dict[str, Any]] = []
     while ids := [t for (d, m), k in seqs.items() for t in unknown_sequences(d, m, k, tried[d, m], share, threshold)]:

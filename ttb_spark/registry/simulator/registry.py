@@ -47,18 +47,6 @@ UNLISTED_CODES = ("80B", "815", "0A", "9K")
 # weekday completes ~600-1,350 COLAs, so a busy one exceeds the 1,000-row search cap
 WORKLOAD, WORKDAY_DRAWS = (0.6, 1.4), 64
 MAX_LAG = APPROVAL_LAG[-1][2] + 2 + CHANGE_LAG[1]  # receipt -> last possible completed date (+2: a weekend moved to Monday)
-
-
-def _approval_lag(rng: random.Random) -> int:
-    """Days from receipt to approval: mostly within three weeks, a tail past 90 days (:data:`APPROVAL_LAG`)."""
-    share = rng.random()
-    low, high = next((lo, hi) for cut, lo, hi in APPROVAL_LAG if share < cut)
-    return rng.randint(low, high)
-
-
-def workload(seed: int, day: date) -> float:
-    """The registry profile's workload of ``day``: drawn per day in :data:`WORKLOAD` for weekdays, 0 at weekends."""
-    return 0.0 if day.weekday() >= 5 else random.Random(f"{seed}|workload|{day.isoformat()}").uniform(*WORKLOAD)
 PROFILES = ("templates", "registry")
 EFILED = {"templates": ((250, 450), (20, 60)), "registry": ((600, 1300), (10, 60))}  # e-filed a day at scale 1: (weekday, weekend)
 PERMITS_PER_TEMPLATE = 400  # registry profile: 18 templates x 400 = 7,200 permits, filings Zipf-distributed over them
@@ -79,6 +67,19 @@ _COMPANY_KINDS = {"WINE": "WINERY LLC", "DISTILLED SPIRITS": "DISTILLING CO.", "
 
 
 # --- the synthetic record set -------------------------------------------------------------------
+
+
+def _approval_lag(rng: random.Random) -> int:
+    """Days from receipt to approval: mostly within three weeks, a tail past 90 days (:data:`APPROVAL_LAG`)."""
+    share = rng.random()
+    low, high = next((lo, hi) for cut, lo, hi in APPROVAL_LAG if share < cut)
+    return rng.randint(low, high)
+
+
+@lru_cache(maxsize=4096)
+def workload(seed: int, day: date) -> float:
+    """The registry profile's workload of ``day``: drawn per day in :data:`WORKLOAD` for weekdays, 0 at weekends."""
+    return 0.0 if day.weekday() >= 5 else random.Random(f"{seed}|workload|{day.isoformat()}").uniform(*WORKLOAD)
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,9 @@ class SyntheticRegistry:
             if draws.random() * WORKLOAD[1] < workload(self.seed, approval):
                 return approval
             approval = received + timedelta(days=_approval_lag(draws))
-        return approval + timedelta(days=max(0, 7 - approval.weekday()) if approval.weekday() >= 5 else 0)
+        while approval.weekday() >= 5:  # all WORKDAY_DRAWS draws refused (about 0.5**64): the next Monday
+            approval += timedelta(days=1)
+        return approval
 
     def state(self, ttb_id: str, as_of: date | None) -> State:
         """The record as of ``as_of``; None means no clock: public as approved, status of its template."""
