@@ -464,9 +464,12 @@ def _build_dimensions_and_facts(
 def _seeded(spark: SparkSession, root: str) -> bool:
     """Whether the day tables hold every COLA's days: they exist and are not empty. Not their existence
     alone: a build that fails its checks leaves the tables it created empty, not gone (:func:`unpublish`),
-    and the next build must fill them from the whole of ttb_consolidated again."""
-    return all(lakehouse.table_exists(spark, spec, root) and not lakehouse.read_table(spark, spec, root).isEmpty()
-               for spec in (COMPANY_DAYS, LABEL_DAYS))
+    and the next build must fill them from the whole of ttb_consolidated again. One query for both tables."""
+    specs = (COMPANY_DAYS, LABEL_DAYS)
+    if not all(lakehouse.table_exists(spark, spec, root) for spec in specs):
+        return False
+    firsts = [lakehouse.read_table(spark, spec, root).select(F.lit(n).alias("table")).limit(1) for n, spec in enumerate(specs)]
+    return len(firsts[0].unionByName(firsts[1]).collect()) == len(specs)
 
 
 def _replace_numbered_dim_companies(spark: SparkSession, root: str) -> None:
