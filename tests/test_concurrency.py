@@ -1,6 +1,6 @@
 """Runs side by side on one lakehouse: the run lock (``ops.run_locks``) in-process on real Delta,
-then two real job processes over disjoint dates (both succeed) and one over dates another run
-holds (exits 1 naming it), with nothing lost or duplicated."""
+then two real job processes over disjoint dates (both succeed), with nothing lost or duplicated, and a job
+over dates another run holds (exit status 1, naming it; run in this process: the refusal needs no JVM of its own)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from ttb_spark import lakehouse, tables
+from test_e2e import _capture
+from ttb_spark import cli, lakehouse, tables
 
 from ttb_spark.ops import audit, locks, runner
 
@@ -162,11 +163,15 @@ def registry():
         yield sim
 
 
+def _argv(root: Path, url: str, job: str, day: date) -> list[str]:
+    return [job, "--env", "test", "--date", day.isoformat(), "--receipt-methods", METHODS, "--registry-url", url,
+            "--raw-root", str(root / "raw"), "--lakehouse-root", str(root / "lakehouse")]
+
+
 def _job(root: Path, url: str, job: str, day: date, log: Path) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "ttb_spark", job, "--env", "test", "--date", day.isoformat(), "--receipt-methods", METHODS,
-            "--registry-url", url, "--raw-root", str(root / "raw"), "--lakehouse-root", str(root / "lakehouse")]
     env = {**os.environ, "TTB_USE_SIMULATOR": "false"}
-    return subprocess.Popen(argv, cwd=root, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen([sys.executable, "-m", "ttb_spark", *_argv(root, url, job, day)], cwd=root, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_dates_exits_naming_it(spark, registry, tmp_path):
@@ -191,11 +196,13 @@ def test_two_processes_over_disjoint_dates_both_succeed_and_a_third_on_held_date
     holder = _claim(DAY_A, DAY_A)
     locks.acquire(spark, _settings(tmp_path / "lakehouse"), holder)
     try:
-        refused = _job(tmp_path, registry.base_url, "silver", DAY_A, tmp_path / "c.log")
-        assert refused.wait(timeout=600) == 1
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TTB_USE_SIMULATOR", "false")
+            code, out, err = _capture(lambda: cli.main(_argv(tmp_path, registry.base_url, "silver", DAY_A)))
     finally:
         locks.release(spark, lake, holder.run_id)
-    text = (tmp_path / "c.log").read_text(errors="replace")
+    text = out + err
+    assert code == 1, text[-3000:]
     assert f"silver: stopped: run {holder.run_id} (pipeline" in text and f"holds receipt dates {DAY_A}..{DAY_A}" in text, text[-3000:]
     failed = lakehouse.read_table(spark, audit.PIPELINE_RUNS, lake).where(F.col("job") == "silver").first()
     assert failed.status == "failed" and failed.error.startswith("RunLocked: run " + holder.run_id)
