@@ -1,18 +1,23 @@
 """The registry simulator over real HTTP: URL scheme, pages that parse to the right records, the
-real error page for misses, volumes and gaps, determinism, cookies, every fault, the CLI."""
+real error page for misses, volumes and gaps, determinism, cookies, every fault, label images behind the
+session rule and the 48-hour delay, the CLI."""
 
 from __future__ import annotations
 
+import io
 import statistics
 import subprocess
 import sys
 from collections import Counter
 from datetime import date, timedelta
+from urllib.parse import quote
 
 import pytest
 import requests
+from PIL import Image
 
 from ttb_spark.registry import parse, simulator
+from ttb_spark.registry.simulator import images
 from ttb_spark.registry.ttb_id import TTBId
 
 DAY = date(2024, 1, 2)
@@ -107,6 +112,81 @@ def test_each_fault_strikes_the_first_hits_only(fault, expect):
             good = fresh.get(target)
         assert parse.classify(good.content, ttb_id, "detail").kind == "detail"
     assert sim.hits[0].answer == fault
+
+
+def image_url(base: str, file_name: str) -> str:
+    return f"{base}{images.ROUTE}?filename={quote(file_name, safe='')}&filetype=l"
+
+
+def test_label_images_of_every_template_follow_their_certificate_in_the_same_session():
+    """Each certificate's labels (as the product's parser reads them) are served right after it in its session:
+    an image of the format its file name says, the aspect ratio of its actual dimensions, the same bytes again."""
+    registry = simulator.SyntheticRegistry(seed=3, scale=1.0)
+    by_template = {}
+    for ttb_id in registry.public_ids(DAY, "001"):
+        by_template.setdefault(registry.record(ttb_id).template, ttb_id)
+    assert len(by_template) == 18
+    with simulator.running(seed=3, scale=1.0) as sim, requests.Session() as session:
+        served = 0
+        for ttb_id in by_template.values():
+            form = session.get(url(sim.base_url, "publicFormDisplay", ttb_id)).content
+            parsed = parse.parse_page(form, ttb_id, "certificate").record["labels"]
+            shown = images.labels(form)
+            assert [lab.file_name for lab in shown] == [p["filename"] for p in parsed], ttb_id
+            assert [(lab.width_inches, lab.height_inches) for lab in shown] == [(p["width_inches"], p["height_inches"]) for p in parsed]
+            for label in shown:
+                answer = session.get(image_url(sim.base_url, label.file_name))
+                assert answer.status_code == 200 and answer.headers["Content-Type"] == label.content_type, (ttb_id, label)
+                image = Image.open(io.BytesIO(answer.content))
+                assert Image.MIME[image.format] == label.content_type
+                width, height = image.size
+                assert abs(width / height - label.width_inches / label.height_inches) <= 2 / min(width, height), (label, image.size)
+                assert session.get(image_url(sim.base_url, label.file_name)).content == answer.content
+                served += 1
+        assert served >= 18
+        assert Counter(h.answer for h in sim.hits if h.data_type == "label-image") == {"image": 2 * served}
+
+
+def test_a_label_image_outside_its_certificates_session_or_within_48_hours_of_approval_is_the_error_page():
+    registry = simulator.SyntheticRegistry(seed=0, scale=0.05)
+    first, other = (registry.record(i) for i in registry.public_ids(DAY, "001")[:2])
+    label = images.labels(registry.render(first, "certificate"))[0]
+    foreign = [lab for lab in images.labels(registry.render(other, "certificate")) if lab.file_name != label.file_name][0]
+    with simulator.running(seed=0, scale=0.05, today=first.approval_date + timedelta(days=1)) as sim:
+        def kind(session: requests.Session, file_name: str) -> str:
+            answer = session.get(image_url(sim.base_url, file_name))
+            assert answer.status_code == 200
+            if answer.headers["Content-Type"].startswith("text/html"):
+                assert answer.content == simulator.error_page()
+                return "error page"
+            return "image"
+
+        with requests.Session() as session:
+            assert kind(session, label.file_name) == "error page"  # a session that viewed no form
+            session.get(url(sim.base_url, "publicFormDisplay", first.ttb_id))
+            assert kind(session, label.file_name) == "error page"  # a day after approval: not there yet
+            sim.today = first.approval_date + images.DELAY
+            assert kind(session, label.file_name) == "image"
+            assert kind(session, foreign.file_name) == "error page"  # another form's label
+            session.get(url(sim.base_url, "publicFormDisplay", str(TTBId.build(DAY, "001", 999_999))))
+            assert kind(session, label.file_name) == "error page"  # the last form viewed was the error page
+        with requests.Session() as fresh:
+            fresh.get(url(sim.base_url, "publicFormDisplay", first.ttb_id))
+            assert kind(fresh, label.file_name) == "image"
+    assert images.available(date(1999, 1, 4), None) and not images.available(date(1998, 12, 31), None)
+
+
+def test_label_image_faults_strike_images_only():
+    faults = {"server_error": 1.0, "first_hits": 1, "data_types": ("label-image",)}
+    with simulator.running(seed=0, scale=0.05, faults=faults) as sim, requests.Session() as session:
+        ttb_id = sim.registry.public_ids(DAY, "001")[0]
+        form = session.get(url(sim.base_url, "publicFormDisplay", ttb_id))
+        assert parse.classify(form.content, ttb_id, "certificate").kind == "certificate"
+        label = images.labels(form.content)[0]
+        assert session.get(image_url(sim.base_url, label.file_name)).status_code in (500, 503)
+        assert session.get(image_url(sim.base_url, label.file_name)).headers["Content-Type"] == label.content_type
+    assert [(h.data_type, h.answer, h.ttb_id) for h in sim.hits] == [
+        ("certificate", "page", ttb_id), ("label-image", "server_error", ttb_id), ("label-image", "image", ttb_id)]
 
 
 def test_cli_lists_public_ids_and_rejects_unknown_faults():

@@ -12,7 +12,9 @@ codes compare as strings, an empty bound is open, later pages carry a ``prevset`
 Faults (each a probability per request, or for the first N hits of each page, deterministic by
 seed): latency, 429 with ``Retry-After``, 500/503, connection resets, truncated bodies,
 session-timeout pages (the session stays expired until the client starts a new one) and a CAPTCHA
-page. Every request is recorded (time, path, TTB ID, answer) so callers can check recall, rates
+page. Label images (:mod:`.images`) are resolved from the session's last certificate viewed, as the
+registry resolves them: an image of another form, or asked for in a session that viewed none, gets
+HTTP 200 with the error page, as does one not there yet (48 hours after approval). Every request is recorded (time, path, TTB ID, answer) so callers can check recall, rates
 and duplicate fetches.
 """
 
@@ -34,8 +36,9 @@ from typing import Callable, Iterator
 from urllib.parse import parse_qs, urlparse
 
 from ttb_spark.registry import search
+from ttb_spark.registry.simulator import images
 from ttb_spark.registry.simulator.pages import (
-    captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
+    _templates, captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
 )  # fmt: skip
 from ttb_spark.registry.listing import CODE_ORDERS
 from ttb_spark.registry.simulator.registry import SyntheticRegistry, matches
@@ -61,7 +64,7 @@ class Faults:
     captcha: float = 0.0  # a CAPTCHA challenge page
     first_hits: int | None = None  # faults strike only a page's first N requests (None: every request)
     retry_after: int = 1  # seconds announced with a 429
-    data_types: tuple[str, ...] = ()  # faults strike only these requests ("cola-detail", "certificate", "search"); (): all
+    data_types: tuple[str, ...] = ()  # faults strike only these requests ("cola-detail", "certificate", "search", "label-image"); (): all
     broken: tuple[str, ...] = ()  # "<ttb_id>/<data_type>" pages served broken: HTTP 500 on every request, whatever the above
 
     KINDS = ("reset", "rate_limit", "server_error", "session_timeout", "captcha", "truncate")
@@ -79,9 +82,9 @@ class Hit:
     path: str
     action: str | None
     ttb_id: str | None
-    data_type: str | None  # cola-detail | certificate
+    data_type: str | None  # cola-detail | certificate | search | label-image
     status: int | None  # None for a reset connection
-    answer: str  # page | not_found | rate_limit | server_error | reset | truncate | session_timeout | captcha | bad_request
+    answer: str  # page | not_found | image | no_image | rate_limit | server_error | reset | truncate | session_timeout | captcha | bad_request
     session: str | None
     user_agent: str | None = None
 
@@ -120,6 +123,7 @@ class RegistrySimulator:
         self._expired: set[str] = set()
         self._sessions: set[str] = set()  # issued by this server
         self._searches: dict[str, _Search] = {}  # session -> its current search
+        self._forms: dict[str, str] = {}  # session -> the TTB ID of the last certificate it was shown
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
@@ -220,6 +224,18 @@ class RegistrySimulator:
         with self._cond:
             return session in self._expired
 
+    def _viewed(self, session: str, ttb_id: str | None) -> None:
+        with self._cond:
+            if ttb_id is None:
+                self._forms.pop(session, None)
+            else:
+                self._forms[session] = ttb_id
+
+    def last_form(self, session: str) -> str | None:
+        """The TTB ID of the last certificate ``session`` was shown (None: none, or an error page since)."""
+        with self._cond:
+            return self._forms.get(session)
+
 
 def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -260,6 +276,10 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 sim._record(Hit(arrived, self.path, action, ttb_id, data_type, status, answer, session, self.headers.get("User-Agent")))
 
             route = url.path.removeprefix(PREFIX)
+            if route == images.ROUTE and form is None:
+                ttb_id = None if new_session else sim.last_form(session)  # what the hit records
+                self._image(query, ttb_id, session, new_session, record, arrived)
+                return
             if route in _SEARCH_ROUTES and (form is not None) == (route == "publicSearchColasBasicProcess.do"):
                 self._search(route, form or {}, session, new_session, record)
                 return
@@ -282,12 +302,40 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
             rec = sim.registry.record(ttb_id)
             public = rec is not None and sim.registry.state(ttb_id, sim.today).public
             body = sim.registry.render(rec, data_type, sim.today) if public else error_page()
+            if data_type == "certificate":
+                sim._viewed(session, ttb_id if public else None)  # a truncated answer too: the server showed the form
             if fault == "truncate":
                 record(200, "truncate", data_type)
                 self._send(200, body[: len(body) // 3], new_session)
                 return
             record(200, "page" if public else "not_found", data_type)
             self._send(200, body, new_session)
+
+        def _image(self, query: dict[str, list[str]], ttb_id: str | None, session: str, new_session: str | None,
+                   record: Callable[..., None], arrived: float) -> None:
+            """A label image of the session's last certificate, by file name; the error page when there is none."""
+            name = (query.get("filename") or [""])[0]
+            key = f"{ttb_id}/{name}"
+            fault = sim._fault(key, "label-image", sim._count_hit(key, "label-image"))
+            if new_session is None and sim.is_expired(session):
+                fault = "session_timeout"
+            if self._faulted(fault, key, "label-image", session, new_session, record, arrived):
+                return
+            rec = sim.registry.record(ttb_id) if ttb_id else None
+            label = None
+            if rec is not None and (query.get("filetype") or [""])[0] == "l" and images.available(rec.approval_date, sim.today):
+                shown = images.labels(sim.registry.render(rec, "certificate", sim.today))
+                label = next((lab for lab in shown if lab.file_name == name), None)
+            if label is None or not sim.registry.state(rec.ttb_id, sim.today).public:
+                record(200, "no_image", "label-image")
+                self._send(200, error_page(), new_session)
+                return
+            body = images.render(label, rec.brand, _templates()[rec.template].fanciful_name)
+            answer = "image"
+            if fault == "truncate":
+                body, answer = body[: len(body) // 3], "truncate"
+            record(200, answer, "label-image")
+            self._send(200, body, new_session, content_type=label.content_type)
 
         def _faulted(self, fault: str | None, key: str, data_type: str, session: str, new_session: str | None,
                      record: Callable[..., None], arrived: float) -> bool:
