@@ -1,5 +1,5 @@
 """The registry client against the simulator over real HTTP(S): TLS verification with an extra CA,
-session cookie and User-Agent, Retry-After, URL building."""
+session cookie and User-Agent, Retry-After, URL building, label images in their certificate's session."""
 
 from __future__ import annotations
 
@@ -17,15 +17,19 @@ from cryptography.x509.oid import NameOID
 
 from conftest import make_settings
 from ttb_spark.registry import search, simulator
+from ttb_spark.raw.storage import image_key
 from ttb_spark.registry.client import (
     DEFAULT_EXTRA_CA,
     Pacer,
     RegistryClient,
     RegistryTLSError,
     ca_bundle,
+    image_url,
+    image_whole,
     page_url,
     retry_after_seconds,
 )
+from ttb_spark.registry.simulator import images
 from ttb_spark.registry.ttb_id import TTBId
 
 DAY = date(2024, 1, 2)
@@ -136,3 +140,88 @@ def test_a_search_retries_each_request_in_place_and_starts_over_only_when_a_late
     assert len(truth) > 2 * search.PAGE_ROWS
     assert [(r.ttb_id, r.completed_date) for r in answer.rows] == [(r.ttb_id, r.completed_date) for r in truth]
     assert answer.total == len(truth) and answer.attempts == starts
+
+
+def _labelled(sim) -> tuple[TTBId, list[images.Label], TTBId]:
+    """A record with two labels or more, its labels, and another public record."""
+    ids = sim.registry.public_ids(DAY, "001")
+    for ttb_id in ids:
+        shown = images.labels(sim.registry.render(sim.registry.record(ttb_id), "certificate"))
+        if len(shown) >= 2:
+            return TTBId(ttb_id), list(shown), TTBId(next(i for i in ids if i != ttb_id))
+    raise AssertionError("no record with two labels")
+
+
+def _served(sim, ttb_id: TTBId, label: images.Label) -> bytes:
+    rec = sim.registry.record(str(ttb_id))
+    return images.render(label, rec.brand, simulator.pages._templates()[rec.template].fanciful_name)
+
+
+def test_label_images_are_fetched_in_their_certificates_session_and_checked_whole(tmp_path):
+    """Right after the certificate, one request per image; asked for first, or after another record's
+    certificate, the client shows the session the right form before the image."""
+    with simulator.running(seed=0, scale=0.05) as sim:
+        ttb_id, labels, other = _labelled(sim)
+        client = client_for(tmp_path, sim.base_url)
+        assert client.fetch("certificate", ttb_id).outcome == "found"
+        for label in labels:
+            got = client.fetch_image(ttb_id, label.file_name)
+            assert (got.outcome, got.content_type, got.attempts) == ("found", label.content_type, 1)
+            assert got.body == _served(sim, ttb_id, label) and image_whole(got.body, got.content_type)
+        assert [h.data_type for h in sim.hits] == ["certificate"] + ["label-image"] * len(labels)
+        client.fetch("certificate", other)
+        again = client.fetch_image(ttb_id, labels[0].file_name)
+        assert again.outcome == "found" and again.body == _served(sim, ttb_id, labels[0])
+        assert [(h.data_type, h.ttb_id) for h in sim.hits[-3:]] == [("certificate", str(other)), ("certificate", str(ttb_id)),
+                                                                     ("label-image", str(ttb_id))]
+        fresh = client_for(tmp_path, sim.base_url)
+        assert fresh.fetch_image(ttb_id, labels[1].file_name).outcome == "found" and fresh.requests_sent == 2
+        with pytest.raises(TypeError):
+            client.fetch_image(str(ttb_id), labels[0].file_name)  # type: ignore[arg-type]
+        client.close()
+        fresh.close()
+
+
+def test_an_image_not_there_yet_is_missing_after_one_request(tmp_path):
+    with simulator.running(seed=0, scale=0.05) as sim:
+        ttb_id, labels, _ = _labelled(sim)
+        sim.today = sim.registry.record(str(ttb_id)).approval_date + timedelta(days=1)
+        client = client_for(tmp_path, sim.base_url)
+        got = client.fetch_image(ttb_id, labels[0].file_name)
+        assert (got.outcome, got.body, got.attempts) == ("missing", None, 1)
+        assert [h.answer for h in sim.hits] == ["page", "no_image"]
+        sim.today += images.DELAY
+        assert client.fetch_image(ttb_id, labels[0].file_name).outcome == "found"
+        client.close()
+
+
+@pytest.mark.parametrize("fault", ["session_timeout", "truncate", "server_error", "reset", "captcha"])
+def test_an_image_fault_is_retried_until_the_whole_image_comes(tmp_path, fault):
+    """A timeout page renews the session (so the certificate is shown again), a cut-short image is retried."""
+    faults = {fault: 1.0, "first_hits": 1, "data_types": ("label-image",), "retry_after": 0}
+    with simulator.running(seed=0, scale=0.05, faults=faults) as sim:
+        ttb_id, labels, _ = _labelled(sim)
+        client = client_for(tmp_path, sim.base_url, backoff_max_seconds=0.01)
+        got = client.fetch_image(ttb_id, labels[0].file_name)
+        assert (got.outcome, got.attempts) == ("found", 2) and got.body == _served(sim, ttb_id, labels[0])
+        pages = [h.data_type for h in sim.hits if h.data_type == "certificate"]
+        assert len(pages) == (2 if fault == "session_timeout" else 1)
+        client.close()
+
+
+def test_image_urls_and_keys_never_carry_a_file_name_unquoted():
+    hostile = "../../etc/passwd & action=x+1 #?.jpg"
+    url = image_url("https://example.test/colasonline/", hostile)
+    assert url.startswith("https://example.test/colasonline/publicViewAttachment.do?filename=") and url.endswith("&filetype=l")
+    assert not set(url.split("filename=")[1].split("&filetype")[0]) & set("/ &+#?")
+    ttb_id = TTBId("24002001000001")
+    key = image_key(ttb_id, 1, hostile)
+    assert key.startswith("images/receipt_date=2024-01-02/24002001000001/01-") and ".." not in key and " " not in key
+    assert key == image_key(ttb_id, 1, hostile) != image_key(ttb_id, 1, hostile + " ") != image_key(ttb_id, 2, hostile)
+    for bad in (0, 100, "1"):
+        with pytest.raises(ValueError):
+            image_key(ttb_id, bad, hostile)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        image_key("24002001000001", 1, hostile)  # type: ignore[arg-type]
+    assert image_whole(b"\xff\xd8 body \xff\xd9", "image/jpeg") and not image_whole(b"\xff\xd8 body", "image/jpeg")
+    assert image_whole(b"GIF89a ... \x3b", "image/gif") and not image_whole(b"GIF89a ...", "image/gif")

@@ -5,6 +5,7 @@ Key layout under the raw root (``s3://bucket/prefix`` or a folder)::
     pages/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/<ttb_id>.html
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/manifest.jsonl
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/_COMPLETE
+    images/receipt_date=<2024-01-02>/<ttb_id>/<position>-<file name digest>
 
 ``manifest.jsonl`` has one JSON object per TTB ID tried; ``_COMPLETE`` (a JSON summary naming the
 manifest and its SHA-256) is written last, so a partition without it is unfinished, and a re-walk
@@ -51,6 +52,22 @@ def page_key(partition: Partition, ttb_id: TTBId) -> str:
     if ttb_id.receipt_date != partition.receipt_date or ttb_id.receipt_method != partition.receipt_method:
         raise ValueError(f"TTB ID {ttb_id} does not belong to partition {partition.key}")
     return f"{partition_prefix('pages', partition)}{ttb_id}.html"
+
+
+IMAGE_POSITIONS = range(1, 100)  # a certificate's labels, in page order
+IMAGE_DIGEST_CHARS = 16
+
+
+def image_key(ttb_id: TTBId, position: int, file_name: str) -> str:
+    """Where the label image at ``position`` (1-based, page order) of ``ttb_id``'s certificate lives: named by a
+    SHA-256 prefix of its file name, never by the name itself (free text: spaces, punctuation, ``../``). One
+    key per (TTB ID, position, file name): the registry never changes an image, so a stored one is final."""
+    if not isinstance(ttb_id, TTBId):
+        raise TypeError("image keys are built from validated TTBId values only")
+    if not isinstance(position, int) or position not in IMAGE_POSITIONS:
+        raise ValueError(f"label position {position!r} is not in 1..{IMAGE_POSITIONS[-1]}")
+    digest = hashlib.sha256(file_name.encode("utf-8")).hexdigest()[:IMAGE_DIGEST_CHARS]
+    return f"images/receipt_date={ttb_id.receipt_date.isoformat()}/{ttb_id}/{position:02d}-{digest}"
 
 
 def manifest_key(partition: Partition) -> str:

@@ -11,6 +11,11 @@
   intermediate (shipped in the package; ``TTB_EXTRA_CA_BUNDLE`` replaces the extra file).
 * Outcome of one page: ``found`` / ``not_found`` / ``unexpected`` (reason) / ``failed`` (reason,
   after retries), decided by :func:`ttb_spark.registry.parse.classify` for HTTP 200 answers.
+* Label images (:meth:`RegistryClient.fetch_image`): the registry resolves an image from the last form its
+  session was shown, so the client keeps which certificate that was and fetches it again first when it
+  is another (or the session was renewed). ``found`` needs an ``image/*`` answer whose bytes end as its
+  format ends (a cut-short transfer is retried); the error page, the session having just been shown the
+  form, is ``missing``: the image is not there yet (TTB: 48 hours after approval).
 * Search (:meth:`RegistryClient.search`): the form page (once per session, for the cookie), the
   POST, then the CSV export when the rows do not fit the first page (the results pages, paged
   with ``nextset``, are the fallback when the export is unusable). Each request is retried in
@@ -30,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlencode, urljoin, urlparse
+from urllib.parse import quote, urlencode, urljoin, urlparse
 
 import certifi
 import requests
@@ -48,6 +53,10 @@ ACTIONS: dict[str, str] = {"cola-detail": "publicDisplaySearchAdvanced", "certif
 # Classifier reasons worth another try: the next answer may well be the real page.
 TRANSIENT_REASONS = frozenset({"empty", "truncated", "session_timeout", "captcha"})
 RETRY_AFTER_CAP_SECONDS = 300.0
+IMAGE_PATH = "publicViewAttachment.do"
+# How each image format's bytes end when whole (JPEG: the EOI marker, with a little padding allowed after it;
+# PNG: the IEND chunk; GIF: the trailer byte). Other image types are taken as served.
+IMAGE_ENDINGS = {"image/jpeg": (b"\xff\xd9", 32), "image/png": (b"IEND\xaeB`\x82", 0), "image/gif": (b"\x3b", 0)}
 
 
 class RegistryTLSError(RuntimeError):
@@ -63,6 +72,20 @@ def page_url(base_url: str, data_type: str, ttb_id: TTBId) -> str:
         raise ValueError(f"unknown data type {data_type!r}")
     query = urlencode({"action": ACTIONS[data_type], "ttbid": str(ttb_id)})
     return f"{urljoin(base_url, 'viewColaDetails.do')}?{query}"
+
+
+def image_url(base_url: str, file_name: str) -> str:
+    """A label image's URL: the file name (free text) quoted whole, ``/`` and ``+`` included."""
+    return f"{base_url}{IMAGE_PATH}?filename={quote(file_name, safe='')}&filetype=l"
+
+
+def image_whole(body: bytes, content_type: str) -> bool:
+    """Whether ``body`` ends as an image of ``content_type`` ends (:data:`IMAGE_ENDINGS`); other types: non-empty."""
+    ending = IMAGE_ENDINGS.get(content_type.split(";")[0].strip().lower())
+    if ending is None:
+        return bool(body)
+    marker, slack = ending
+    return marker in body[-(len(marker) + slack):]
 
 
 def ca_bundle(extra: str | None = None) -> str:
@@ -119,6 +142,7 @@ class Fetch:
     body: bytes | None  # the page as served; set for found pages only
     attempts: int
     fetched_at: datetime
+    content_type: str | None = None  # a label image's, as served (found images only)
 
 
 @dataclass(frozen=True)
@@ -194,6 +218,8 @@ class RegistryClient:
         self.verify = ca_bundle(extraction.extra_ca_bundle)
         self.requests_sent = 0
         self.sessions_started = 0
+        self.form: str | None = None  # the TTB ID of the certificate this session was last shown
+        self.content_type: str | None = None  # of the last answer
         self.session = self._new_session()
 
     def _new_session(self) -> requests.Session:
@@ -209,6 +235,7 @@ class RegistryClient:
         """Drop cookies and connections; the next request starts a fresh registry session."""
         self.session.close()
         self.session = self._new_session()
+        self.form = None
 
     def close(self) -> None:
         self.session.close()
@@ -223,8 +250,49 @@ class RegistryClient:
                     attempts += 1
                     outcome, reason, status, body = self._attempt(url, data_type, ttb_id)
         except _Retry as exc:
-            return Fetch(exc.outcome, exc.reason, exc.http_status, None, attempts, _now())
+            outcome, reason, status, body = exc.outcome, exc.reason, exc.http_status, None
+        if data_type == "certificate":
+            self.form = str(ttb_id) if outcome == "found" else None
         return Fetch(outcome, reason, status, body, attempts, _now())
+
+    def fetch_image(self, ttb_id: TTBId, file_name: str) -> Fetch:
+        """One label image of ``ttb_id``'s certificate (``file_name`` as the certificate names it): ``found`` (its
+        bytes and content type), ``missing`` (not there yet), or ``failed``/``unexpected`` with a reason, as
+        for pages; ``certificate_<outcome>`` when the certificate it needs could not be shown first."""
+        if not isinstance(ttb_id, TTBId):
+            raise TypeError("label images are fetched for validated TTBId values only")
+        url = image_url(self.base_url, file_name)
+        attempts = 0
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    if self.form != str(ttb_id):
+                        shown = self.fetch("certificate", ttb_id)
+                        if shown.outcome != "found":
+                            outcome = "failed" if shown.outcome == "failed" else "unexpected"
+                            return Fetch(outcome, f"certificate_{shown.reason or shown.outcome}", shown.http_status, None, attempts, _now())
+                    attempts += 1
+                    outcome, reason, status, body, kind = self._image_attempt(url, ttb_id)
+        except _Retry as exc:
+            return Fetch(exc.outcome, exc.reason, exc.http_status, None, attempts, _now())
+        return Fetch(outcome, reason, status, body, attempts, _now(), kind)
+
+    def _image_attempt(self, url: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None, str | None]:
+        status, body = self._http(url)
+        if status != 200:
+            return "unexpected", f"http_{status}", status, None, None
+        kind = self.content_type or ""
+        if kind.lower().startswith("image/"):
+            if not image_whole(body, kind):
+                raise _Retry("failed", "truncated", status)
+            return "found", None, status, body, kind
+        verdict = classify(body, expected_ttb_id=str(ttb_id), expected_kind="certificate")
+        if verdict.kind == "not_found":
+            return "missing", None, status, None, None
+        reason = verdict.reason or "unknown_layout"
+        if reason in TRANSIENT_REASONS:
+            raise self._transient(reason, status)
+        return "unexpected", reason, status, None, None
 
     def _retrying(self, retry: retry_base | None = None) -> Retrying:
         """The policy: ``max_retries`` more attempts with backoff, for the _Retry answers ``retry`` accepts (all by default)."""
@@ -248,6 +316,7 @@ class RegistryClient:
             else:
                 response = self.session.post(url, data=form, timeout=timeout, verify=self.verify)
             body = response.content
+            self.content_type = response.headers.get("Content-Type")
         except requests.exceptions.SSLError as exc:
             raise RegistryTLSError(tls_failure_message(url, exc)) from exc
         except requests.Timeout as exc:
