@@ -294,10 +294,8 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 record(200, "bad_request", data_type)
                 self._send(200, error_page(), new_session)
                 return
-            fault = sim._fault(ttb_id, data_type, sim._count_hit(ttb_id, data_type))
-            if new_session is None and sim.is_expired(session):
-                fault = "session_timeout"
-            if self._faulted(fault, ttb_id, data_type, session, new_session, record, arrived):
+            answered, fault = self._struck(ttb_id, data_type, session, new_session, record, arrived)
+            if answered:
                 return
             rec = sim.registry.record(ttb_id)
             public = rec is not None and sim.registry.state(ttb_id, sim.today).public
@@ -316,10 +314,8 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
             """A label image of the session's last certificate, by file name; the error page when there is none."""
             name = (query.get("filename") or [""])[0]
             key = f"{ttb_id}/{name}"
-            fault = sim._fault(key, "label-image", sim._count_hit(key, "label-image"))
-            if new_session is None and sim.is_expired(session):
-                fault = "session_timeout"
-            if self._faulted(fault, key, "label-image", session, new_session, record, arrived):
+            answered, fault = self._struck(key, "label-image", session, new_session, record, arrived)
+            if answered:
                 return
             rec = sim.registry.record(ttb_id) if ttb_id else None
             label = None
@@ -336,6 +332,15 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 body, answer = body[: len(body) // 3], "truncate"
             record(200, answer, "label-image")
             self._send(200, body, new_session, content_type=label.content_type)
+
+        def _struck(self, key: str, kind: str, session: str, new_session: str | None, record: Callable[..., None],
+                    arrived: float) -> tuple[bool, str | None]:
+            """The fault striking this request (a session the server expired keeps getting the timeout page), and
+            whether it was answered (every fault but truncation, which the caller applies to its answer)."""
+            fault = sim._fault(key, kind, sim._count_hit(key, kind))
+            if new_session is None and sim.is_expired(session):
+                fault = "session_timeout"
+            return self._faulted(fault, key, kind, session, new_session, record, arrived), fault
 
         def _faulted(self, fault: str | None, key: str, data_type: str, session: str, new_session: str | None,
                      record: Callable[..., None], arrived: float) -> bool:
@@ -372,10 +377,8 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 key = "search|" + "|".join(f"{k}={form[k]}" for k in sorted(form))
             else:
                 key = f"{route}|{state.criteria.label if state else ''}|{state.offset if state else ''}"
-            fault = sim._fault(key, "search", sim._count_hit(key, "search"))
-            if new_session is None and sim.is_expired(session):
-                fault = "session_timeout"
-            if self._faulted(fault, key, "search", session, new_session, record, arrived):
+            answered, fault = self._struck(key, "search", session, new_session, record, arrived)
+            if answered:
                 return
             if route == "publicSearchColasBasic.do":
                 record(200, "form", "search")
