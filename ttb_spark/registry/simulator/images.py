@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 
 from ttb_spark.registry.client import IMAGE_PATH as ROUTE
+
 LABEL = re.compile(
     rb"Actual Dimensions:\s*([\d.]+)\s*inches W X\s*([\d.]+)\s*inches H.*?"
     rb"<img src=\"[^\"]*" + re.escape(ROUTE.encode()) + rb"\?filename=([^\"&]*)&(?:amp;)?filetype=l\"",

@@ -14,8 +14,8 @@ seed): latency, 429 with ``Retry-After``, 500/503, connection resets, truncated 
 session-timeout pages (the session stays expired until the client starts a new one) and a CAPTCHA
 page. Label images (:mod:`.images`) are resolved from the session's last certificate viewed, as the
 registry resolves them: an image of another form, or asked for in a session that viewed none, gets
-HTTP 200 with the error page, as does one not there yet (48 hours after approval). Every request is recorded (time, path, TTB ID, answer) so callers can check recall, rates
-and duplicate fetches.
+HTTP 200 with the error page, as does one not there yet (48 hours after approval). Every request is
+recorded (time, path, TTB ID, answer) so callers can check recall, rates and duplicate fetches.
 """
 
 from __future__ import annotations
