@@ -96,7 +96,8 @@ def walk_unknown(fetcher: discover.Fetcher, days: list[date], methods: tuple[str
     days' highest known sequence, so the next round goes on past it (as the walk does) until nothing new is found."""
     seqs: dict[tuple[date, str], set[int]] = {(d, m): set() for d in days for m in methods}
     for t in map(TTBId, known):
-        seqs.get((t.receipt_date, t.receipt_method), set()).add(t.sequence)
+        if (t.receipt_date, t.receipt_method) in seqs:  # known IDs of other days and methods do not bound these
+            seqs[t.receipt_date, t.receipt_method].add(t.sequence)
     tried: dict[tuple[date, str], set[int]] = defaultdict(set)
     lines: list[dict[str, Any]] = []
     while ids := [t for (d, m), k in seqs.items() for t in unknown_sequences(d, m, k, tried[d, m], share, threshold)]:
