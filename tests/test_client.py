@@ -153,8 +153,7 @@ def _labelled(sim) -> tuple[TTBId, list[images.Label], TTBId]:
 
 
 def _served(sim, ttb_id: TTBId, label: images.Label) -> bytes:
-    rec = sim.registry.record(str(ttb_id))
-    return images.render(label, rec.brand, simulator.pages._templates()[rec.template].fanciful_name)
+    return images.image_of(sim.registry.record(str(ttb_id)), label)
 
 
 def test_label_images_are_fetched_in_their_certificates_session_and_checked_whole(tmp_path):

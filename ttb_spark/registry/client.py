@@ -219,7 +219,6 @@ class RegistryClient:
         self.requests_sent = 0
         self.sessions_started = 0
         self.form: str | None = None  # the TTB ID of the certificate this session was last shown
-        self.content_type: str | None = None  # of the last answer
         self.session = self._new_session()
 
     def _new_session(self) -> requests.Session:
@@ -278,10 +277,9 @@ class RegistryClient:
         return Fetch(outcome, reason, status, body, attempts, _now(), kind)
 
     def _image_attempt(self, url: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None, str | None]:
-        status, body = self._http(url)
+        status, body, kind = self._http(url)
         if status != 200:
             return "unexpected", f"http_{status}", status, None, None
-        kind = self.content_type or ""
         if kind.lower().startswith("image/"):
             if not image_whole(body, kind):
                 raise _Retry("failed", "truncated", status)
@@ -304,8 +302,9 @@ class RegistryClient:
             reraise=True,
         )
 
-    def _http(self, url: str, form: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """One paced GET (or POST of ``form``); raises _Retry for answers worth another try."""
+    def _http(self, url: str, form: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+        """One paced GET (or POST of ``form``): status, body and content type ("" when not given); raises _Retry
+        for answers worth another try."""
         self.pacer.wait()
         self.requests_sent += 1
         try:
@@ -316,7 +315,6 @@ class RegistryClient:
             else:
                 response = self.session.post(url, data=form, timeout=timeout, verify=self.verify)
             body = response.content
-            self.content_type = response.headers.get("Content-Type")
         except requests.exceptions.SSLError as exc:
             raise RegistryTLSError(tls_failure_message(url, exc)) from exc
         except requests.Timeout as exc:
@@ -326,7 +324,7 @@ class RegistryClient:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retry("failed", f"http_{status}", status, retry_after_seconds(response.headers.get("Retry-After")))
-        return status, body
+        return status, body, response.headers.get("Content-Type", "")
 
     def _transient(self, reason: str, status: int | None) -> _Retry:
         """The retry for a transient page (a fresh session after a timeout page, a long pause after a CAPTCHA)."""
@@ -337,7 +335,7 @@ class RegistryClient:
         return _Retry("unexpected", reason, status, pause)
 
     def _attempt(self, url: str, data_type: str, ttb_id: TTBId) -> tuple[str, str | None, int, bytes | None]:
-        status, body = self._http(url)
+        status, body, _ = self._http(url)
         if status != 200:
             return "unexpected", f"http_{status}", status, None
         verdict = classify(body, expected_ttb_id=str(ttb_id), expected_kind=PAGE_KINDS[data_type])
@@ -377,7 +375,7 @@ class RegistryClient:
 
     def _search_answer_once(self, url: str, form: dict[str, str] | None) -> tuple[bytes, search.ResultsPage | None]:
         """The search form or the export (its raw body), or a results page (parsed); transient pages raise _Retry."""
-        status, body = self._http(url, form)
+        status, body, _ = self._http(url, form)
         if status != 200:
             raise _Retry("unexpected", f"http_{status}", status)
         if url.endswith((search.EXPORT_PATH, search.FORM_PATH)):

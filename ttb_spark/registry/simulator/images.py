@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from ttb_spark.registry.client import IMAGE_PATH as ROUTE
+from ttb_spark.registry.simulator.pages import _templates
+
+if TYPE_CHECKING:
+    from ttb_spark.registry.simulator.registry import Record
 
 LABEL = re.compile(
     rb"Actual Dimensions:\s*([\d.]+)\s*inches W X\s*([\d.]+)\s*inches H.*?"
@@ -60,6 +65,11 @@ def available(approval: date, today: date | None) -> bool:
 
 def _format(file_name: str) -> tuple[str, str]:
     return FORMATS.get(PurePosixPath(file_name).suffix.lower(), FORMATS[".jpg"])
+
+
+def image_of(record: Record, label: Label) -> bytes:
+    """The image the registry serves for ``label`` of ``record``'s certificate."""
+    return render(label, record.brand, _templates()[record.template].fanciful_name)
 
 
 @lru_cache(maxsize=256)

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlparse
 from ttb_spark.registry import search
 from ttb_spark.registry.simulator import images
 from ttb_spark.registry.simulator.pages import (
-    _templates, captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
+    captcha_page, error_page, render_export, render_results, search_form_page, session_timeout_page,
 )  # fmt: skip
 from ttb_spark.registry.listing import CODE_ORDERS
 from ttb_spark.registry.simulator.registry import SyntheticRegistry, matches
@@ -277,7 +277,7 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
 
             route = url.path.removeprefix(PREFIX)
             if route == images.ROUTE and form is None:
-                ttb_id = None if new_session else sim.last_form(session)  # what the hit records
+                ttb_id = sim.last_form(session)  # what the hit records (None for a session just issued)
                 self._image(query, ttb_id, session, new_session, record, arrived)
                 return
             if route in _SEARCH_ROUTES and (form is not None) == (route == "publicSearchColasBasicProcess.do"):
@@ -326,7 +326,7 @@ def _handler(sim: RegistrySimulator) -> type[BaseHTTPRequestHandler]:
                 record(200, "no_image", "label-image")
                 self._send(200, error_page(), new_session)
                 return
-            body = images.render(label, rec.brand, _templates()[rec.template].fanciful_name)
+            body = images.image_of(rec, label)
             answer = "image"
             if fault == "truncate":
                 body, answer = body[: len(body) // 3], "truncate"
