@@ -24,7 +24,7 @@ and gold table of the two lakehouses is compared (:func:`table_differences`): no
 ``--no-faults``: a healthy registry; with ``--days 61 --every 60`` the second run is a catch-up after 60 days
 paused, and the figures of the last run say what it cost (requests per stored page, one listing pass or not).
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--no-faults] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K]]``.
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--no-faults] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K] [--skip-last J]]``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep-day", type=int, default=None, help="kill the run of this day (offset) after each of its writes in turn")
     parser.add_argument("--stride", type=int, default=1, help="--sweep-day: kill after every K-th write only")
     parser.add_argument("--last", type=int, default=None, help="--sweep-day: only the run's last K writes (silver's and gold's commits)")
+    parser.add_argument("--skip-last", type=int, default=0,
+                        help="--sweep-day: leave out the run's last J writes (swept before: a long sweep split over sessions)")
     parser.add_argument("--no-faults", action="store_true", help="a registry without faults (what a catch-up costs a healthy registry)")
     return parser.parse_args(argv)
 
@@ -288,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if args.kill_seed is not None:
                 crash = replay_with_kill(spark, sim, Path(tmp) / "crash", days, made, args.kill_seed, args.start, root)
             if sweep:
-                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.last, args.start, root)
+                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.last, args.start, root, args.skip_last)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -330,13 +332,13 @@ def replay_with_kill(spark: Any, sim: simulator.RegistrySimulator, where: Path, 
 
 
 def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any], where: Path, stride: int, last: int | None,
-                start: date, expected_root: str) -> dict[str, Any]:
+                start: date, expected_root: str, skip_last: int = 0) -> dict[str, Any]:
     """The run of ``run["day"]``, from its ``snapshot`` each time, SIGKILLed after its 1st, (1 + stride)th, ...
-    write (of its ``last`` writes only, if given) and run again; the kill points after which any table differs
-    from the uninterrupted run's tables. Each point's outcome is printed as it is known."""
+    write (of its ``last`` writes only, if given; none of its last ``skip_last``) and run again; the kill points
+    after which any table differs from the uninterrupted run's tables. Each point's outcome is printed as it is known."""
     differing: dict[int, Any] = {}
     ended_first: list[int] = []
-    points = list(range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] + 1, stride))
+    points = list(range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] - skip_last + 1, stride))
     started = time.monotonic()
     for after in points:
         shutil.rmtree(where, ignore_errors=True)
