@@ -215,6 +215,11 @@ class ExtractionSettings(_Section):
     # received in S..E; approvals later than that, and later status changes, reach the lakehouse by the daily flow
     backfill_lag_days: int = Field(180, ge=0)
     failed_page_retry_days: int = Field(14, ge=0)  # a page discovery could not fetch is fetched again by later runs for this many days
+    # each certificate discovery fetches is followed by its label images, in the same registry session (off: none)
+    label_images: bool = True
+    # a label image not due yet (48 hours after approval), missing or failed is tried again by later runs for this
+    # many days after it was due
+    image_revisit_days: int = Field(14, ge=0)
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
     # the share of each receipt day's sequence numbers (those no search listed and no walk found, up to the
     # consecutive-miss threshold past the highest known) that reconcile walks itself: 1.0 every one, 0 none

@@ -39,12 +39,12 @@ import logging
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ttb_spark import console
-from ttb_spark.raw import storage
+from ttb_spark.raw import images, storage
 
 from ttb_spark.registry import search
 from ttb_spark.registry.client import Pacer, RegistryClient, SearchAnswer, task_interval
@@ -72,11 +72,16 @@ READ_THREADS = 8  # raw-store reads of stored pages at a time (an object store a
 
 @dataclass
 class Fetcher:
-    """Fetches listed IDs' pages with ``concurrency`` polite clients into the raw store, as manifest lines."""
+    """Fetches listed IDs' pages with ``concurrency`` polite clients into the raw store, as manifest lines; with
+    ``TTB_LABEL_IMAGES``, each certificate found is followed by its label images (:mod:`ttb_spark.raw.images`),
+    whose lines gather in :attr:`image_lines` until taken (``today``: what is due, and the day their manifests
+    are filed under)."""
 
     settings: Settings
     store: storage.RawStore
     run_id: str
+    today: date = field(default_factory=lambda: datetime.now(timezone.utc).date())
+    image_lines: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         extraction = self.settings.extraction
@@ -98,12 +103,49 @@ class Fetcher:
               data_types: tuple[str, ...] = DATA_TYPES) -> list[dict[str, Any]]:
         """Detail then certificate (``data_types``) of each ID; one manifest line per page. A progress line every
         ``console.EVERY_SECONDS`` says how many of the pages are fetched and how long the rest will take."""
+        ids = list(ids)
+        lines: list[dict[str, Any]] = []
+        meter = console.Meter(f"{stage}: fetched", len(ids) * len(data_types), "pages")
+
+        def one(client: RegistryClient, ttb_id: TTBId) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in data_types]
+            certificate = next((body for line, body in got if line["data_type"] == "certificate" and line["outcome"] == "found"), None)
+            labels = images.labels_of(certificate, ttb_id) if certificate and self.settings.extraction.label_images else []
+            meter.add(len(got))
+            return [line for line, _ in got], images.fetch_labels(client, self.store, ttb_id, labels, self.run_id, self.today)
+
+        for pages, shots in self._deal(ids, one):
+            lines += pages
+            self.image_lines += shots
+        return sorted(lines, key=lambda e: (e["ttb_id"], e["data_type"]))
+
+    def revisit(self, owed: dict[TTBId, list[images.Label]]) -> None:
+        """Fetch the label images earlier runs left pending (:func:`images.pending`): the certificate shown again
+        in the client's session, then its images; their lines join :attr:`image_lines`."""
+        def one(client: RegistryClient, ttb_id: TTBId) -> list[dict[str, Any]]:
+            return images.fetch_labels(client, self.store, ttb_id, owed[ttb_id], self.run_id, self.today)
+
+        for shots in self._deal(sorted(owed), one):
+            self.image_lines += shots
+
+    def take_images(self) -> list[dict[str, Any]]:
+        """The image lines gathered since the last call, sorted; then none."""
+        taken, self.image_lines = self.image_lines, []
+        return sorted(taken, key=lambda e: (e["ttb_id"], e["position"]))
+
+    def write_images(self, part: int) -> list[dict[str, Any]]:
+        """The image lines gathered so far, as the run's ``part``-th image manifest (:func:`images.write_part`)."""
+        lines = self.take_images()
+        images.write_part(self.store, self.run_id, self.today, part, lines)
+        return lines
+
+    def _deal(self, ids: list[TTBId], one: Callable[[RegistryClient, TTBId], Any]) -> list[Any]:
+        """``one(client, ttb_id)`` for each ID, the IDs dealt to the clients as each is free; the results."""
         work: queue.Queue[TTBId] = queue.Queue()
         for ttb_id in ids:
             work.put(ttb_id)
-        lines: list[dict[str, Any]] = []
+        results: list[Any] = []
         lock = threading.Lock()
-        meter = console.Meter(f"{stage}: fetched", work.qsize() * len(data_types), "pages")
 
         def drain(client: RegistryClient) -> None:
             while True:
@@ -111,17 +153,16 @@ class Fetcher:
                     ttb_id = work.get_nowait()
                 except queue.Empty:
                     return
-                got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in data_types]
+                got = one(client, ttb_id)
                 with lock:
-                    lines.extend(got)
-                meter.add(len(got))
+                    results.append(got)
 
         with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
             for future in [pool.submit(drain, c) for c in self.clients]:
                 future.result()
-        return sorted(lines, key=lambda e: (e["ttb_id"], e["data_type"]))
+        return results
 
-    def _page(self, client: RegistryClient, ttb_id: TTBId, data_type: str, completed: date | None) -> dict[str, Any]:
+    def _page(self, client: RegistryClient, ttb_id: TTBId, data_type: str, completed: date | None) -> tuple[dict[str, Any], bytes | None]:
         part = Partition(ttb_id.receipt_date, ttb_id.receipt_method, data_type)
         key = storage.page_key(part, ttb_id)
         got = client.fetch(data_type, ttb_id)
@@ -142,7 +183,7 @@ class Fetcher:
             "sha256": hashlib.sha256(body).hexdigest() if body is not None and stored_key else None,
             "fetched_at": fetched_at.isoformat(), "attempts": got.attempts, "key": stored_key, "run_id": self.run_id,
             "withdrawn_at": withdrawn_at, "completed_date": completed.isoformat() if completed else None,
-        }
+        }, body
 
 
 def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -399,7 +440,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
     ends at (default: the current time). ``received``: fetch only the listed IDs received in these dates (a
     backfill by search); every answer is kept whole all the same."""
     store = storage.raw_store(settings)
-    fetcher = Fetcher(settings, store, run_id)
+    fetcher = Fetcher(settings, store, run_id, (now or datetime.now(timezone.utc)).date())
     searcher = fetcher.clients[0]
     try:
         listed: dict[str, search.Listing] = {}
@@ -441,17 +482,25 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         ids += [TTBId(i) for i in retry]
         completed = {i: previous[i] for i in retry if i in previous} | {r.ttb_id: r.completed_date for r in rows}
         lines: list[dict[str, Any]] = []
+        shots: list[dict[str, Any]] = []
         for number, start in enumerate(range(0, max(len(ids), 1), PART_IDS)):
             part = fetcher.fetch(ids[start:start + PART_IDS], completed)
+            shots += fetcher.write_images(number)  # before the part's page manifest: a rerun fetches its certificates again
             write_manifest(store, storage.discovery_manifest_key(run_id, first, last, part=number), part,
                            {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "part": number})
             lines += part
+        image_counts: dict[str, int] = {}
+        if settings.extraction.label_images:
+            owed, gave_up = images.pending(store, fetcher.today, settings.extraction.image_revisit_days, run_id)
+            fetcher.revisit(owed)
+            revisited = fetcher.write_images(number + 1)
+            image_counts = images.counts(shots + revisited) | {"images_revisited": len(revisited), "images_given_up": gave_up}
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
             "listed": len(rows), "listed_elsewhere": len(elsewhere), "swept": len(swept), **why, "vanished": len(gone), "retried": len(retry), "given_up": len(given_up), "fetched_ids": len(ids),
             **{f"pages_{k}": v for k, v in outcomes.items()},
-            "search_requests": search_requests, "requests": fetcher.requests_sent,
+            **image_counts, "search_requests": search_requests, "requests": fetcher.requests_sent,
         }
     finally:
         fetcher.close()

@@ -23,7 +23,7 @@ from collections import defaultdict
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from ttb_spark.raw import discover, storage
+from ttb_spark.raw import discover, images, storage
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId
 
@@ -132,9 +132,11 @@ def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[st
         ids = sorted(TTBId(i) for i in (missing - stored) | (walked - listed))
         lines = probes + fetcher.fetch(sorted(map(TTBId, probed)), {}, "reconcile", data_types=("certificate",))
         lines += fetcher.fetch(ids, {}, "reconcile")
+        shots = fetcher.write_images(0)  # before the page manifest, as discovery's parts
     finally:
         fetcher.close()
     discover.write_manifest(store, storage.discovery_manifest_key(scope.run_id, scope.start, scope.end, "received"), lines,
                             {"first": scope.start.isoformat(), "last": scope.end.isoformat(), "run_id": scope.run_id})
     outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "withdrawn", "not_found", "failed")}
-    return counts | {"fetched_ids": len(ids), "requests": fetcher.requests_sent, **{f"pages_{k}": v for k, v in outcomes.items()}}
+    shot = images.counts(shots) if settings.extraction.label_images else {}
+    return counts | {"fetched_ids": len(ids), "requests": fetcher.requests_sent, **{f"pages_{k}": v for k, v in outcomes.items()}, **shot}

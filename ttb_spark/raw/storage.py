@@ -6,6 +6,7 @@ Key layout under the raw root (``s3://bucket/prefix`` or a folder)::
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/manifest.jsonl
     manifests/method_type=<001-cola-detail>/receipt_date=<2024-01-02>/_COMPLETE
     images/receipt_date=<2024-01-02>/<ttb_id>/<position>-<file name digest>
+    manifests/images/fetched_on=<2024-01-04>/run_id=<run>/part=<n>/manifest.jsonl (and _COMPLETE)
 
 ``manifest.jsonl`` has one JSON object per TTB ID tried; ``_COMPLETE`` (a JSON summary naming the
 manifest and its SHA-256) is written last, so a partition without it is unfinished, and a re-walk
@@ -34,6 +35,7 @@ from ttb_spark.registry.ttb_id import TTBId
 MANIFEST = "manifest.jsonl"
 COMPLETE = "_COMPLETE"
 DISCOVERY_MANIFESTS = "manifests/discovery/"
+IMAGE_MANIFESTS = "manifests/images/"
 SEARCH_MANIFESTS = "search/manifests/"
 _RUN_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
@@ -94,6 +96,14 @@ def discovery_manifest_key(run_id: str, first: date, last: date, dates: str = "c
         raise ValueError(f"part must be 0..99999, got {part}")
     within = "" if part is None else f"part={part:05d}/"
     return f"{DISCOVERY_MANIFESTS}{_run_part(run_id)}/{dates}={first.isoformat()}_{last.isoformat()}/{within}{MANIFEST}"
+
+
+def image_manifest_key(run_id: str, day: date, part: int) -> str:
+    """The manifest of one run's label-image attempts (the ``part``-th), filed under the day it ran, so a later
+    run reads the manifests of its revisit window's days only."""
+    if not 0 <= part < 100_000:
+        raise ValueError(f"part must be 0..99999, got {part}")
+    return f"{IMAGE_MANIFESTS}fetched_on={day.isoformat()}/{_run_part(run_id)}/part={part:05d}/{MANIFEST}"
 
 
 def search_manifest_key(run_id: str, first: date, last: date) -> str:

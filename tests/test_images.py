@@ -1,0 +1,210 @@
+"""Label images in the daily flow (issue #26), against the simulator over HTTP, raw store only (no Spark):
+each certificate discovery fetches is followed by its label images in the same session; images not due yet
+are deferred without a request and revisited when due; a missing one is revisited, then given up after the
+window; a stored one is never fetched again; faults never leave a partial image or an HTML page stored."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from conftest import make_settings
+from ttb_spark.raw import discover, images, storage
+from ttb_spark.registry import simulator
+from ttb_spark.registry.simulator import images as drawn
+from ttb_spark.registry.ttb_id import TTBId
+
+TODAY = date(2024, 3, 1)
+
+
+def at(day: date) -> datetime:
+    return datetime.combine(day, time(12), timezone.utc)
+
+
+def settings_for(tmp_path, sim, **extraction: Any):
+    return make_settings(tmp_path, extraction={"registry_base_url": sim.base_url, "use_simulator": False, "label_images": True,
+                                               **extraction})
+
+
+def image_lines(store: storage.RawStore, run_id: str) -> list[dict[str, Any]]:
+    """Every line of the run's complete image manifests."""
+    keys = [k for k in storage.complete_manifests(store, storage.IMAGE_MANIFESTS) if f"/run_id={run_id}/" in k]
+    return [line for key in keys for line in storage.manifest_entries(store, key)]
+
+
+def certificate_labels(store: storage.RawStore, run_id: str) -> dict[tuple[str, int, str], images.Label]:
+    """The labels of the certificates the run's discovery manifests record found, read from the pages stored."""
+    keys = [k for k in storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS) if f"/run_id={run_id}/" in k]
+    found = [e for k in keys for e in storage.manifest_entries(store, k) if e["data_type"] == "certificate" and e["outcome"] == "found"]
+    labels = {}
+    for entry in found:
+        for label in images.labels_of(store.get(entry["key"]), TTBId(entry["ttb_id"])):
+            labels[entry["ttb_id"], label.position, label.file_name] = label
+    return labels
+
+
+def served(sim, store: storage.RawStore, ttb_id: str, position: int) -> bytes:
+    """The image the simulator serves for the label at ``position`` of the certificate stored for ``ttb_id``."""
+    key = next(e["key"] for e in _pages(store) if e["ttb_id"] == ttb_id and e["data_type"] == "certificate" and e["key"])
+    return drawn.image_of(sim.registry.record(ttb_id), drawn.labels(store.get(key))[position - 1])
+
+
+def _pages(store: storage.RawStore) -> list[dict[str, Any]]:
+    return [e for k in storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS) for e in storage.manifest_entries(store, k)]
+
+
+def image_hits(sim, since: int) -> Counter:
+    return Counter(h.answer for h in sim.hits[since:] if h.data_type == "label-image")
+
+
+def test_images_follow_their_certificate_the_new_ones_wait_until_due_and_none_is_fetched_twice(tmp_path):
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        first = discover.discover(settings, "r1", TODAY - timedelta(days=6), TODAY, history_start=TODAY - timedelta(days=6), now=at(TODAY))
+        lines1 = image_lines(store, "r1")
+        labels = certificate_labels(store, "r1")
+        # one line per label of every certificate found; those approved within 48 hours wait, without a request
+        assert sorted((e["ttb_id"], e["position"], e["file_name"]) for e in lines1) == sorted(labels)
+        due = {k for k, label in labels.items() if label.due <= TODAY}
+        assert due and len(due) < len(labels)
+        assert {(e["ttb_id"], e["position"], e["file_name"]) for e in lines1 if e["outcome"] == "found"} == due
+        assert {e["outcome"] for e in lines1} == {"found", "deferred"}
+        assert image_hits(sim, 0) == {"image": len(due)}  # each in its certificate's session: no certificate shown again
+        assert first["images_found"] == len(due) and first["images_deferred"] == len(labels) - len(due)
+        for e in lines1:
+            if e["outcome"] == "found":
+                body = store.get(e["key"])
+                assert body == served(sim, store, e["ttb_id"], e["position"]) and e["sha256"] == hashlib.sha256(body).hexdigest()
+                assert e["key"] == storage.image_key(TTBId(e["ttb_id"]), e["position"], e["file_name"])
+
+        sim.today = TODAY + timedelta(days=2)
+        before = len(sim.hits)
+        second = discover.discover(settings, "r2", TODAY + timedelta(days=1), sim.today, history_start=TODAY - timedelta(days=6),
+                                   sweep=False, now=at(sim.today))
+        revisited = [e for e in image_lines(store, "r2") if e["ttb_id"] in {k[0] for k in labels}]
+        assert sorted((e["ttb_id"], e["position"], e["file_name"]) for e in revisited) == sorted(set(labels) - due)
+        assert {e["outcome"] for e in revisited} == {"found"} and second["images_revisited"] == len(revisited)
+        owed_ids = {e["ttb_id"] for e in revisited}
+        shown = [h for h in sim.hits[before:] if h.data_type == "certificate" and h.ttb_id in owed_ids]
+        assert len(shown) == len(owed_ids)  # the certificate shown again once per COLA revisited, then its images
+        for e in revisited:
+            assert store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"])
+        # what the images cost over both runs: an image each, and a certificate per COLA revisited
+        image_requests = sum(image_hits(sim, 0).values()) + len(shown)
+        assert image_requests / len(labels) <= 1.6
+
+        before = len(sim.hits)
+        third = discover.discover(settings, "r3", sim.today, sim.today, history_start=TODAY - timedelta(days=6), sweep=False,
+                                  now=at(sim.today))
+        assert third["images_revisited"] == 0 and image_hits(sim, before) == {}
+    stored = [k for k in store.list("images/")]
+    found = [e["key"] for run in ("r1", "r2", "r3") for e in image_lines(store, run) if e["outcome"] == "found"]
+    assert sorted(found) == sorted(stored) and len(set(found)) == len(found)  # every image stored once, by one line
+
+
+def test_a_missing_image_is_revisited_until_it_comes_and_given_up_after_the_window(tmp_path):
+    """The run's clock says the images are due, the registry does not have them yet: ``missing``, after one request
+    each; revisited by later runs (still missing, then found once served), or given up once pending longer than
+    ``TTB_IMAGE_REVISIT_DAYS``. A certificate fetched again records its stored images ``held``, without a request."""
+    late = TODAY + timedelta(days=3)
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim, image_revisit_days=3)
+        store = storage.raw_store(settings)
+        discover.discover(settings, "r1", TODAY - timedelta(days=1), TODAY, history_start=TODAY - timedelta(days=1), now=at(late))
+        missing = {(e["ttb_id"], e["position"]) for e in image_lines(store, "r1") if e["outcome"] == "missing"}
+        fresh = {(e["ttb_id"], e["position"]) for e in image_lines(store, "r1") if e["issued_date"] >= (TODAY - timedelta(days=1)).isoformat()}
+        assert missing and missing == fresh  # served from two days after approval
+        assert image_hits(sim, 0)["no_image"] == len(missing)
+
+        # a day later, for the run: still not served (the registry's clock stands still), pending since the first miss
+        again = discover.discover(settings, "r2", late, late + timedelta(days=1), history_start=TODAY - timedelta(days=1), sweep=False,
+                                  now=at(late + timedelta(days=1)))
+        lines2 = [e for e in image_lines(store, "r2") if (e["ttb_id"], e["position"]) in missing]
+        assert again["images_revisited"] == len(missing) and {e["outcome"] for e in lines2} == {"missing"}
+        assert {e["pending_since"] for e in lines2} == {late.isoformat()}
+
+        # past the window: given up, no request
+        before = len(sim.hits)
+        gone = late + timedelta(days=4)
+        given = discover.discover(settings, "r3", gone, gone, history_start=TODAY - timedelta(days=1), sweep=False, now=at(gone))
+        assert given["images_given_up"] == len(missing) and given["images_revisited"] == 0 and image_hits(sim, before) == {}
+
+        # within it, once served: found
+        sim.today = late
+        found = discover.discover(settings, "r4", late + timedelta(days=2), late + timedelta(days=2), history_start=TODAY - timedelta(days=1),
+                                  sweep=False, now=at(late + timedelta(days=2)))
+        lines4 = image_lines(store, "r4")
+        assert found["images_found"] == len(missing) and {(e["ttb_id"], e["position"]) for e in lines4} == missing
+
+        # a certificate fetched again: its images are held, not fetched
+        ttb_id = TTBId(sorted(missing)[0][0])
+        before = len(sim.hits)
+        fetcher = discover.Fetcher(settings, store, "r5", late)
+        try:
+            fetcher.fetch([ttb_id], {})
+        finally:
+            fetcher.close()
+        held = fetcher.take_images()
+        assert held and {e["outcome"] for e in held} == {"held"} and image_hits(sim, before) == {}
+        assert all(store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"]) for e in held)
+
+
+def test_faults_on_images_are_retried_and_never_store_a_partial_image_or_a_page(tmp_path):
+    faults = {"server_error": 0.1, "reset": 0.1, "truncate": 0.1, "session_timeout": 0.1, "retry_after": 0, "data_types": ("label-image",)}
+    with simulator.running(seed=1, scale=0.02, today=TODAY, faults=faults) as sim:
+        settings = settings_for(tmp_path, sim, max_retries=10)  # 0.4 ** 11: no image runs out of attempts
+        store = storage.raw_store(settings)
+        counts = discover.discover(settings, "r1", TODAY - timedelta(days=9), TODAY - timedelta(days=2),
+                                   history_start=TODAY - timedelta(days=9), now=at(TODAY))
+        lines = image_lines(store, "r1")
+        struck = image_hits(sim, 0)
+    assert {"server_error", "reset", "truncate", "session_timeout"} <= set(struck)
+    assert lines and {e["outcome"] for e in lines} == {"found"} and counts["images_found"] == len(lines)
+    for e in lines:
+        assert store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"])
+
+
+def test_images_off_fetches_none(tmp_path):
+    with simulator.running(seed=0, scale=0.02, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim, label_images=False)
+        store = storage.raw_store(settings)
+        counts = discover.discover(settings, "r1", TODAY - timedelta(days=6), TODAY - timedelta(days=2),
+                                   history_start=TODAY - timedelta(days=6), now=at(TODAY))
+        assert counts["pages_found"] > 0 and image_hits(sim, 0) == {}
+    assert not any(k.startswith("images") for k in counts) and store.list("images/") == [] and store.list(storage.IMAGE_MANIFESTS) == []
+
+
+def test_a_run_killed_after_storing_images_before_its_manifests_loses_none_and_fetches_none_twice(spark, tmp_path, monkeypatch):
+    """The kill between a part's stored images and its manifests (images, then pages): the rerun fetches the part's
+    certificates again (no manifest names them), finds their images stored and records them ``held``, without an
+    image request; every label ends with exactly one stored image, as served."""
+    monkeypatch.setattr(discover, "PART_IDS", 5)
+    first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)  # every image due
+    with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        discover.discover(settings, "killed", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
+        pages = sorted(k for k in storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS))
+        shots = sorted(k for k in storage.complete_manifests(store, storage.IMAGE_MANIFESTS))
+        assert len(pages) >= 3 and len(shots) == len(pages)  # an image manifest per part (no revisit: none owed)
+        interrupted = {e["ttb_id"] for e in storage.manifest_entries(store, pages[-1])}
+        lost = [e for e in storage.manifest_entries(store, shots[-1])]
+        assert lost and {e["outcome"] for e in lost} == {"found"} and {e["ttb_id"] for e in lost} <= interrupted
+        for key in (pages[-1], shots[-1]):  # the kill: the last part's pages and images stored, neither manifest
+            store.delete(storage.marker_of(key))
+            store.delete(key)
+        before = len(sim.hits)
+        again = discover.discover(settings, "rerun", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
+        hits = sim.hits[before:]
+    assert {h.ttb_id for h in hits if h.data_type == "certificate"} == interrupted
+    assert not [h for h in hits if h.data_type == "label-image"]
+    held = image_lines(store, "rerun")
+    assert sorted((e["ttb_id"], e["position"], e["key"], e["sha256"]) for e in held) == sorted(
+        (e["ttb_id"], e["position"], e["key"], e["sha256"]) for e in lost)
+    assert {e["outcome"] for e in held} == {"held"} and again["images_held"] == len(lost)
+    recorded = [e["key"] for k in storage.complete_manifests(store, storage.IMAGE_MANIFESTS) for e in storage.manifest_entries(store, k)]
+    assert sorted(set(recorded)) == store.list("images/")  # every stored image named by a complete manifest
+    assert all(store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"]) for e in held)
