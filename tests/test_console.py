@@ -78,6 +78,12 @@ def test_a_chunked_run_says_after_each_chunk_where_it_is_and_what_its_fetches_co
     assert meter.line().endswith(", 1,000 pages stored, 1.02 requests per page")
     assert summary.fetch_cost({"discover": {"pages_found": 0, "requests": 9}}) == "no page stored, 9 requests"
     assert summary.fetch_cost({"bronze": {"pages_read": 3}}) == ""
+    # label images apart: their requests (certificates shown again included) are not the pages'
+    images = {"pages_found": 1000, "requests": 2325, "images_found": 1200, "image_requests": 1300}
+    assert summary.fetch_cost({"discover": images}) == (
+        "1,000 pages stored, 1.02 requests per page; 1,200 label images stored, 1.08 requests per image")
+    assert summary.fetch_cost({"discover": images | {"images_found": 0, "image_requests": 4, "requests": 1029}}).endswith(
+        "; no label image stored, 4 requests")
 
 
 def test_meter_counts_every_item_added_from_many_threads():

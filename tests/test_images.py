@@ -6,12 +6,16 @@ window; a stored one is never fetched again; faults never leave a partial image 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from pyspark.sql.types import StringType, StructField, StructType
+
 from conftest import make_settings
 from ttb_spark.raw import discover, images, storage
+from ttb_spark.raw.fetch import Fetcher
 from ttb_spark.registry import simulator
 from ttb_spark.registry.simulator import images as drawn
 from ttb_spark.registry.ttb_id import TTBId
@@ -74,6 +78,7 @@ def test_images_follow_their_certificate_the_new_ones_wait_until_due_and_none_is
         assert {e["outcome"] for e in lines1} == {"found", "deferred"}
         assert image_hits(sim, 0) == {"image": len(due)}  # each in its certificate's session: no certificate shown again
         assert first["images_found"] == len(due) and first["images_deferred"] == len(labels) - len(due)
+        assert first["image_requests"] == len(due)
         for e in lines1:
             if e["outcome"] == "found":
                 body = store.get(e["key"])
@@ -90,6 +95,7 @@ def test_images_follow_their_certificate_the_new_ones_wait_until_due_and_none_is
         owed_ids = {e["ttb_id"] for e in revisited}
         shown = [h for h in sim.hits[before:] if h.data_type == "certificate" and h.ttb_id in owed_ids]
         assert len(shown) == len(owed_ids)  # the certificate shown again once per COLA revisited, then its images
+        assert second["image_requests"] == len(shown) + len(revisited)
         for e in revisited:
             assert store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"])
         # what the images cost over both runs: an image each, and a certificate per COLA revisited
@@ -142,7 +148,7 @@ def test_a_missing_image_is_revisited_until_it_comes_and_given_up_after_the_wind
         # a certificate fetched again: its images are held, not fetched
         ttb_id = TTBId(sorted(missing)[0][0])
         before = len(sim.hits)
-        fetcher = discover.Fetcher(settings, store, "r5", late)
+        fetcher = Fetcher(settings, store, "r5", late)
         try:
             fetcher.fetch([ttb_id], {})
         finally:
@@ -177,10 +183,12 @@ def test_images_off_fetches_none(tmp_path):
     assert not any(k.startswith("images") for k in counts) and store.list("images/") == [] and store.list(storage.IMAGE_MANIFESTS) == []
 
 
-def test_a_run_killed_after_storing_images_before_its_manifests_loses_none_and_fetches_none_twice(spark, tmp_path, monkeypatch):
+def test_a_run_killed_after_storing_images_loses_none_fetches_none_twice_and_bronze_holds_each_once(spark, tmp_path, monkeypatch):
     """The kill between a part's stored images and its manifests (images, then pages): the rerun fetches the part's
     certificates again (no manifest names them), finds their images stored and records them ``held``, without an
-    image request; every label ends with exactly one stored image, as served."""
+    image request; every label ends with exactly one stored image, as served. Bronze then makes one row of each
+    stored image (bytes and SHA-256 those of the object at ``path``), reads each manifest once, and run again
+    writes nothing."""
     monkeypatch.setattr(discover, "PART_IDS", 5)
     first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)  # every image due
     with simulator.running(seed=0, scale=0.05, today=TODAY) as sim:
@@ -208,3 +216,61 @@ def test_a_run_killed_after_storing_images_before_its_manifests_loses_none_and_f
     recorded = [e["key"] for k in storage.complete_manifests(store, storage.IMAGE_MANIFESTS) for e in storage.manifest_entries(store, k)]
     assert sorted(set(recorded)) == store.list("images/")  # every stored image named by a complete manifest
     assert all(store.get(e["key"]) == served(sim, store, e["ttb_id"], e["position"]) for e in held)
+
+    from ttb_spark import bronze, lakehouse
+    from ttb_spark.scope import ReceiptDates
+
+    root = settings.pipeline.lakehouse_root
+    scope = ReceiptDates(first_day, last_day, ("001",), ("cola-detail", "certificate"), run_id="b1")
+    counts = bronze.run(spark, settings, scope)
+    stored = {e["key"]: e for run in ("killed", "rerun") for e in image_lines(store, run)}
+    assert counts["images_inserted"] == len(stored) == len(store.list("images/")) 
+    assert counts["image_manifests"] == len(storage.complete_manifests(store, storage.IMAGE_MANIFESTS))
+    rows = lakehouse.read_table(spark, bronze.LABEL_IMAGES, root).collect()
+    assert sorted((r.image_key, r.ttb_id, r.position, r.file_name, r.sha256) for r in rows) == sorted(
+        (k, e["ttb_id"], e["position"], e["file_name"], e["sha256"]) for k, e in stored.items())
+    assert {r.fetch_run_id for r in rows if r.image_key in {e["key"] for e in held}} == {"rerun"}  # the first line naming it
+    for r in rows:
+        body = open(r.path, "rb").read()
+        assert (len(body), hashlib.sha256(body).hexdigest(), r.content_type) == (r.bytes, r.sha256, images.content_type(body))
+    version = lakehouse.current_version(spark, bronze.LABEL_IMAGES, root)
+    again = bronze.run(spark, settings, replace(scope, run_id="b2"))
+    assert "images_inserted" not in again and lakehouse.current_version(spark, bronze.LABEL_IMAGES, root) == version
+
+def _line(ttb_id: str, position: int, outcome: str, fetched_at: str, manifest: str, body: bytes | None = b"\xff\xd8\xffjpeg") -> dict[str, Any]:
+    key = storage.image_key(TTBId(ttb_id), position, f"label {position}.jpg") if body else None
+    return {"ttb_id": ttb_id, "receipt_date": TTBId(ttb_id).receipt_date.isoformat(), "position": position,
+            "file_name": f"label {position}.jpg", "issued_date": "2024-02-20", "outcome": outcome, "reason": None,
+            "http_status": 200 if body else None, "content_type": "image/jpeg" if body else None,
+            "bytes": len(body) if body else None, "sha256": hashlib.sha256(body).hexdigest() if body else None, "key": key,
+            "attempts": 1, "fetched_at": fetched_at, "pending_since": None if body else "2024-02-22", "run_id": manifest.split("/")[0],
+            "manifest_key": manifest}
+
+
+def test_label_image_rows_keep_the_stored_images_first_fetch(spark):
+    """Found and held lines become one row per label (the first fetch: a rerun's ``held`` line names what a killed
+    run stored); a label tried but not stored (missing, deferred) has no row; ``path`` is the raw root and the key."""
+    from chispa import assert_df_equality
+    from pyspark.sql import functions as F
+
+    from ttb_spark import bronze
+
+    wine = "24050001000101"
+    lines = [
+        _line(wine, 1, "found", "2024-02-23T10:00:00+00:00", "r1/m"),
+        _line(wine, 1, "held", "2024-02-23T10:00:00+00:00", "r2/m"),  # the stored copy's time
+        _line(wine, 2, "missing", "2024-02-23T10:00:01+00:00", "r1/m", body=None),
+        _line(wine, 3, "held", "2024-02-24T09:00:00+00:00", "r2/m"),
+    ]
+    parsed = spark.createDataFrame([tuple(line[f] for f in bronze.IMAGE_LINE.fieldNames()) + (line["manifest_key"],) for line in lines],
+                                   StructType([*bronze.IMAGE_LINE.fields, StructField("manifest_key", StringType())]))
+    rows = bronze.label_image_rows(parsed, "s3://bucket/raw/", "ingest-1")
+    key = {p: storage.image_key(TTBId(wine), p, f"label {p}.jpg") for p in (1, 3)}
+    expected = spark.createDataFrame(
+        [(wine, date(2024, 2, 19), p, f"label {p}.jpg", date(2024, 2, 20), key[p], f"s3://bucket/raw/{key[p]}", "image/jpeg", 7,
+          hashlib.sha256(b"\xff\xd8\xffjpeg").hexdigest(), at_, run, f"{run}/m", "ingest-1")
+         for p, at_, run in ((1, datetime(2024, 2, 23, 10), "r1"), (3, datetime(2024, 2, 24, 9), "r2"))],
+        rows.drop("row_hash").schema,
+    )
+    assert_df_equality(rows.drop("row_hash"), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+    assert rows.select(F.countDistinct("row_hash")).first()[0] == 2

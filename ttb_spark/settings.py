@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from contextvars import ContextVar
-from datetime import date
+from datetime import date, datetime, timezone
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -241,6 +241,10 @@ class ExtractionSettings(_Section):
         if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
             raise ValueError(f"must be an http(s):// URL, got {value!r}")
         return value if value.endswith("/") else value + "/"
+
+    def registry_today(self) -> date:
+        """The registry's today: the embedded simulator's clock when it has one, else today's UTC date."""
+        return self.simulator_today if self.use_simulator and self.simulator_today else datetime.now(timezone.utc).date()
 
 
 class ProcessingSettings(_Section):

@@ -16,7 +16,7 @@ from ttb_spark.watch.hits import WATCH_HITS
 
 ALL: tuple[TableSpec, ...] = (
     # bronze: the raw pages and search answers as served, and what was scraped
-    bronze.PAGES, bronze.SCRAPE_MANIFEST, bronze.SEARCH_LISTINGS,
+    bronze.PAGES, bronze.SCRAPE_MANIFEST, bronze.SEARCH_LISTINGS, bronze.LABEL_IMAGES,
     # silver: parsed records, quarantined pages, withdrawals
     silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS, silver.WITHDRAWALS,
     # gold: the code lists, and what the gold stage builds

@@ -28,6 +28,9 @@ Decisions:
   stored copy and sets ``withdrawn_at``; a later ``found`` clears it.
 * ``bronze.search_listings``: every row the search listed (from its answers as served, stored by
   discovery with a manifest), one per TTB ID and completed date.
+* ``bronze.label_images``: every label image discovery stored (``ttb_spark.raw.images``), one row per TTB ID,
+  label position and file name, from the complete label-image manifests not ingested yet; the bytes stay in
+  the raw store (``path``). An image is final: a label already there keeps its row.
 
 Laid out as every layer is: :mod:`.tables` (the table specs and the rows read), :mod:`.transforms`
 (pure DataFrame -> DataFrame), :mod:`.executors` (the manifest reads and page fetches on the executors)
@@ -37,12 +40,13 @@ and :mod:`.stage` (read -> transform -> write). The names other code uses are im
 from ttb_spark.bronze.executors import ReconciliationError, arrow_schema, checked_page_key
 from ttb_spark.bronze.stage import pending_manifests, read_search_manifest, run
 from ttb_spark.bronze.tables import (
-    FETCHED, INGESTED_MANIFESTS, MANIFEST_LINE, MANIFEST_LINES, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS,
+    FETCHED, IMAGE_LINE, INGESTED_MANIFESTS, LABEL_IMAGES, MANIFEST_LINE, MANIFEST_LINES, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS,
 )  # fmt: skip
-from ttb_spark.bronze.transforms import manifest_records, page_rows, pages, parsed_manifest
+from ttb_spark.bronze.transforms import label_image_rows, manifest_records, page_rows, pages, parsed_manifest
 
 __all__ = [
-    "FETCHED", "INGESTED_MANIFESTS", "MANIFEST_LINE", "MANIFEST_LINES", "PAGES", "SCRAPE_MANIFEST", "SEARCH_LISTINGS",
-    "ReconciliationError", "arrow_schema", "checked_page_key", "manifest_records", "page_rows", "pages", "parsed_manifest",
+    "FETCHED", "IMAGE_LINE", "INGESTED_MANIFESTS", "LABEL_IMAGES", "MANIFEST_LINE", "MANIFEST_LINES", "PAGES", "SCRAPE_MANIFEST",
+    "SEARCH_LISTINGS", "ReconciliationError", "arrow_schema", "checked_page_key", "label_image_rows", "manifest_records",
+    "page_rows", "pages", "parsed_manifest",
     "pending_manifests", "read_search_manifest", "run",
 ]  # fmt: skip

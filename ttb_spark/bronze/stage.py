@@ -1,6 +1,7 @@
-"""The bronze stage: the scope's complete partition manifests and the pending discovery manifests read on
-the executors (:mod:`.executors`), the pending search manifests on the driver; transformed (:mod:`.transforms`),
-MERGEd into the bronze tables, and the discovery and search manifests recorded in ops.ingested_manifests."""
+"""The bronze stage: the scope's complete partition manifests and the pending discovery and label-image manifests
+read on the executors (:mod:`.executors`), the pending search manifests on the driver; transformed
+(:mod:`.transforms`), MERGEd into the bronze tables, and the discovery, label-image and search manifests recorded
+in ops.ingested_manifests."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import TYPE_CHECKING
 from ttb_spark import lakehouse
 
 from ttb_spark.raw import storage
-from ttb_spark.bronze.executors import fetch_pages, manifest_lines, store_args
-from ttb_spark.bronze.tables import INGESTED_MANIFESTS, LISTING_INPUT, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
-from ttb_spark.bronze.transforms import listing_rows, manifest_records, not_older, pages, parsed_manifest
+from ttb_spark.registry.ttb_id import TTBId
+from ttb_spark.bronze.executors import ReconciliationError, fetch_pages, manifest_lines, store_args
+from ttb_spark.bronze.tables import IMAGE_LINE, INGESTED_MANIFESTS, LABEL_IMAGES, LISTING_INPUT, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
+from ttb_spark.bronze.transforms import label_image_rows, listing_rows, manifest_records, not_older, pages, parsed_manifest
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -105,22 +107,49 @@ def ingest_listings(spark: SparkSession, store: storage.RawStore, root: str, ing
     return {"search_manifests": len(keys), "listings_read": len(rows), "listings_inserted": inserted}, read
 
 
+def ingest_label_images(spark: SparkSession, args: tuple[str, str, str | None], store: storage.RawStore, root: str,
+                        ingest_run_id: str) -> tuple[dict[str, int], list[str]]:
+    """Complete label-image manifests not ingested yet -> bronze.label_images (a label already there keeps its
+    row: an image is final); the counts, and the manifests read for :func:`mark_ingested`."""
+    from pyspark.sql import functions as F
+
+    keys = pending_manifests(spark, store, root, storage.IMAGE_MANIFESTS)
+    inserted = 0
+    if keys:
+        rows = label_image_rows(parsed_manifest(manifest_lines(spark, args, keys), IMAGE_LINE), store.uri, ingest_run_id)
+        rows = rows.localCheckpoint()  # read once: its keys checked, then the MERGE
+        named = rows.select("ttb_id", "position", "file_name", "image_key", "receipt_date").collect()
+        for row in named:
+            if row["image_key"] != storage.image_key(TTBId(row["ttb_id"]), row["position"], row["file_name"]):
+                raise ReconciliationError(f"label-image manifest line for {row['ttb_id']} names key {row['image_key']!r}, "
+                                          "not the one its TTB ID, position and file name give")
+        dates = sorted({row["receipt_date"] for row in named})
+        if dates:
+            stored = lakehouse.read_table(spark, LABEL_IMAGES, root).where(F.col("receipt_date").isin(dates))
+            fresh = rows.join(stored.select(*LABEL_IMAGES.keys), list(LABEL_IMAGES.keys), "left_anti")
+            inserted = lakehouse.merge_upsert(spark, fresh, LABEL_IMAGES, root, prune={"receipt_date": [d.isoformat() for d in dates]})["inserted"]
+    return {"image_manifests": len(keys), "images_inserted": inserted}, keys
+
+
 def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[str, int]:
     """Raw store -> bronze.pages and bronze.scrape_manifest for the scope's complete partitions and
-    every complete discovery manifest not ingested yet; search answers -> bronze.search_listings."""
+    every complete discovery manifest not ingested yet; search answers -> bronze.search_listings; label images
+    -> bronze.label_images."""
     args = store_args(settings)
     store = storage.open_store(*args)
     root = settings.pipeline.lakehouse_root
     complete, incomplete = complete_manifests(store, scope)
     discovered = pending_manifests(spark, store, root, storage.DISCOVERY_MANIFESTS)
     listings, listed = ingest_listings(spark, store, root, scope.run_id)
+    shots, shot = ingest_label_images(spark, args, store, root, scope.run_id)
     counts = {"partitions": len(complete), "partitions_incomplete": len(incomplete), "discovery_manifests": len(discovered)} | listings
+    counts |= shots if shot else {}
     manifests = complete + discovered
     result = {"manifest_lines": 0, "pages_read": 0, "pages_inserted": 0, "pages_updated": 0}
     if manifests:
         result = _ingest_manifests(spark, args, root, manifests, scope.run_id)
-    # one MERGE for the search and discovery manifests read, after both their writes
-    mark_ingested(spark, root, [*listed, *discovered], listed, scope.run_id)
+    # one MERGE for the search, label-image and discovery manifests read, after all their writes
+    mark_ingested(spark, root, [*listed, *shot, *discovered], listed, scope.run_id)
     return counts | result
 
 

@@ -1,6 +1,7 @@
 """Bronze's tables and the rows it reads: the TableSpecs of ``bronze.scrape_manifest``, ``bronze.pages``,
-``ops.ingested_manifests`` and ``bronze.search_listings`` (declared once here; ``ttb_spark.tables`` lists
-them), a manifest line as the scraper writes it, that line with its page's bytes, and a listed search row."""
+``ops.ingested_manifests``, ``bronze.search_listings`` and ``bronze.label_images`` (declared once here;
+``ttb_spark.tables`` lists them), a manifest line as the scraper writes it, that line with its page's bytes,
+a listed search row, and a label-image manifest line."""
 
 from __future__ import annotations
 
@@ -167,4 +168,53 @@ LISTING_INPUT = StructType(
     + [StructField(n, StringType()) for n in (
         "permit_number", "serial_number", "fanciful_name", "brand_name", "origin_code", "origin_description",
         "class_type_code", "class_type_description", "search_window", "source_key", "manifest_key", "search_run_id", "searched_at")]
+)
+
+# One line of a label-image manifest as discovery writes it (ttb_spark.raw.images), before typing.
+IMAGE_LINE = StructType(
+    [
+        StructField(name, data_type)
+        for name, data_type in (
+            *[(n, StringType()) for n in ("ttb_id", "receipt_date")],
+            ("position", IntegerType()),
+            *[(n, StringType()) for n in ("file_name", "issued_date", "outcome", "reason")],
+            ("http_status", IntegerType()),
+            ("content_type", StringType()),
+            ("bytes", LongType()),
+            *[(n, StringType()) for n in ("sha256", "key")],
+            ("attempts", IntegerType()),
+            *[(n, StringType()) for n in ("fetched_at", "pending_since", "run_id")],
+        )
+    ]
+)
+
+LABEL_IMAGES = lakehouse.TableSpec(
+    name="bronze.label_images",
+    comment=(
+        "Every label image the raw store holds, as served, one row per TTB ID, label position and file name, from the "
+        "complete label-image manifests discovery writes (its first fetch; an image is never fetched twice). The "
+        "bytes stay in the raw store at path."
+    ),
+    keys=("ttb_id", "position", "file_name"),
+    partition_by=("receipt_date",),
+    hash_exclude=("fetched_at", "fetch_run_id", "manifest_key", "ingest_run_id"),
+    schema=StructType(
+        [
+            column("ttb_id", StringType(), "14-digit TTB ID whose certificate shows the label.", nullable=False),
+            column("receipt_date", DateType(), "Receipt date from the ID's YYJJJ; partition column."),
+            column("position", IntegerType(), "The label's place among the certificate's label images, 1 first (page order).", nullable=False),
+            column("file_name", StringType(), "The image's file name as the certificate gives it (free text).", nullable=False),
+            column("issued_date", DateType(), "Date the certificate was issued (images are served about 48 hours after)."),
+            column("image_key", StringType(), "Raw store key of the image (images/receipt_date=.../<ttb_id>/<position>-<file name digest>)."),
+            column("path", StringType(), "Where the image's bytes are: the raw root and the key (a folder path or s3://...)."),
+            column("content_type", StringType(), "Content type as served: image/jpeg, image/png or image/gif."),
+            column("bytes", LongType(), "Size of the stored image in bytes."),
+            column("sha256", StringType(), "SHA-256 (hex) of the stored image."),
+            column("fetched_at", TimestampType(), "When the image was fetched (UTC; its object's write time when first named by a held line)."),
+            column("fetch_run_id", StringType(), "Id of the run whose manifest first named the image: the fetching run, or the rerun of a killed one."),
+            column("manifest_key", StringType(), "Raw store key of the image manifest the row comes from."),
+            column("ingest_run_id", StringType(), "Run id of the bronze run that inserted the row."),
+            column("row_hash", StringType(), "SHA-256 of the row's content; MERGE updates a row only when it changes."),
+        ]
+    ),
 )

@@ -1,24 +1,26 @@
 """Bronze's pure transforms, DataFrame -> DataFrame: manifest lines typed into ``bronze.scrape_manifest``
 rows, fetched pages into ``bronze.pages`` rows (the latest fetch of each, none older than the stored row),
-listed search rows into ``bronze.search_listings`` rows. No reads, no writes."""
+listed search rows into ``bronze.search_listings`` rows, label-image manifest lines into ``bronze.label_images``
+rows. No reads, no writes."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ttb_spark import lakehouse
-from ttb_spark.bronze.tables import MANIFEST_LINE, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
+from ttb_spark.bronze.tables import LABEL_IMAGES, MANIFEST_LINE, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
 from ttb_spark.registry.ttb_id import receipt_date_column
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import StructType
 
 
-def parsed_manifest(lines: DataFrame) -> DataFrame:
-    """Manifest JSON lines -> one column per field (MANIFEST_LINE), plus manifest_key."""
+def parsed_manifest(lines: DataFrame, line: StructType = MANIFEST_LINE) -> DataFrame:
+    """Manifest JSON lines -> one column per field of ``line`` (a page manifest's by default), plus manifest_key."""
     from pyspark.sql import functions as F
 
-    return lines.select(F.col("manifest_key"), F.from_json("line", MANIFEST_LINE).alias("m")).select("manifest_key", "m.*")
+    return lines.select(F.col("manifest_key"), F.from_json("line", line).alias("m")).select("manifest_key", "m.*")
 
 
 def manifest_records(parsed: DataFrame, ingest_run_id: str) -> DataFrame:
@@ -94,4 +96,27 @@ def listing_rows(listed: DataFrame, ingest_run_id: str) -> DataFrame:
         .withColumn("receipt_date", receipt_date_column("ttb_id"))
         .withColumn("ingest_run_id", F.lit(ingest_run_id)),
         SEARCH_LISTINGS,
+    )
+
+
+def label_image_rows(lines: DataFrame, raw_root: str, ingest_run_id: str) -> DataFrame:
+    """Parsed label-image manifest lines -> rows of bronze.label_images: the images stored (``found``, or ``held``:
+    stored before), the first fetch of each label (a rerun after a kill records ``held`` what the killed run
+    stored), ``path`` the raw root joined to the key."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    first = Window.partitionBy(*LABEL_IMAGES.keys).orderBy("fetched_at", "manifest_key")
+    stored = lines.where(F.col("outcome").isin("found", "held") & F.col("key").isNotNull())
+    return lakehouse.conform(
+        stored.withColumn("receipt_date", F.to_date("receipt_date"))
+        .withColumn("issued_date", F.to_date("issued_date"))
+        .withColumn("fetched_at", F.to_timestamp("fetched_at"))
+        .withColumn("_first", F.row_number().over(first))
+        .where("_first = 1")
+        .withColumnRenamed("key", "image_key")
+        .withColumn("path", F.concat(F.lit(raw_root.rstrip("/") + "/"), F.col("image_key")))
+        .withColumnRenamed("run_id", "fetch_run_id")
+        .withColumn("ingest_run_id", F.lit(ingest_run_id)),
+        LABEL_IMAGES,
     )

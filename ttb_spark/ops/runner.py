@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import Any, Iterator
 
 from ttb_spark.console import Meter, progress
@@ -234,13 +234,7 @@ def tail_end(settings: Settings, scope: Scope) -> date:
     """The last completed date a backfill by search lists: ``TTB_BACKFILL_LAG_DAYS`` after its range, never past
     the registry's today (the embedded simulator's clock when it has one). The daily flow, whose watermark a
     backfill from the history's start moves to its range end, lists what completes later."""
-    return min(registry_today(settings), scope.end + timedelta(days=settings.extraction.backfill_lag_days))
-
-
-def registry_today(settings: Settings) -> date:
-    """The registry's today: the embedded simulator's clock when it has one, else today's UTC date."""
-    extraction = settings.extraction
-    return extraction.simulator_today if extraction.use_simulator and extraction.simulator_today else datetime.now(timezone.utc).date()
+    return min(settings.extraction.registry_today(), scope.end + timedelta(days=settings.extraction.backfill_lag_days))
 
 
 class RunAudit:
@@ -395,12 +389,12 @@ def resolve_since_last_run(spark: Any, job: str, settings: Settings, scope: Scop
     their last successful run (their change watermarks, whatever the receipt dates): a job of only
     those stages runs once, its nominal range being today. Scrape and bronze take a range: the first
     receipt date from the settings' start date on that no finished chunk of a ``job`` run covers
-    (:func:`audit.next_start`) to the settings' end date, else the registry's today (:func:`registry_today`: a
+    (:func:`audit.next_start`) to the settings' end date, else the registry's today (``ExtractionSettings.registry_today``: a
     simulated day moves the watermark no further than it); an empty range (everything covered) plans no chunk."""
     from ttb_spark.ops import audit
 
     root = settings.pipeline.lakehouse_root
-    today = registry_today(settings)
+    today = settings.extraction.registry_today()
     history = settings.pipeline.partition_start_date
     if job in DISCOVERY_JOBS:
         # discovery's watermark: the end of the completed dates discovery runs covered without a gap from

@@ -30,13 +30,18 @@ def fetch_counts(counts: dict[str, Any]) -> dict[str, int]:
 
 
 def fetch_cost(counts: dict[str, Any]) -> str:
-    """Pages a run's walk or discovery stored so far and the registry requests per page it paid ("" for a job
-    that fetches nothing)."""
+    """Pages a run's walk or discovery stored so far and the registry requests per page it paid, then the label
+    images it stored and the requests per image ("" for a job that fetches nothing)."""
     fetched = fetch_counts(counts)
     if not fetched:
         return ""
-    pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0)
-    return f"{pages:,} pages stored, {requests / pages:.2f} requests per page" if pages else f"no page stored, {requests:,} requests"
+    spent = fetched.get("image_requests", 0)
+    pages, requests = fetched.get("found", 0) + fetched.get("pages_found", 0), fetched.get("requests", 0) - spent
+    cost = f"{pages:,} pages stored, {requests / pages:.2f} requests per page" if pages else f"no page stored, {requests:,} requests"
+    if "image_requests" not in fetched:
+        return cost
+    shots = fetched.get("images_found", 0)
+    return cost + (f"; {shots:,} label images stored, {spent / shots:.2f} requests per image" if shots else f"; no label image stored, {spent:,} requests")
 
 
 def summary_fields(job: str, result: RunResult, settings: Settings) -> dict[str, Any]:

@@ -34,25 +34,19 @@ began; each run counts what it retried and what it gave up on.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ttb_spark import console
-from ttb_spark.raw import images, storage
-
-from ttb_spark.registry import search
-from ttb_spark.registry.client import Pacer, RegistryClient, SearchAnswer, task_interval
-from ttb_spark.registry.listing import known_codes, list_completed, windows
 from ttb_spark.partitions import Partition
-from ttb_spark.raw.scrape import previously_withdrawn
-from ttb_spark.settings import DATA_TYPES
+from ttb_spark.raw import images, storage
+from ttb_spark.raw.fetch import Fetcher
+from ttb_spark.registry import search
+from ttb_spark.registry.client import SearchAnswer
+from ttb_spark.registry.listing import known_codes, list_completed, windows
 from ttb_spark.registry.ttb_id import TTBId
+from ttb_spark.settings import DATA_TYPES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,122 +62,6 @@ FAILED = ("failed", "unexpected")  # outcomes of a page attempt that got no usab
 # kill interrupted (500 IDs, 1,000 pages: ~17 minutes at the production profile's one request a second)
 PART_IDS = 500
 READ_THREADS = 8  # raw-store reads of stored pages at a time (an object store answers each in tens of ms)
-
-
-@dataclass
-class Fetcher:
-    """Fetches listed IDs' pages with ``concurrency`` polite clients into the raw store, as manifest lines; with
-    ``TTB_LABEL_IMAGES``, each certificate found is followed by its label images (:mod:`ttb_spark.raw.images`),
-    whose lines gather in :attr:`image_lines` until taken (``today``: what is due, and the day their manifests
-    are filed under)."""
-
-    settings: Settings
-    store: storage.RawStore
-    run_id: str
-    today: date = field(default_factory=lambda: datetime.now(timezone.utc).date())
-    image_lines: list[dict[str, Any]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        extraction = self.settings.extraction
-        tasks = extraction.scrape_concurrency
-        interval = task_interval(extraction, tasks)
-        self.clients = [RegistryClient(extraction, Pacer(interval)) for _ in range(tasks)]
-        for index, client in enumerate(self.clients):
-            client.pacer.hold(index * interval / tasks)
-
-    @property
-    def requests_sent(self) -> int:
-        return sum(c.requests_sent for c in self.clients)
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
-
-    def fetch(self, ids: Iterable[TTBId], completed: dict[str, date], stage: str = "discover",
-              data_types: tuple[str, ...] = DATA_TYPES) -> list[dict[str, Any]]:
-        """Detail then certificate (``data_types``) of each ID; one manifest line per page. A progress line every
-        ``console.EVERY_SECONDS`` says how many of the pages are fetched and how long the rest will take."""
-        ids = list(ids)
-        lines: list[dict[str, Any]] = []
-        meter = console.Meter(f"{stage}: fetched", len(ids) * len(data_types), "pages")
-
-        def one(client: RegistryClient, ttb_id: TTBId) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            got = [self._page(client, ttb_id, t, completed.get(str(ttb_id))) for t in data_types]
-            certificate = next((body for line, body in got if line["data_type"] == "certificate" and line["outcome"] == "found"), None)
-            labels = images.labels_of(certificate, ttb_id) if certificate and self.settings.extraction.label_images else []
-            meter.add(len(got))
-            return [line for line, _ in got], images.fetch_labels(client, self.store, ttb_id, labels, self.run_id, self.today)
-
-        for pages, shots in self._deal(ids, one):
-            lines += pages
-            self.image_lines += shots
-        return sorted(lines, key=lambda e: (e["ttb_id"], e["data_type"]))
-
-    def revisit(self, owed: dict[TTBId, list[images.Label]]) -> None:
-        """Fetch the label images earlier runs left pending (:func:`images.pending`): the certificate shown again
-        in the client's session, then its images; their lines join :attr:`image_lines`."""
-        def one(client: RegistryClient, ttb_id: TTBId) -> list[dict[str, Any]]:
-            return images.fetch_labels(client, self.store, ttb_id, owed[ttb_id], self.run_id, self.today)
-
-        for shots in self._deal(sorted(owed), one):
-            self.image_lines += shots
-
-    def take_images(self) -> list[dict[str, Any]]:
-        """The image lines gathered since the last call, sorted; then none."""
-        taken, self.image_lines = self.image_lines, []
-        return sorted(taken, key=lambda e: (e["ttb_id"], e["position"]))
-
-    def write_images(self, part: int) -> list[dict[str, Any]]:
-        """The image lines gathered so far, as the run's ``part``-th image manifest (:func:`images.write_part`)."""
-        lines = self.take_images()
-        images.write_part(self.store, self.run_id, self.today, part, lines)
-        return lines
-
-    def _deal(self, ids: list[TTBId], one: Callable[[RegistryClient, TTBId], Any]) -> list[Any]:
-        """``one(client, ttb_id)`` for each ID, the IDs dealt to the clients as each is free; the results."""
-        work: queue.Queue[TTBId] = queue.Queue()
-        for ttb_id in ids:
-            work.put(ttb_id)
-        results: list[Any] = []
-        lock = threading.Lock()
-
-        def drain(client: RegistryClient) -> None:
-            while True:
-                try:
-                    ttb_id = work.get_nowait()
-                except queue.Empty:
-                    return
-                got = one(client, ttb_id)
-                with lock:
-                    results.append(got)
-
-        with ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
-            for future in [pool.submit(drain, c) for c in self.clients]:
-                future.result()
-        return results
-
-    def _page(self, client: RegistryClient, ttb_id: TTBId, data_type: str, completed: date | None) -> tuple[dict[str, Any], bytes | None]:
-        part = Partition(ttb_id.receipt_date, ttb_id.receipt_method, data_type)
-        key = storage.page_key(part, ttb_id)
-        got = client.fetch(data_type, ttb_id)
-        body, outcome, withdrawn_at, stored_key, fetched_at = got.body, got.outcome, None, None, got.fetched_at
-        if outcome == "found" and body is not None:
-            self.store.put(key, body)
-            stored_key = key
-        elif outcome == "not_found" and self.store.exists(key):
-            # the stored copy stays: the line names it, its fetch time, and when the error page was first seen
-            first_seen = previously_withdrawn(self.store, part).get(str(ttb_id))
-            body, outcome, stored_key = self.store.get(key), "withdrawn", key
-            withdrawn_at, fetched_at = first_seen or got.fetched_at.isoformat(), self.store.modified(key)
-        return {
-            "ttb_id": str(ttb_id), "method_type": part.method_type, "receipt_date": part.receipt_date.isoformat(),
-            "data_type": data_type, "receipt_method": part.receipt_method, "sequence": ttb_id.sequence,
-            "outcome": outcome, "reason": got.reason if outcome in ("unexpected", "failed") else ("error_page" if withdrawn_at else None),
-            "http_status": got.http_status, "bytes": len(body) if body is not None and stored_key else None,
-            "sha256": hashlib.sha256(body).hexdigest() if body is not None and stored_key else None,
-            "fetched_at": fetched_at.isoformat(), "attempts": got.attempts, "key": stored_key, "run_id": self.run_id,
-            "withdrawn_at": withdrawn_at, "completed_date": completed.isoformat() if completed else None,
-        }, body
 
 
 def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -432,15 +310,17 @@ def split_codes(spark: SparkSession | None, settings: Settings) -> tuple[tuple[s
 
 
 def discover(settings: Settings, run_id: str, first: date, last: date, *, history_start: date, spark: SparkSession | None = None,
-             sweep: bool = True, now: datetime | None = None, received: tuple[date, date] | None = None) -> dict[str, int]:
+             sweep: bool = True, now: datetime | None = None, received: tuple[date, date] | None = None,
+             today: date | None = None) -> dict[str, int]:
     """Search ``first..last`` by completed date, store the answers, fetch what is new or moved; the sweep
     reaches back no further than ``history_start`` (``CompletedDates.history_start``). Without
     ``sweep`` (a run's later chunks: its first chunk re-listed those days, and the earlier chunks listed
     the days since) no day before ``first`` is re-listed. ``now``: the time the failed pages' retry window
     ends at (default: the current time). ``received``: fetch only the listed IDs received in these dates (a
-    backfill by search); every answer is kept whole all the same."""
+    backfill by search); every answer is kept whole all the same. ``today``: the registry's, which label images
+    are due by (default: ``now``'s date)."""
     store = storage.raw_store(settings)
-    fetcher = Fetcher(settings, store, run_id, (now or datetime.now(timezone.utc)).date())
+    fetcher = Fetcher(settings, store, run_id, today or (now or datetime.now(timezone.utc)).date())
     searcher = fetcher.clients[0]
     try:
         listed: dict[str, search.Listing] = {}
@@ -494,7 +374,8 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
             owed, gave_up = images.pending(store, fetcher.today, settings.extraction.image_revisit_days, run_id)
             fetcher.revisit(owed)
             revisited = fetcher.write_images(number + 1)
-            image_counts = images.counts(shots + revisited) | {"images_revisited": len(revisited), "images_given_up": gave_up}
+            image_counts = images.counts(shots + revisited) | {"images_revisited": len(revisited), "images_given_up": gave_up,
+                                                                "image_requests": fetcher.image_requests}
         outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "not_found", "withdrawn", "unexpected", "failed")}
         counts = {
             "searches": len(answers), "searches_split": sum(1 for _, final in answers if not final),
@@ -510,4 +391,4 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
 def run(spark: SparkSession, settings: Settings, scope: CompletedDates) -> dict[str, int]:
     """The stage: discover over the scope's completed dates, sweeping back to the history's start."""
     return discover(settings, scope.run_id, scope.start, scope.end, history_start=scope.history_start, spark=spark, sweep=scope.sweep,
-                    received=scope.received)
+                    received=scope.received, today=settings.extraction.registry_today())

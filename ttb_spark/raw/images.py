@@ -33,6 +33,7 @@ DELAY = timedelta(days=2)  # "label images appear about 48 hours after approval"
 FIRST_YEAR = 1999  # records approved before it have data but no images
 PENDING = ("deferred", "missing", "failed", "unexpected")  # outcomes a later run tries again
 OUTCOMES = ("found", "held", *PENDING, "unavailable")
+MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF8", "image/gif"))
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,8 @@ def fetch_labels(client: RegistryClient, store: storage.RawStore, ttb_id: TTBId,
         }
         if store.exists(key):
             body = store.get(key)
-            line |= {"outcome": "held", "key": key, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
-                     "fetched_at": store.modified(key).isoformat()}
+            line |= {"outcome": "held", "key": key, "content_type": content_type(body), "bytes": len(body),
+                     "sha256": hashlib.sha256(body).hexdigest(), "fetched_at": store.modified(key).isoformat()}
         elif label.issued and label.issued.year < FIRST_YEAR:
             line |= {"outcome": "unavailable", "reason": f"approved_before_{FIRST_YEAR}"}
         elif label.due and label.due > today:
@@ -90,6 +91,11 @@ def fetch_labels(client: RegistryClient, store: storage.RawStore, ttb_id: TTBId,
                 line["pending_since"] = label.pending_since or today.isoformat()
         lines.append(line)
     return lines
+
+
+def content_type(image: bytes) -> str | None:
+    """The content type a stored image was served with, from its first bytes (only ``image/*`` answers are stored)."""
+    return next((kind for magic, kind in MAGIC if image.startswith(magic)), None)
 
 
 def write_part(store: storage.RawStore, run_id: str, day: date, part: int, lines: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from ttb_spark.raw import discover, images, storage
+from ttb_spark.raw.fetch import Fetcher
 from ttb_spark.partitions import Partition
 from ttb_spark.registry.ttb_id import TTBId
 
@@ -90,7 +91,7 @@ def unknown_sequences(day: date, method: str, known: set[int], tried: set[int], 
     return [t for t in ids if in_sample(t, share)]
 
 
-def walk_unknown(fetcher: discover.Fetcher, days: list[date], methods: tuple[str, ...], known: set[str], share: float,
+def walk_unknown(fetcher: Fetcher, days: list[date], methods: tuple[str, ...], known: set[str], share: float,
                  threshold: int) -> list[dict[str, Any]]:
     """Detail-page lines of the sampled sequence numbers nothing knows, in rounds: a round's finds move the
     days' highest known sequence, so the next round goes on past it (as the walk does) until nothing new is found."""
@@ -117,7 +118,7 @@ def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[st
     store = storage.raw_store(settings)
     walked = walk_found(store, scope.dates, scope.receipt_methods)
     listed = {i for i in search_listed(spark, settings, store, scope.start, scope.end) if i[5:8] in scope.receipt_methods}
-    fetcher = discover.Fetcher(settings, store, scope.run_id)
+    fetcher = Fetcher(settings, store, scope.run_id)
     try:
         share = settings.extraction.reconcile_walk_share
         probes = walk_unknown(fetcher, scope.dates, scope.receipt_methods, walked | listed, share,
@@ -138,5 +139,5 @@ def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[st
     discover.write_manifest(store, storage.discovery_manifest_key(scope.run_id, scope.start, scope.end, "received"), lines,
                             {"first": scope.start.isoformat(), "last": scope.end.isoformat(), "run_id": scope.run_id})
     outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "withdrawn", "not_found", "failed")}
-    shot = images.counts(shots) if settings.extraction.label_images else {}
+    shot = images.counts(shots) | {"image_requests": fetcher.image_requests} if settings.extraction.label_images else {}
     return counts | {"fetched_ids": len(ids), "requests": fetcher.requests_sent, **{f"pages_{k}": v for k, v in outcomes.items()}, **shot}
