@@ -236,6 +236,11 @@ def test_a_run_killed_after_storing_images_loses_none_fetches_none_twice_and_bro
     version = lakehouse.current_version(spark, bronze.LABEL_IMAGES, root)
     again = bronze.run(spark, settings, replace(scope, run_id="b2"))
     assert "images_inserted" not in again and lakehouse.current_version(spark, bronze.LABEL_IMAGES, root) == version
+    # a later run that fetched those certificates again recorded their images held: read, and nothing written
+    images.write_part(store, "later", TODAY, 0, [e | {"run_id": "later"} for e in held])
+    later = bronze.run(spark, settings, replace(scope, run_id="b3"))
+    assert (later["image_manifests"], later["images_inserted"]) == (1, 0)
+    assert lakehouse.current_version(spark, bronze.LABEL_IMAGES, root) == version
 
 def _line(ttb_id: str, position: int, outcome: str, fetched_at: str, manifest: str, body: bytes | None = b"\xff\xd8\xffjpeg") -> dict[str, Any]:
     key = storage.image_key(TTBId(ttb_id), position, f"label {position}.jpg") if body else None

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 from ttb_spark import lakehouse
 
 from ttb_spark.raw import storage
-from ttb_spark.registry.ttb_id import TTBId
 from ttb_spark.bronze.executors import ReconciliationError, fetch_pages, manifest_lines, store_args
 from ttb_spark.bronze.tables import IMAGE_LINE, INGESTED_MANIFESTS, LABEL_IMAGES, LISTING_INPUT, PAGES, SCRAPE_MANIFEST, SEARCH_LISTINGS
 from ttb_spark.bronze.transforms import label_image_rows, listing_rows, manifest_records, not_older, pages, parsed_manifest
+from ttb_spark.registry.ttb_id import TTBId
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -127,7 +127,9 @@ def ingest_label_images(spark: SparkSession, args: tuple[str, str, str | None], 
         if dates:
             stored = lakehouse.read_table(spark, LABEL_IMAGES, root).where(F.col("receipt_date").isin(dates))
             fresh = rows.join(stored.select(*LABEL_IMAGES.keys), list(LABEL_IMAGES.keys), "left_anti")
-            inserted = lakehouse.merge_upsert(spark, fresh, LABEL_IMAGES, root, prune={"receipt_date": [d.isoformat() for d in dates]})["inserted"]
+            if not fresh.isEmpty():  # held lines of images already there: no commit
+                inserted = lakehouse.merge_upsert(spark, fresh, LABEL_IMAGES, root,
+                                                  prune={"receipt_date": [d.isoformat() for d in dates]})["inserted"]
     return {"image_manifests": len(keys), "images_inserted": inserted}, keys
 
 

@@ -30,6 +30,10 @@ which bronze ingests once each: a run killed while fetching keeps its finished p
 CAPTCHA) is recorded in the manifest and does not stop the run: later runs fetch it again, whatever
 dates they list, until it arrives or ``TTB_FAILED_PAGE_RETRY_DAYS`` have passed since its failures
 began; each run counts what it retried and what it gave up on.
+
+With ``TTB_LABEL_IMAGES``, each certificate found is followed by its label images in the same session, each part's
+image manifest written before its page manifest, and the run then revisits the images earlier runs left
+pending (:mod:`ttb_spark.raw.images`).
 """
 
 from __future__ import annotations
