@@ -68,14 +68,6 @@ PART_IDS = 500
 READ_THREADS = 8  # raw-store reads of stored pages at a time (an object store answers each in tens of ms)
 
 
-def write_manifest(store: storage.RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    """The manifest, then its ``_COMPLETE`` naming it (found count and SHA-256)."""
-    body = storage.manifest_body(lines)
-    store.put(key, body)
-    found = sum(1 for line in lines if line.get("outcome") == "found")
-    storage.put_marker(store, key, body, summary | {"found": found, "completed_at": datetime.now(timezone.utc).isoformat()})
-
-
 def keep_answers(store: storage.RawStore, run_id: str, answers: list[tuple[SearchAnswer, bool]]) -> list[dict[str, Any]]:
     """Store every search answer as served; the search manifest's lines (one per search). A search asked again
     in the run (a window that grew while it was listed) is kept beside the first, as ``<label>.2`` ..."""
@@ -350,7 +342,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         # before this run's listing is stored (a failing ID fetched again is not in it: it would be fetched as new)
         previous = previous_completions(spark, settings, store, set(listed) | set(failing))
         gone = vanished(spark, settings, store, sweep_first, last, swept | elsewhere | set(listed))
-        write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
+        storage.write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
                        {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
         held = held_records(spark, settings, store, set(listed) | set(failing))
@@ -370,7 +362,7 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         for number, start in enumerate(range(0, max(len(ids), 1), PART_IDS)):
             part = fetcher.fetch(ids[start:start + PART_IDS], completed)
             shots += fetcher.write_images(number)  # before the part's page manifest: a rerun fetches its certificates again
-            write_manifest(store, storage.discovery_manifest_key(run_id, first, last, part=number), part,
+            storage.write_manifest(store, storage.discovery_manifest_key(run_id, first, last, part=number), part,
                            {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "part": number})
             lines += part
         image_counts: dict[str, int] = {}

@@ -100,13 +100,8 @@ def content_type(image: bytes) -> str | None:
 
 def write_part(store: storage.RawStore, run_id: str, day: date, part: int, lines: list[dict[str, Any]]) -> None:
     """The part's image manifest, then its ``_COMPLETE`` (nothing when the part tried no image)."""
-    if not lines:
-        return
-    key = storage.image_manifest_key(run_id, day, part)
-    body = storage.manifest_body(lines)
-    store.put(key, body)
-    storage.put_marker(store, key, body, {"run_id": run_id, "part": part, "found": counts(lines)["images_found"],
-                                          "completed_at": _now().isoformat()})
+    if lines:
+        storage.write_manifest(store, storage.image_manifest_key(run_id, day, part), lines, {"run_id": run_id, "part": part})
 
 
 def counts(lines: Iterable[dict[str, Any]]) -> dict[str, int]:

@@ -136,7 +136,7 @@ def run(spark: SparkSession, settings: Settings, scope: ReceiptDates) -> dict[st
         shots = fetcher.write_images(0)  # before the page manifest, as discovery's parts
     finally:
         fetcher.close()
-    discover.write_manifest(store, storage.discovery_manifest_key(scope.run_id, scope.start, scope.end, "received"), lines,
+    storage.write_manifest(store, storage.discovery_manifest_key(scope.run_id, scope.start, scope.end, "received"), lines,
                             {"first": scope.start.isoformat(), "last": scope.end.isoformat(), "run_id": scope.run_id})
     outcomes = {o: sum(1 for line in lines if line["outcome"] == o) for o in ("found", "withdrawn", "not_found", "failed")}
     shot = images.counts(shots) | {"image_requests": fetcher.image_requests} if settings.extraction.label_images else {}

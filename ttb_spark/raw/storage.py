@@ -145,6 +145,15 @@ def put_marker(store: RawStore, manifest: str, body: bytes, summary: dict[str, A
     store.put(marker_of(manifest), json.dumps(marker, indent=1).encode())
 
 
+def write_manifest(store: RawStore, key: str, lines: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    """The manifest (discovery's, reconcile's, a search's or a label-image one), then its ``_COMPLETE`` naming
+    it: ``summary`` plus the found count, the time and the manifest's SHA-256."""
+    body = manifest_body(lines)
+    store.put(key, body)
+    found = sum(1 for line in lines if line.get("outcome") == "found")
+    put_marker(store, key, body, summary | {"found": found, "completed_at": datetime.now(timezone.utc).isoformat()})
+
+
 class RawStore(Protocol):
     """Object-store operations the scraper and bronze need."""
 
