@@ -279,3 +279,65 @@ def test_label_image_rows_keep_the_stored_images_first_fetch(spark):
     )
     assert_df_equality(rows.drop("row_hash"), expected, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
     assert rows.select(F.countDistinct("row_hash")).first()[0] == 2
+
+
+def test_silver_decodes_each_stored_image_once_in_its_labels_proportions_and_keeps_a_damaged_one_with_its_reason(spark, tmp_path):
+    """Discovery -> bronze -> silver over HTTP: one silver.label_images row per bronze row, decoded from the raw
+    store's bytes, its pixel aspect the certificate's actual dimensions'; run again, nothing written. An image
+    damaged or deleted in the raw store is reprocessed into a rejected row with its reason (no row lost, bronze
+    and silver still reconcile), and decoded again once its bytes are back."""
+    from pyspark.sql import functions as F
+
+    from ttb_spark import bronze, lakehouse, silver
+    from ttb_spark.scope import ChangesSince, ReceiptDates
+
+    first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)
+    with simulator.running(seed=2, scale=0.03, today=TODAY) as sim:
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        discover.discover(settings, "d1", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
+    root = settings.pipeline.lakehouse_root
+    bronze.run(spark, settings, ReceiptDates(first_day, last_day, ("001",), ("cola-detail", "certificate"), run_id="b1"))
+    counts = silver.run(spark, settings, ChangesSince(TODAY, "s1"))
+    stored = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, bronze.LABEL_IMAGES, root).collect()}
+    rows = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()}
+    assert len(stored) >= 10 and rows.keys() == stored.keys() and counts["images_decoded"] == len(stored)
+    assert {r.decode_status for r in rows.values()} == {"decoded"}
+    assert all((r.sha256, r.bytes, f"image/{r.format.lower()}") == (stored[k].sha256, stored[k].bytes, stored[k].content_type)
+               for k, r in rows.items())
+
+    # the pixels' proportions are the certificate's "Actual Dimensions" (to the pixel)
+    labels = (lakehouse.read_table(spark, silver.COLA_CERTIFICATES, root)
+              .select("ttb_id", F.posexplode("labels").alias("index", "label"))
+              .select("ttb_id", (F.col("index") + 1).alias("position"), F.col("label.filename").alias("file_name"),
+                      "label.width_inches", "label.height_inches"))
+    shown = {(r.ttb_id, r.position, r.file_name): r for r in labels.collect()}
+    assert rows.keys() <= shown.keys()
+    for key, r in rows.items():
+        inches = shown[key].width_inches / shown[key].height_inches
+        assert abs(r.width_px / r.height_px - inches) <= inches * (1 / r.width_px + 1 / r.height_px), (key, r.width_px, r.height_px)
+
+    version = lakehouse.current_version(spark, silver.LABEL_IMAGES, root)
+    again = silver.run(spark, settings, ChangesSince(TODAY, "s2"))
+    assert "images_decoded" not in again and lakehouse.current_version(spark, silver.LABEL_IMAGES, root) == version
+
+    # the raw store damaged: one image truncated, one deleted; reprocessing their receipt dates keeps both rows, rejected,
+    # and leaves every other row as it was
+    first, second = sorted(stored)[:2]
+    body = store.get(stored[first].image_key)
+    store.put(stored[first].image_key, body[: len(body) // 2])
+    kept = store.get(stored[second].image_key)
+    store.delete(stored[second].image_key)
+    days = sorted({stored[first].receipt_date, stored[second].receipt_date})
+    methods = tuple(sorted({TTBId(k[0]).receipt_method for k in (first, second)}))
+    scope = ReceiptDates(days[0], days[-1], methods, ("certificate",), run_id="s3")
+    damaged = silver.run(spark, settings, scope)
+    after = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()}
+    assert after.keys() == stored.keys() and damaged["images_rejected"] == 2 and damaged["image_dates_unbalanced"] == 0
+    assert (after[first].decode_status, after[first].reason, after[second].reason) == ("rejected", "bytes_differ", "object_missing")
+    assert {k: r for k, r in after.items() if k not in (first, second)} == {k: r for k, r in rows.items() if k not in (first, second)}
+
+    store.put(stored[first].image_key, body)
+    store.put(stored[second].image_key, kept)
+    silver.run(spark, settings, replace(scope, run_id="s4"))
+    assert {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()} == rows

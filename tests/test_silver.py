@@ -208,3 +208,103 @@ def test_silver_job_quarantines_bad_pages_is_idempotent_and_follows_changes(spar
     assert details[SPIRIT] == old[SPIRIT] and details[WINE]["brand_name"] == "GINGLINGER-FOX"
     assert ids(silver.COLA_CERTIFICATES) == [WINE, SPIRIT]
     assert sorted(r["ttb_id"] for r in _rows(spark, silver.REJECTS, root)) == [ERROR_ID, WRONG_ID]
+
+
+# ---------------------------------------------------------------- label images (#26)
+
+def _label(file_name: str, width: float = 3.7, height: float = 4.5, brand: str = "GINGLINGER", fanciful: str | None = "FIX") -> bytes:
+    """A label image as the simulator serves it (Pillow: the same renderer the registry stand-in uses)."""
+    from ttb_spark.registry.simulator.images import Label, render
+
+    return render(Label(file_name, width, height), brand, fanciful)
+
+
+def _decode(body: bytes, content_type: str = "image/jpeg") -> tuple:
+    import hashlib
+
+    return silver.decode_image(body, len(body), hashlib.sha256(body).hexdigest(), content_type)
+
+
+def _bits(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def test_decode_image_gives_format_pixels_and_hash_or_the_reason_it_cannot():
+    """Each format the registry serves decodes to its pixel size (120 pixels an inch of the simulator's labels);
+    damaged, foreign or missing bytes give a reason instead, never an exception."""
+    import hashlib
+
+    for name, kind, ctype, mode in (("front.jpg", "JPEG", "image/jpeg", "RGB"), ("back label.png", "PNG", "image/png", "RGB"),
+                                    ("neck.gif", "GIF", "image/gif", "P")):
+        status, reason, detail, fmt, width, height, got_mode, frames, hashed = _decode(_label(name, 3.7, 2.5), ctype)
+        assert (status, reason, detail, fmt, width, height, got_mode, frames) == ("decoded", None, None, kind, 444, 300, mode, 1)
+        assert len(hashed) == 16 and int(hashed, 16) >= 0
+    jpeg = _label("front.jpg")
+    half = jpeg[: len(jpeg) // 2]
+    assert _decode(half)[:2] == ("rejected", "undecodable") and "truncated" in _decode(half)[2]
+    assert _decode(b"<html><body>session expired</body></html>")[:2] == ("rejected", "not_an_image")
+    assert _decode(_label("back label.png"), "image/jpeg")[:3] == ("rejected", "format_differs", "decoded PNG, served as image/jpeg")
+    assert silver.decode_image(None, 10, "0" * 64, "image/jpeg")[:2] == ("rejected", "object_missing")
+    assert silver.decode_image(jpeg, len(jpeg) + 1, hashlib.sha256(jpeg).hexdigest(), "image/jpeg")[:2] == ("rejected", "bytes_differ")
+    assert silver.decode_image(jpeg, len(jpeg), "0" * 64, "image/jpeg")[:3] == ("rejected", "bytes_differ", "SHA-256 differs from bronze's")
+    assert all(v is None for v in _decode(half)[3:])
+
+
+def test_dhash_sets_a_bit_where_a_pixel_is_brighter_than_its_left_neighbour():
+    """The hash's definition (docs: silver.label_images.dhash) on images whose answer is known: brighter to the right
+    everywhere -> every bit set; darker to the right -> none; one row reversed -> exactly that row's byte."""
+    from PIL import Image
+
+    rising = Image.frombytes("L", (9, 8), bytes(range(0, 90, 10)) * 8)
+    falling = rising.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    assert silver.dhash(rising) == "f" * 16 and silver.dhash(falling) == "0" * 16
+    mixed = Image.frombytes("L", (9, 8), bytes(range(0, 90, 10)) * 2 + bytes(range(80, -10, -10)) + bytes(range(0, 90, 10)) * 5)
+    assert silver.dhash(mixed) == "ffff00ffffffffff"
+    assert silver.dhash(rising.resize((900, 800))) == silver.dhash(rising)  # resized: the same hash
+
+
+def test_dhash_finds_the_same_artwork_re_encoded_and_tells_other_labels_apart():
+    """Nearest by Hamming distance is the same artwork: every resized or re-compressed copy of a label is closer to
+    it than any other label (another brand, fanciful name or label of the COLA)."""
+    import io
+
+    from PIL import Image
+
+    label = _label("front.jpg")
+    copies = []
+    for size in ((222, 270), (888, 1080)):
+        for kind, options in (("JPEG", {"quality": 30}), ("JPEG", {"quality": 90}), ("PNG", {})):
+            out = io.BytesIO()
+            Image.open(io.BytesIO(label)).resize(size).save(out, kind, **options)
+            copies.append(_decode(out.getvalue(), f"image/{kind.lower()}")[-1])
+    others = [_label("front.jpg", brand="OTHER BRAND"), _label("front.jpg", fanciful="RESERVE"), _label("back.jpg", 3.0, 2.0),
+              _label("front.jpg", brand="CHATEAU MONTELENA", fanciful=None)]
+    near = max(_bits(_decode(label)[-1], c) for c in copies)
+    far = min(_bits(_decode(label)[-1], _decode(o)[-1]) for o in others)
+    assert near < far, (near, far)
+
+
+def test_label_images_rows_and_their_reconciliation(spark):
+    """Decoded and rejected images each make one row; per receipt date, bronze images = silver rows or not balanced."""
+    day, other = dt.date(2024, 2, 19), dt.date(2024, 2, 20)
+    at = dt.datetime(2024, 2, 23, 10)
+    decoded = spark.createDataFrame(
+        [("24050001000101", day, 1, "front.jpg", "images/k1", "image/jpeg", 10, "a" * 64, at, "decoded", None, None, "JPEG", 444, 540, "RGB", 1, "c4e0cccc84e084c0"),
+         ("24050001000101", day, 2, "back.jpg", "images/k2", "image/jpeg", 11, "b" * 64, at, "rejected", "undecodable", "OSError: truncated",
+          None, None, None, None, None, None)],
+        "ttb_id string, receipt_date date, position int, file_name string, image_key string, content_type string, bytes long, "
+        "sha256 string, fetched_at timestamp, " + ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in silver.tables.DECODE_RESULT.fields),
+    )
+    rows = silver.label_images(decoded)
+    assert rows.columns == silver.LABEL_IMAGES.schema.fieldNames()
+    want = spark.createDataFrame(
+        [("24050001000101", day, 1, "front.jpg", "decoded", None, None, "JPEG", 444, 540, "RGB", 1, "c4e0cccc84e084c0", 10, "a" * 64, "images/k1", at),
+         ("24050001000101", day, 2, "back.jpg", "rejected", "undecodable", "OSError: truncated", None, None, None, None, None, None, 11, "b" * 64,
+          "images/k2", at)],
+        rows.drop("row_hash").schema,
+    )
+    assert_df_equality(rows.drop("row_hash"), want, ignore_row_order=True, ignore_nullable=True, ignore_metadata=True)
+    bronze_rows = decoded.select("receipt_date").union(spark.createDataFrame([(other,)], "receipt_date date"))
+    balance = {r["receipt_date"]: (r["bronze_images"], r["silver_images"], r["balanced"])
+               for r in silver.image_reconciliation(bronze_rows, rows).collect()}
+    assert balance == {day: (2, 2, True), other: (1, 0, False)}

@@ -18,7 +18,7 @@ ALL: tuple[TableSpec, ...] = (
     # bronze: the raw pages and search answers as served, and what was scraped
     bronze.PAGES, bronze.SCRAPE_MANIFEST, bronze.SEARCH_LISTINGS, bronze.LABEL_IMAGES,
     # silver: parsed records, quarantined pages, withdrawals
-    silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS, silver.WITHDRAWALS,
+    silver.COLA_DETAILS, silver.COLA_CERTIFICATES, silver.REJECTS, silver.WITHDRAWALS, silver.LABEL_IMAGES,
     # gold: the code lists, and what the gold stage builds
     reference.REFERENCE_DATA, *gold.TABLES, WATCH_HITS,
     # ops: run bookkeeping

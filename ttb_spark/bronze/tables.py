@@ -198,6 +198,7 @@ LABEL_IMAGES = lakehouse.TableSpec(
     keys=("ttb_id", "position", "file_name"),
     partition_by=("receipt_date",),
     hash_exclude=("fetched_at", "fetch_run_id", "manifest_key", "ingest_run_id"),
+    properties=lakehouse.CHANGE_FEED,  # silver decodes the images added since its last run
     schema=StructType(
         [
             column("ttb_id", StringType(), "14-digit TTB ID whose certificate shows the label.", nullable=False),

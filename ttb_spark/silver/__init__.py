@@ -19,23 +19,29 @@ reject leaves the quarantine, a withdrawn page, ``withdrawn_at`` set, leaves bot
 ``silver.withdrawals``), in one MERGE per table pruned to the pages' partitions and keys. Then,
 per partition touched, bronze pages = silver rows + rejected pages + withdrawn pages, or it raises.
 
+The label images of ``bronze.label_images`` (changed since the last run, or the scope's receipt dates) are read
+from the raw store and decoded on the executors (Pillow) into ``silver.label_images``: format, pixel size and a
+difference hash, or the reason an image was rejected; per receipt date, bronze images = silver rows.
+
 Laid out as every layer is: :mod:`.tables` (the table specs and the parse contract), :mod:`.transforms`
 (pure DataFrame -> DataFrame), :mod:`.executors` (the parser's side on the executors) and :mod:`.stage`
 (read -> transform -> write, watermarks). The names other layers use are imported here.
 """
 
-from ttb_spark.silver.executors import parse_one
-from ttb_spark.silver.stage import STAGE, process, run
+from ttb_spark.silver.executors import decode_image, decoded_images, dhash, parse_one
+from ttb_spark.silver.stage import STAGE, process, process_images, run
 from ttb_spark.silver.tables import (
-    CERTIFICATE, COLA_CERTIFICATES, COLA_DETAILS, DETAIL, LABEL, PARSE_RESULT, PARSED, REJECTS, TABLES, WITHDRAWALS,
+    CERTIFICATE, COLA_CERTIFICATES, COLA_DETAILS, DETAIL, LABEL, LABEL_IMAGES, PARSE_RESULT, PARSED, REJECTS, TABLES,
+    WITHDRAWALS,
 )  # fmt: skip
 from ttb_spark.silver.transforms import (
-    ReconciliationError, check_reconciliation, cleaned, date_batches, extracted, parse_results, reconciliation, rejects,
-    structured, withdrawals,
+    ReconciliationError, check_reconciliation, cleaned, date_batches, extracted, image_reconciliation, label_images,
+    parse_results, reconciliation, rejects, structured, withdrawals,
 )  # fmt: skip
 
 __all__ = [
-    "CERTIFICATE", "COLA_CERTIFICATES", "COLA_DETAILS", "DETAIL", "LABEL", "PARSE_RESULT", "PARSED", "REJECTS", "STAGE",
-    "TABLES", "WITHDRAWALS", "ReconciliationError", "check_reconciliation", "cleaned", "date_batches", "extracted",
-    "parse_one", "parse_results", "process", "reconciliation", "rejects", "run", "structured", "withdrawals",
+    "CERTIFICATE", "COLA_CERTIFICATES", "COLA_DETAILS", "DETAIL", "LABEL", "LABEL_IMAGES", "PARSE_RESULT", "PARSED",
+    "REJECTS", "STAGE", "TABLES", "WITHDRAWALS", "ReconciliationError", "check_reconciliation", "cleaned", "date_batches",
+    "decode_image", "decoded_images", "dhash", "extracted", "image_reconciliation", "label_images", "parse_one",
+    "parse_results", "process", "process_images", "reconciliation", "rejects", "run", "structured", "withdrawals",
 ]  # fmt: skip

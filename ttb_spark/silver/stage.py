@@ -1,15 +1,19 @@
-"""The silver stage: read bronze pages (changed since the last run, or a scope's partitions),
-transform (:mod:`.transforms`), MERGE into the silver tables, reconcile, move the watermark."""
+"""The silver stage: read bronze pages and label images (changed since the last run, or a scope's partitions),
+transform (:mod:`.transforms`; images decoded on the executors, :mod:`.executors`), MERGE into the silver
+tables, reconcile, move the watermarks."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from ttb_spark import bronze, lakehouse
+from ttb_spark.bronze.executors import store_args
 from ttb_spark.scope import ChangesSince
-from ttb_spark.silver.tables import COLA_CERTIFICATES, COLA_DETAILS, REJECTS, TABLES, WITHDRAWALS
+from ttb_spark.silver.executors import decoded_images
+from ttb_spark.silver.tables import CERTIFICATE, COLA_CERTIFICATES, COLA_DETAILS, IMAGE_DECODED, LABEL_IMAGES, REJECTS, TABLES, WITHDRAWALS
 from ttb_spark.silver.transforms import (
-    check_reconciliation, cleaned, date_batches, extracted, reconciliation, rejects, structured, withdrawals,
+    ReconciliationError, check_reconciliation, cleaned, date_batches, extracted, image_reconciliation, label_images,
+    reconciliation, rejects, structured, withdrawals,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -41,24 +45,25 @@ def reference_codes(spark: SparkSession, settings: Settings) -> DataFrame | None
     return table.where("ref_type IN ('class_type', 'origin')").select("ref_type", "code")
 
 
-def bronze_versions(spark: SparkSession, root: str) -> tuple[int | None, int | None]:
-    """(the bronze.pages version silver last processed through, None: never; its current version, None: no bronze)."""
-    lakehouse.ensure_properties(spark, bronze.PAGES, root)  # change feed from here on
-    latest = lakehouse.current_version(spark, bronze.PAGES, root)
-    return lakehouse.read_watermarks(spark, root, STAGE).get(bronze.PAGES.name), latest
+def bronze_versions(spark: SparkSession, root: str, marks: dict[str, int], spec: lakehouse.TableSpec = bronze.PAGES) -> tuple[int | None, int | None]:
+    """(the version of bronze table ``spec`` silver last processed through (``marks``: its watermarks), None: never;
+    its current version, None: no such table)."""
+    lakehouse.ensure_properties(spark, spec, root)  # change feed from here on
+    return marks.get(spec.name), lakehouse.current_version(spark, spec, root)
 
 
-def changed_pages(spark: SparkSession, root: str, mark: int | None, latest: int, dates: list[date] | None = None) -> DataFrame:
-    """bronze.pages rows added or changed after version ``mark`` through ``latest`` (every page as of ``latest``
-    when ``mark`` is None); ``dates``: only those receipt dates' (partition pruning)."""
+def changed_pages(spark: SparkSession, root: str, mark: int | None, latest: int, dates: list[date] | None = None,
+                  spec: lakehouse.TableSpec = bronze.PAGES) -> DataFrame:
+    """Rows of bronze table ``spec`` added or changed after version ``mark`` through ``latest`` (every row as of
+    ``latest`` when ``mark`` is None); ``dates``: only those receipt dates' (partition pruning)."""
     from pyspark.sql import functions as F
 
     on_dates = None if dates is None else F.col("receipt_date").isin(dates)
     if mark is None:
-        pages = lakehouse.read_version(spark, bronze.PAGES, root, latest)
-        return pages if on_dates is None else pages.where(on_dates)
-    changes = lakehouse.read_changes(spark, bronze.PAGES, root, mark, latest, where=on_dates)
-    # bronze never deletes a page (a withdrawal is an update setting withdrawn_at)
+        rows = lakehouse.read_version(spark, spec, root, latest)
+        return rows if on_dates is None else rows.where(on_dates)
+    changes = lakehouse.read_changes(spark, spec, root, mark, latest, where=on_dates)
+    # bronze never deletes a row (a withdrawal is an update setting withdrawn_at; an image is final)
     return changes.where(F.col("_change_type") != "delete").drop("_change_type", "_commit_version")
 
 
@@ -123,27 +128,70 @@ def reconcile(spark: SparkSession, settings: Settings, dates: list[str], method_
     return {"partitions_reconciled": checked - unbalanced, "partitions_unbalanced": unbalanced}
 
 
+def process_images(spark: SparkSession, settings: Settings, images: DataFrame) -> dict[str, int]:
+    """Decode ``images`` (bronze.label_images rows) on the executors into silver.label_images, one MERGE pruned to
+    their receipt dates (a row that decodes the same is left alone); then, per date, bronze rows = silver rows."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    root = settings.pipeline.lakehouse_root
+    rows = label_images(decoded_images(images, store_args(settings))).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        per_status = {r[0]: r[1] for r in rows.groupBy("decode_status").count().collect()}
+        counts = {"images_decoded": per_status.get(IMAGE_DECODED, 0), "images_rejected": sum(per_status.values()) - per_status.get(IMAGE_DECODED, 0)}
+        if not per_status:
+            return counts
+        dates = [r[0] for r in rows.select("receipt_date").distinct().collect()]
+        m = lakehouse.merge_upsert(spark, rows, LABEL_IMAGES, root, prune={"receipt_date": sorted(d.isoformat() for d in dates)})
+    finally:
+        rows.unpersist()
+    on_dates = F.col("receipt_date").isin(dates)
+    balance = image_reconciliation(lakehouse.read_table(spark, bronze.LABEL_IMAGES, root).where(on_dates),
+                                   lakehouse.read_table(spark, LABEL_IMAGES, root).where(on_dates)).collect()
+    unbalanced = [f"{r['receipt_date']}: bronze {r['bronze_images']} images != silver {r['silver_images']} rows" for r in balance if not r["balanced"]]
+    if unbalanced and settings.processing.reconcile_strict:
+        raise ReconciliationError("silver.label_images does not reconcile with bronze: " + "; ".join(unbalanced))
+    return counts | {"label_images_inserted": m["inserted"], "label_images_updated": m["updated"], "image_dates_unbalanced": len(unbalanced)}
+
+
 def run(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesSince) -> dict[str, int]:
     """bronze.pages -> silver.cola_details, silver.cola_certificates, silver.rejects, silver.withdrawals; reconciled.
+    bronze.label_images -> silver.label_images, the same way (:func:`process_images`).
 
     For :class:`~ttb_spark.scope.ChangesSince`: the pages added or changed since the bronze version the last
     change-driven run processed (whatever their receipt date), in batches of receipt dates of at most
     ``processing.max_pages_per_batch`` pages (:func:`date_batches`); the watermark moves to the version
     read after the last batch's writes, so a crash in between reprocesses them all, unchanged rows untouched.
-    For :class:`~ttb_spark.scope.ReceiptDates`: every page of its partitions (reprocessing).
+    For :class:`~ttb_spark.scope.ReceiptDates`: every page of its partitions (reprocessing), and the label images
+    of its certificate partitions.
     """
+    from pyspark.sql import functions as F
+
     root = settings.pipeline.lakehouse_root
     if isinstance(scope, ChangesSince):
-        mark, latest = bronze_versions(spark, root)
+        marks = lakehouse.read_watermarks(spark, root, STAGE)
+        mark, latest = bronze_versions(spark, root, marks)
         counts = {"pages_processed": 0}
         if latest is not None and (mark is None or mark < latest):
             per_date = changed_pages(spark, root, mark, latest).groupBy("receipt_date").count().collect()
             for dates in date_batches({r[0]: r[1] for r in per_date}, settings.processing.max_pages_per_batch):
                 done = process(spark, settings, changed_pages(spark, root, mark, latest, dates))
                 counts = {k: counts.get(k, 0) + done.get(k, 0) for k in counts.keys() | done.keys()}
-        if latest is not None:
-            lakehouse.write_watermarks(spark, root, STAGE, {bronze.PAGES.name: latest}, scope.run_id)
+        shown, shot = bronze_versions(spark, root, marks, bronze.LABEL_IMAGES)
+        if shot is not None and (shown is None or shown < shot):
+            counts |= process_images(spark, settings, changed_pages(spark, root, shown, shot, spec=bronze.LABEL_IMAGES))
+        versions = {spec.name: v for spec, v in ((bronze.PAGES, latest), (bronze.LABEL_IMAGES, shot)) if v is not None}
+        if versions:
+            lakehouse.write_watermarks(spark, root, STAGE, versions, scope.run_id)
         return counts
     dates = [d.isoformat() for d in sorted({p.receipt_date for p in scope.partitions()})]
     method_types = sorted({p.method_type for p in scope.partitions()})
-    return process(spark, settings, _in_scope(lakehouse.read_table(spark, bronze.PAGES, root), dates, method_types))
+    counts = process(spark, settings, _in_scope(lakehouse.read_table(spark, bronze.PAGES, root), dates, method_types))
+    shown = [p for p in scope.partitions() if p.data_type == CERTIFICATE]  # a label image belongs to its certificate
+    if shown and lakehouse.table_exists(spark, bronze.LABEL_IMAGES, root):
+        scoped = lakehouse.read_table(spark, bronze.LABEL_IMAGES, root).where(
+            F.col("receipt_date").isin(sorted({p.receipt_date.isoformat() for p in shown}))
+            & F.substring("ttb_id", 6, 3).isin(sorted({p.receipt_method for p in shown}))  # the ID's receipt method
+        )
+        counts |= process_images(spark, settings, scoped)
+    return counts

@@ -1,6 +1,7 @@
 """Silver's tables and the parse contract they hold: every field with its comment and type, the
 parser's record as JSON, and the TableSpecs of ``silver.cola_details``, ``silver.cola_certificates``,
-``silver.rejects`` and ``silver.withdrawals`` (declared once here; ``ttb_spark.tables`` lists them)."""
+``silver.rejects``, ``silver.withdrawals`` and ``silver.label_images`` with what decoding an image gives
+(declared once here; ``ttb_spark.tables`` lists them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pyspark.sql.types import (
     DateType,
     DoubleType,
     IntegerType,
+    LongType,
     StringType,
     StructField,
     StructType,
@@ -236,3 +238,61 @@ WITHDRAWALS = lakehouse.TableSpec(
     ),
 )
 TABLES = {DETAIL: COLA_DETAILS, CERTIFICATE: COLA_CERTIFICATES}
+
+IMAGE_DECODED = "decoded"
+# What decoding gives per image, after the bronze.label_images columns it reads (executors.decode_image).
+DECODE_RESULT = StructType(
+    [
+        *[StructField(n, StringType()) for n in ("decode_status", "reason", "detail", "format")],
+        *[StructField(n, IntegerType()) for n in ("width_px", "height_px")],
+        StructField("mode", StringType()),
+        StructField("frames", IntegerType()),
+        StructField("dhash", StringType()),
+    ]
+)
+LABEL_IMAGES = lakehouse.TableSpec(
+    name="silver.label_images",
+    comment=(
+        "Every label image of bronze.label_images, decoded on the executors from the raw store's bytes (Pillow): its "
+        "format, size in pixels and 64-bit difference hash (dHash), one row per TTB ID, label position and file name. "
+        "An image that cannot be decoded, or whose stored bytes differ from what bronze recorded, keeps its row with "
+        "decode_status rejected and the reason: per receipt date, bronze.label_images rows = silver.label_images rows."
+    ),
+    keys=("ttb_id", "position", "file_name"),
+    partition_by=("receipt_date",),
+    hash_exclude=("fetched_at",),
+    schema=StructType(
+        [
+            column("ttb_id", StringType(), "14-digit TTB ID whose certificate shows the label.", nullable=False),
+            column("receipt_date", DateType(), "Receipt date from the ID's YYJJJ; partition column."),
+            column("position", IntegerType(), "The label's place among the certificate's label images, 1 first (page order).", nullable=False),
+            column("file_name", StringType(), "The image's file name as the certificate gives it (free text).", nullable=False),
+            column("decode_status", StringType(), "decoded, or rejected: see reason.", nullable=False),
+            column(
+                "reason",
+                StringType(),
+                "Why a rejected image was: object_missing, bytes_differ (size or SHA-256 not bronze's), not_an_image, "
+                "undecodable (e.g. truncated), too_many_pixels (over Pillow's decompression-bomb limit), format_differs "
+                "(not the content type served); null when decoded.",
+            ),
+            column("detail", StringType(), "The decoder's message for a rejected image, when there is one."),
+            column("format", StringType(), "Image format decoded: JPEG, PNG or GIF."),
+            column("width_px", IntegerType(), "Width in pixels."),
+            column("height_px", IntegerType(), "Height in pixels."),
+            column("mode", StringType(), "Pillow's pixel mode (RGB, L, P, RGBA, CMYK ...)."),
+            column("frames", IntegerType(), "Frames in the file (more than 1: an animated GIF; the hash is the first frame's)."),
+            column(
+                "dhash",
+                StringType(),
+                "Perceptual difference hash (dHash, 64 bits as 16 hex digits): the first frame in grey at 9 x 8 pixels, a bit "
+                "per pixel brighter than its left neighbour, row by row. The same artwork re-encoded or resized gives the same "
+                "or a near hash (compare by Hamming distance: bit_count of the XOR).",
+            ),
+            column("bytes", LongType(), "Size of the stored image in bytes."),
+            column("sha256", StringType(), "SHA-256 (hex) of the stored image."),
+            column("image_key", StringType(), "Raw store key of the image."),
+            column("fetched_at", TimestampType(), "When the image was fetched (bronze.label_images.fetched_at)."),
+            column("row_hash", StringType(), "SHA-256 of the row's content; MERGE updates a row only when it changes."),
+        ]
+    ),
+)

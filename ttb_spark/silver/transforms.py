@@ -1,6 +1,6 @@
 """Silver's pure transforms, DataFrame -> DataFrame: the original pipeline's three processing stages
 (:func:`extracted`, :func:`cleaned`, :func:`structured`), the quarantine (:func:`rejects`), withdrawals,
-and the reconciliation of bronze pages with silver rows. No reads, no writes."""
+the decoded label images, and the reconciliations of bronze rows with silver rows. No reads, no writes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ttb_spark import lakehouse
 from ttb_spark.partitions import ReconciliationError
 from ttb_spark.silver.executors import parse_batches
 from ttb_spark.silver.tables import (
-    CERTIFICATE, FIELD_TYPES, KEEP_LINES, NULL_VALUES, PAGE_COLUMNS, PARSE_RESULT, PARSED, RECORD_FIELDS, RECORD_JSON,
+    CERTIFICATE, FIELD_TYPES, KEEP_LINES, LABEL_IMAGES, NULL_VALUES, PAGE_COLUMNS, PARSE_RESULT, PARSED, RECORD_FIELDS, RECORD_JSON,
     REJECTS, TABLES, UPPER_FIELDS, US_STATES, VIOLATION, WITHDRAWALS, ZIP_PATTERN,
 )  # fmt: skip
 
@@ -294,3 +294,19 @@ def date_batches(pages_per_date: dict[date, int], max_pages: int) -> list[list[d
         batches[-1].append(day)
         size += pages_per_date[day]
     return batches
+
+
+def label_images(decoded: DataFrame) -> DataFrame:
+    """bronze.label_images rows with what decoding gave (:func:`~ttb_spark.silver.executors.decoded_images`) -> rows
+    of silver.label_images: one per image, decoded or rejected with its reason."""
+    return lakehouse.conform(decoded, LABEL_IMAGES)
+
+
+def image_reconciliation(bronze_images: DataFrame, silver_images: DataFrame) -> DataFrame:
+    """Per receipt date: bronze.label_images rows, silver.label_images rows, and whether they are equal."""
+    from pyspark.sql import functions as F
+
+    b = bronze_images.groupBy("receipt_date").agg(F.count("*").alias("bronze_images"))
+    s = silver_images.groupBy("receipt_date").agg(F.count("*").alias("silver_images"))
+    counts = b.join(s, "receipt_date", "full").na.fill(0, ["bronze_images", "silver_images"])
+    return counts.withColumn("balanced", F.col("bronze_images") == F.col("silver_images"))
