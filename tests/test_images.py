@@ -281,26 +281,36 @@ def test_label_image_rows_keep_the_stored_images_first_fetch(spark):
     assert rows.select(F.countDistinct("row_hash")).first()[0] == 2
 
 
-def test_silver_decodes_each_stored_image_once_in_its_labels_proportions_and_keeps_a_damaged_one_with_its_reason(spark, tmp_path):
-    """Discovery -> bronze -> silver over HTTP: one silver.label_images row per bronze row, decoded from the raw
-    store's bytes, its pixel aspect the certificate's actual dimensions'; run again, nothing written. An image
-    damaged or deleted in the raw store is reprocessed into a rejected row with its reason (no row lost, bronze
-    and silver still reconcile), and decoded again once its bytes are back."""
+def _keyed(rows: list[Any]) -> dict[tuple[str, int, str], Any]:
+    return {(r.ttb_id, r.position, r.file_name): r for r in rows}
+
+
+def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_gold(spark, tmp_path):
+    """Discovery -> bronze -> silver -> gold over HTTP. Silver: one silver.label_images row per bronze row, decoded
+    from the raw store's bytes, its pixel aspect the certificate's actual dimensions'; run again, nothing written.
+    Gold: one fact_label_images row per decoded image, beside its certificate's label type; an image damaged or
+    deleted in the raw store is reprocessed into a rejected silver row with its reason (no row lost, bronze and
+    silver still reconcile) and leaves gold; a withdrawn COLA's images leave gold with it; gold run again writes
+    nothing. Once the bytes are back, silver decodes them as before."""
     from pyspark.sql import functions as F
 
-    from ttb_spark import bronze, lakehouse, silver
+    from ttb_spark import bronze, gold, lakehouse, silver
+    from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_LABEL_IMAGES
     from ttb_spark.scope import ChangesSince, ReceiptDates
 
     first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)
-    with simulator.running(seed=2, scale=0.03, today=TODAY) as sim:
+    with simulator.running(seed=2, scale=0.02, today=TODAY) as sim:
         settings = settings_for(tmp_path, sim)
         store = storage.raw_store(settings)
         discover.discover(settings, "d1", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
     root = settings.pipeline.lakehouse_root
+
+    def table(spec: lakehouse.TableSpec) -> dict[tuple[str, int, str], Any]:
+        return _keyed(lakehouse.read_table(spark, spec, root).collect())
+
     bronze.run(spark, settings, ReceiptDates(first_day, last_day, ("001",), ("cola-detail", "certificate"), run_id="b1"))
     counts = silver.run(spark, settings, ChangesSince(TODAY, "s1"))
-    stored = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, bronze.LABEL_IMAGES, root).collect()}
-    rows = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()}
+    stored, rows = table(bronze.LABEL_IMAGES), table(silver.LABEL_IMAGES)
     assert len(stored) >= 10 and rows.keys() == stored.keys() and counts["images_decoded"] == len(stored)
     assert {r.decode_status for r in rows.values()} == {"decoded"}
     assert all((r.sha256, r.bytes, f"image/{r.format.lower()}") == (stored[k].sha256, stored[k].bytes, stored[k].content_type)
@@ -310,8 +320,8 @@ def test_silver_decodes_each_stored_image_once_in_its_labels_proportions_and_kee
     labels = (lakehouse.read_table(spark, silver.COLA_CERTIFICATES, root)
               .select("ttb_id", F.posexplode("labels").alias("index", "label"))
               .select("ttb_id", (F.col("index") + 1).alias("position"), F.col("label.filename").alias("file_name"),
-                      "label.width_inches", "label.height_inches"))
-    shown = {(r.ttb_id, r.position, r.file_name): r for r in labels.collect()}
+                      "label.width_inches", "label.height_inches", "label.image_type"))
+    shown = _keyed(labels.collect())
     assert rows.keys() <= shown.keys()
     for key, r in rows.items():
         inches = shown[key].width_inches / shown[key].height_inches
@@ -321,8 +331,18 @@ def test_silver_decodes_each_stored_image_once_in_its_labels_proportions_and_kee
     again = silver.run(spark, settings, ChangesSince(TODAY, "s2"))
     assert "images_decoded" not in again and lakehouse.current_version(spark, silver.LABEL_IMAGES, root) == version
 
+    # gold: each decoded image beside its certificate's label; no more images per COLA than its certificate's labels
+    gold.run(spark, settings, ChangesSince(TODAY, "g1"))
+    facts = table(FACT_LABEL_IMAGES)
+    assert facts.keys() == rows.keys()
+    assert all((f.label_type, f.width_px, f.dhash, f.sha256) == (shown[k].image_type, rows[k].width_px, rows[k].dhash, rows[k].sha256)
+               for k, f in facts.items())
+    per_cola = Counter(k[0] for k in facts)
+    certificates = {r.ttb_id: r.label_image_count for r in lakehouse.read_table(spark, FACT_CERTIFICATES, root).collect()}
+    assert all(n <= certificates[ttb_id] for ttb_id, n in per_cola.items())
+
     # the raw store damaged: one image truncated, one deleted; reprocessing their receipt dates keeps both rows, rejected,
-    # and leaves every other row as it was
+    # and leaves every other row as it was; gold drops the two
     first, second = sorted(stored)[:2]
     body = store.get(stored[first].image_key)
     store.put(stored[first].image_key, body[: len(body) // 2])
@@ -332,12 +352,25 @@ def test_silver_decodes_each_stored_image_once_in_its_labels_proportions_and_kee
     methods = tuple(sorted({TTBId(k[0]).receipt_method for k in (first, second)}))
     scope = ReceiptDates(days[0], days[-1], methods, ("certificate",), run_id="s3")
     damaged = silver.run(spark, settings, scope)
-    after = {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()}
+    after = table(silver.LABEL_IMAGES)
     assert after.keys() == stored.keys() and damaged["images_rejected"] == 2 and damaged["image_dates_unbalanced"] == 0
     assert (after[first].decode_status, after[first].reason, after[second].reason) == ("rejected", "bytes_differ", "object_missing")
     assert {k: r for k, r in after.items() if k not in (first, second)} == {k: r for k, r in rows.items() if k not in (first, second)}
+    gold.run(spark, settings, ChangesSince(TODAY, "g2"))
+    assert table(FACT_LABEL_IMAGES) == {k: f for k, f in facts.items() if k not in (first, second)}
+
+    # a COLA withdrawn from public view (bronze records it as discovery does): its images leave gold with its certificate
+    gone = max(per_cola, key=lambda ttb_id: (per_cola[ttb_id], ttb_id))
+    spark.sql(f"UPDATE {lakehouse.table_ref(bronze.PAGES, root)} SET withdrawn_at = current_timestamp() WHERE ttb_id = '{gone}'")
+    silver.run(spark, settings, ChangesSince(TODAY, "s4"))
+    gold.run(spark, settings, ChangesSince(TODAY, "g3"))
+    assert table(FACT_LABEL_IMAGES) == {k: f for k, f in facts.items() if k not in (first, second) and k[0] != gone}
+    assert gone not in {r.ttb_id for r in lakehouse.read_table(spark, FACT_CERTIFICATES, root).collect()}
+    version = lakehouse.current_version(spark, FACT_LABEL_IMAGES, root)
+    gold.run(spark, settings, ChangesSince(TODAY, "g4"))
+    assert lakehouse.current_version(spark, FACT_LABEL_IMAGES, root) == version
 
     store.put(stored[first].image_key, body)
     store.put(stored[second].image_key, kept)
-    silver.run(spark, settings, replace(scope, run_id="s4"))
-    assert {(r.ttb_id, r.position, r.file_name): r for r in lakehouse.read_table(spark, silver.LABEL_IMAGES, root).collect()} == rows
+    silver.run(spark, settings, replace(scope, run_id="s5"))
+    assert table(silver.LABEL_IMAGES) == rows

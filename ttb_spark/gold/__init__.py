@@ -6,12 +6,12 @@ Tables (each declared next to its transform):
 * ``gold.ttb_reference_data`` (:mod:`ttb_spark.reference`) - seeded on first use;
 * ``gold.dim_dates``, ``gold.dim_companies``, ``gold.dim_locations``, ``gold.dim_product_types``, and the
   per-permit ``gold.company_stats`` and ``gold.company_days`` (:mod:`.dimensions`);
-* ``gold.fact_products``, ``gold.fact_certificates``, ``gold.fact_status_changes``, and ``gold.label_days``
-  (:mod:`.facts`);
+* ``gold.fact_products``, ``gold.fact_certificates``, ``gold.fact_status_changes``, ``gold.fact_label_images``
+  (the decoded label images of the certificates in gold), and ``gold.label_days`` (:mod:`.facts`);
 * ``gold.quality_checks`` (:mod:`.quality`).
 
-A run rebuilds a set of COLAs: with ``--since-last-run`` those whose silver rows changed since the
-silver versions recorded in ``ops.watermarks`` (Delta change data feed), otherwise every COLA of
+A run rebuilds a set of COLAs: with ``--since-last-run`` those whose silver rows (details, certificates, label
+images) changed since the silver versions recorded in ``ops.watermarks`` (Delta change data feed), otherwise every COLA of
 the scope's receipt dates. Prior state is read by pruned lookups (the batch's receipt dates and
 TTB IDs); COLAs that lost their silver rows (withdrawn, rejected) are deleted from the
 consolidated table and facts and recorded as events in ``fact_status_changes``. Every write is a

@@ -1,6 +1,7 @@
 """Gold facts: ``fact_products`` (one row per COLA), ``fact_certificates`` (one row per
-certificate) and ``fact_status_changes`` (status history), all MERGEd on TTB ID with the batch's
-receipt months and dates as literal predicates (partitioned by receipt month, :mod:`.layout`).
+certificate), ``fact_status_changes`` (status history) and ``fact_label_images`` (one row per label image), all
+MERGEd on TTB ID with the batch's receipt months and dates as literal predicates (partitioned by receipt month,
+:mod:`.layout`).
 
 Foreign keys are computed from natural keys (:mod:`ttb_spark.gold.keys`), so a fact never waits
 for a dimension lookup; the quality checks verify that every one resolves.
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, BooleanType, DateType, IntegerType, LongType, StringType, StructType, TimestampType
+from pyspark.sql.types import ArrayType, BooleanType, DateType, DoubleType, IntegerType, LongType, StringType, StructType, TimestampType
 
 from ttb_spark.gold.consolidated import LABEL
 from ttb_spark.gold.dimensions import address_location_id, origin_location_id
@@ -95,6 +96,33 @@ FACT_CERTIFICATES = TableSpec(
         column("label_image_count", IntegerType(), "number of label images"),
         column("label_image_types", ArrayType(StringType()), "image type of each label (Brand (front), Back, Neck ...)"),
         column("labels", ArrayType(LABEL), "label images: type, actual width/height in inches, URL, file name"),
+        column("row_hash", StringType(), ROW_HASH_COMMENT),
+    ]),
+)
+
+FACT_LABEL_IMAGES = TableSpec(
+    name="gold.fact_label_images",
+    comment=(
+        "One row per label image of a certificate in gold that silver decoded: the certificate's label type and actual "
+        "size beside the image's format, pixels and perceptual hash. Leaves with its certificate (withdrawn, removed)."
+    ),
+    keys=("ttb_id", "position", "file_name"),
+    partition_by=(RECEIPT_MONTH,),
+    derived=DERIVED,
+    schema=StructType([
+        *COLA_FACT_KEY,
+        column("position", IntegerType(), "the label's place among the certificate's labels, 1 first (page order)", False),
+        column("file_name", StringType(), "the image's file name as the certificate gives it", False),
+        column("label_type", StringType(), "the certificate's image type (Brand (front), Back, Neck ...)"),
+        column("width_inches", DoubleType(), "the certificate's actual width of the label, inches"),
+        column("height_inches", DoubleType(), "the certificate's actual height of the label, inches"),
+        column("format", StringType(), "image format: JPEG, PNG or GIF"),
+        column("width_px", IntegerType(), "image width in pixels"),
+        column("height_px", IntegerType(), "image height in pixels"),
+        column("dhash", StringType(), "64-bit difference hash (silver.label_images.dhash): the same artwork is at a small Hamming distance"),
+        column("bytes", LongType(), "size of the stored image"),
+        column("sha256", StringType(), "SHA-256 of the stored image (the same bytes filed again share it)"),
+        column("image_key", StringType(), "raw store key of the image"),
         column("row_hash", StringType(), ROW_HASH_COMMENT),
     ]),
 )
@@ -380,3 +408,17 @@ def fact_certificates(consolidated: DataFrame) -> DataFrame:
         F.transform(F.coalesce(F.col("labels"), F.array().cast(ArrayType(LABEL))), lambda lab: lab["image_type"]).alias("label_image_types"),
         "labels",
     )
+
+
+def fact_label_images(consolidated: DataFrame, images: DataFrame) -> DataFrame:
+    """gold.fact_label_images rows: each decoded silver.label_images row whose certificate, in ``consolidated``, names
+    it at its position with its file name, with the certificate's label type and actual size."""
+    labels = consolidated.where(F.col("has_certificate")).select("ttb_id", "receipt_date", F.posexplode("labels").alias("index", "label"))
+    named = labels.select(
+        "ttb_id", "receipt_date", (F.col("index") + 1).alias("position"), F.col("label.filename").alias("file_name"),
+        F.col("label.image_type").alias("label_type"), "label.width_inches", "label.height_inches",
+    )  # fmt: skip
+    decoded = images.where(F.col("decode_status") == "decoded").select(
+        "ttb_id", "position", "file_name", "format", "width_px", "height_px", "dhash", "bytes", "sha256", "image_key"
+    )
+    return named.join(decoded, ["ttb_id", "position", "file_name"])

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from pyspark.sql import functions as F
 
-from ttb_spark import lakehouse, reference
+from ttb_spark import lakehouse, reference, silver
 from ttb_spark.scope import ChangesSince
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import CONSOLIDATED, consolidate
@@ -32,11 +32,13 @@ from ttb_spark.gold.dimensions import (
 )
 from ttb_spark.gold.facts import (
     FACT_CERTIFICATES,
+    FACT_LABEL_IMAGES,
     FACT_PRODUCTS,
     FACT_STATUS_CHANGES,
     LABEL_DAYS,
     changed_or_in_batch,
     fact_certificates,
+    fact_label_images,
     fact_products,
     first_colas,
     label_days,
@@ -58,10 +60,11 @@ if TYPE_CHECKING:
 
 TABLES = (
     CONSOLIDATED, DIM_DATES, DIM_COMPANIES, COMPANY_STATS, DIM_LOCATIONS, DIM_PRODUCT_TYPES,
-    FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, COMPANY_DAYS, LABEL_DAYS, QUALITY_CHECKS,
+    FACT_PRODUCTS, FACT_CERTIFICATES, FACT_STATUS_CHANGES, FACT_LABEL_IMAGES, COMPANY_DAYS, LABEL_DAYS, QUALITY_CHECKS,
 )  # fmt: skip
 PUBLISHED = tuple(spec for spec in TABLES if spec is not QUALITY_CHECKS)  # validated before they count as published
 STAGE = "gold"
+SOURCES = (*silver.TABLES.values(), silver.LABEL_IMAGES)  # followed by their change feeds: a COLA changed in any is rebuilt
 HOLIDAY_YEARS_AHEAD = 10  # holidays are computed up to this many years ahead (expiration dates)
 
 
@@ -86,13 +89,11 @@ def idle(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesS
     """The counts of a change-driven run with nothing to do: every silver table at the version gold last processed
     (a later silver commit is the run's that made it, and that run's gold takes it). The runner then takes
     no gold claim: a run with nothing new makes no ``ops.run_locks`` commit for gold. None: there is work."""
-    from ttb_spark import silver
-
     if not isinstance(scope, ChangesSince):
         return None
     root = settings.pipeline.lakehouse_root
     marks = lakehouse.read_watermarks(spark, root, STAGE)
-    for spec in silver.TABLES.values():
+    for spec in SOURCES:
         latest = lakehouse.current_version(spark, spec, root)
         if latest is not None and marks.get(spec.name) != latest:
             return None
@@ -102,12 +103,10 @@ def idle(spark: SparkSession, settings: Settings, scope: ReceiptDates | ChangesS
 def changed_colas(spark: SparkSession, root: str) -> tuple[DataFrame | None, dict[str, int]]:
     """(ttb_id, receipt_date) of the COLAs whose silver rows changed since the versions gold last
     processed (every COLA on the first change-driven run), and the versions read through; None: no change."""
-    from ttb_spark import silver
-
     marks = lakehouse.read_watermarks(spark, root, STAGE)
     through: dict[str, int] = {}
     parts: list[DataFrame] = []
-    for spec in silver.TABLES.values():
+    for spec in SOURCES:
         lakehouse.ensure_properties(spark, spec, root)
         latest = lakehouse.current_version(spark, spec, root)
         if latest is None:
@@ -442,9 +441,10 @@ def _build_dimensions_and_facts(
     stored_facts = in_dates(lakehouse.read_table(spark, FACT_PRODUCTS, root), fact_dates).join(ids, "ttb_id", "left_semi")
     flagged = with_flags(rows, first_colas(all_cdays, every_brand))
     products = changed_or_in_batch(fact_products(flagged), batch, stored_facts).localCheckpoint()
+    replaced = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
+    _label_images(spark, root, counts, batch, replaced, dates)
     _merge(counts, "fact_products", spark, products, FACT_PRODUCTS, root, prune=receipt_prune(fact_dates), deletes=removed)
     certs = fact_certificates(batch)
-    replaced = batch.select("ttb_id").unionByName(removed.select("ttb_id"))  # a certificate now rejected leaves the fact
     _merge(counts, "fact_certificates", spark, certs, FACT_CERTIFICATES, root, prune=receipt_prune(dates), deletes=replaced)
 
     calendar = dates_of([
@@ -459,6 +459,20 @@ def _build_dimensions_and_facts(
     day_prune = None if seeding else {"receipt_date": dates, "permit_number": permit_list}
     _merge(counts, "company_days", spark, new_cdays, COMPANY_DAYS, root, prune=day_prune, deletes=on_dates(stored_cdays))
     _merge(counts, "label_days", spark, new_ldays, LABEL_DAYS, root, prune=day_prune, deletes=on_dates(stored_ldays))
+
+
+def _label_images(spark: SparkSession, root: str, counts: dict[str, int], batch: DataFrame, replaced: DataFrame, dates: list[date]) -> None:
+    """gold.fact_label_images of the COLAs ``replaced`` (the batch's and those removed): their decoded silver images
+    their certificates name; rows of a COLA removed or of a label its certificate no longer names are deleted.
+    MERGEd before fact_products and fact_certificates: a run killed in between leaves a removed COLA in those facts,
+    where the rerun finds it (:func:`_orphaned_facts`) and removes its images too. Nothing without silver images."""
+    if not lakehouse.table_exists(spark, silver.LABEL_IMAGES, root):
+        return
+    ids = F.broadcast(replaced.distinct())
+    images = in_dates(lakehouse.read_table(spark, silver.LABEL_IMAGES, root), dates).join(ids, "ttb_id", "left_semi")
+    stale = in_dates(lakehouse.read_table(spark, FACT_LABEL_IMAGES, root), dates).join(ids, "ttb_id", "left_semi")
+    rows = fact_label_images(batch, images)
+    _merge(counts, "fact_label_images", spark, rows, FACT_LABEL_IMAGES, root, prune=receipt_prune(dates), deletes=stale.select(*FACT_LABEL_IMAGES.keys))
 
 
 def _seeded(spark: SparkSession, root: str) -> bool:

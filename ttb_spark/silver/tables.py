@@ -261,6 +261,7 @@ LABEL_IMAGES = lakehouse.TableSpec(
     keys=("ttb_id", "position", "file_name"),
     partition_by=("receipt_date",),
     hash_exclude=("fetched_at",),
+    properties=lakehouse.CHANGE_FEED,  # gold adds the images decoded since its last run
     schema=StructType(
         [
             column("ttb_id", StringType(), "14-digit TTB ID whose certificate shows the label.", nullable=False),
