@@ -20,7 +20,7 @@ STAGES: dict[str, str] = {
     "analytics": "silver -> gold",
     "scrape": "fetch registry pages for each partition into the raw store (S3 or a local folder)",
     "bronze": "raw store -> bronze.pages and bronze.scrape_manifest Delta tables",
-    "silver": "bronze -> extracted -> cleaned -> silver.cola_details / cola_certificates / rejects",
+    "silver": "bronze -> extracted -> cleaned -> silver.cola_details / cola_certificates / rejects; label images decoded",
     "gold": "silver -> consolidated COLAs, reference data, dimensions, facts, quality checks",
     "reference": "refresh the reference code tables (seed snapshot, or the registry's lookup pages)",
     "discover": "list what the registry's search says was completed in a date range (--since-last-run: since the watermark) and fetch what is new or changed",
