@@ -337,6 +337,14 @@ def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_g
     assert facts.keys() == rows.keys()
     assert all((f.label_type, f.width_px, f.dhash, f.sha256) == (shown[k].image_type, rows[k].width_px, rows[k].dhash, rows[k].sha256)
                for k, f in facts.items())
+    # the same artwork filed under other COLAs (the example query), as comparing every pair of hashes finds it
+    from ttb_spark.gold import queries
+
+    found = {(r.ttb_id, r.position, r.other_ttb_id, r.other_position): r.distance
+             for r in queries.run_examples(spark, root)["same_artwork_under_other_colas"]}
+    near = {(a[0], a[1], b[0], b[1]): bin(int(fa.dhash, 16) ^ int(fb.dhash, 16)).count("1")
+            for a, fa in facts.items() for b, fb in facts.items() if a[0] < b[0]}
+    assert found == {pair: bits for pair, bits in near.items() if bits <= 3}
     per_cola = Counter(k[0] for k in facts)
     certificates = {r.ttb_id: r.label_image_count for r in lakehouse.read_table(spark, FACT_CERTIFICATES, root).collect()}
     assert all(n <= certificates[ttb_id] for ttb_id, n in per_cola.items())

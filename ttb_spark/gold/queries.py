@@ -41,6 +41,28 @@ EXAMPLES: dict[str, str] = {
         GROUP BY p.product_type
         ORDER BY p.product_type
     """,
+    # The same label artwork filed under other COLAs: image pairs whose 64-bit difference hashes differ in at most
+    # 3 bits. Pairs are found through their hashes' four 16-bit quarters (two hashes 3 bits apart share at least
+    # one quarter whole), so no image is compared with every other; the distance counts each 32-bit half's bits.
+    "same_artwork_under_other_colas": """
+        WITH quarters AS (
+            SELECT ttb_id, position, file_name, dhash,
+                   posexplode(array(substr(dhash, 1, 4), substr(dhash, 5, 4), substr(dhash, 9, 4), substr(dhash, 13, 4)))
+                       AS (part, quarter)
+            FROM fact_label_images
+        ),
+        pairs AS (
+            SELECT DISTINCT a.ttb_id, a.position, a.file_name, b.ttb_id AS other_ttb_id, b.position AS other_position,
+                   b.file_name AS other_file_name,
+                   bit_count(CAST(conv(substr(a.dhash, 1, 8), 16, 10) AS BIGINT) ^ CAST(conv(substr(b.dhash, 1, 8), 16, 10) AS BIGINT))
+                   + bit_count(CAST(conv(substr(a.dhash, 9, 8), 16, 10) AS BIGINT) ^ CAST(conv(substr(b.dhash, 9, 8), 16, 10) AS BIGINT))
+                       AS distance
+            FROM quarters a
+            JOIN quarters b ON a.part = b.part AND a.quarter = b.quarter AND a.ttb_id < b.ttb_id
+        )
+        SELECT * FROM pairs WHERE distance <= 3
+        ORDER BY distance, ttb_id, position, other_ttb_id, other_position
+    """,
 }
 
 
