@@ -14,7 +14,6 @@ Run: ``.venv/bin/python -m bench.images_bench [--scale 0.2] [--days 7]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -22,9 +21,8 @@ from datetime import date, datetime, time as clock, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.__main__ import table
+from bench.__main__ import publish
 
-RESULTS = Path(__file__).parent / "results"
 TODAY = date(2024, 3, 1)
 
 
@@ -102,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "images_decoded_per_second": round(again["images_decoded"] / decode_seconds, 1),
         "cpus": os.cpu_count(),
     }
-    print(table({"images_bench": result}))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "images_bench.json").write_text(json.dumps(result, indent=1))
-    return result
+    return publish("images_bench", args, {f"scale {args.scale}, {args.days} days": result})
 
 
 if __name__ == "__main__":
