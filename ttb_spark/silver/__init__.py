@@ -24,7 +24,7 @@ from the raw store and decoded on the executors (Pillow) into ``silver.label_ima
 difference hash, or the reason an image was rejected; per receipt date, bronze images = silver rows.
 
 Laid out as every layer is: :mod:`.tables` (the table specs and the parse contract), :mod:`.transforms`
-(pure DataFrame -> DataFrame), :mod:`.executors` (the parser's side on the executors) and :mod:`.stage`
+(pure DataFrame -> DataFrame), :mod:`.executors` (the parser and the image decoder on the executors) and :mod:`.stage`
 (read -> transform -> write, watermarks). The names other layers use are imported here.
 """
 
