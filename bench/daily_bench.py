@@ -349,9 +349,13 @@ def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any
             daily_killed(sim, run["day"], after, raw, lake, where.parent / "sweep-killed.log")
         except RuntimeError:  # this time the run made fewer writes (fewer faults to retry): it ended, not killed
             ended_first.append(after)
-        daily(sim, run["day"])
+        _, rerun = daily(sim, run["day"])
         differences = table_differences(spark, expected_root, str(lake), run["versions"])
-        differing |= {after: differences} if differences else {}
+        if differences:  # what the killed run and its rerun said, kept beside the sweep for the diagnosis
+            differing[after] = differences
+            RESULTS.mkdir(exist_ok=True)
+            shutil.copy(where.parent / "sweep-killed.log", RESULTS / f"sweep-{run['day']}-{after}-killed.log")
+            (RESULTS / f"sweep-{run['day']}-{after}-rerun.log").write_text(rerun)
         print(f"sweep {run['day']}: killed after write {after} of {run['writes']}: "
               + ("ended before it" if after in ended_first else "rerun") + f", tables differing: {differences or 'none'}", flush=True)
     removed = re.search(r"colas_removed=(\d+)", run["summary"])
