@@ -280,6 +280,39 @@ def test_a_run_killed_while_fetching_keeps_its_finished_parts(spark, tmp_path, m
     assert fetched == ids[-1] and again["fetched_ids"] == len(ids[-1])
 
 
+def test_a_status_change_a_killed_run_listed_is_fetched_by_its_rerun(tmp_path, monkeypatch):
+    """A run killed after it fetched the changed COLA's pages, before it recorded those fetches: the rerun still
+    counts the COLA moved and fetches it (a listing whose fetches are not recorded is no previous listing), so
+    bronze gets the page with the new status."""
+    changed = "24031001000110"  # scale 0.1: approved 2024-02-18, REVOKED 2024-03-09
+    write_manifest = storage.write_manifest
+
+    def killed_before_the_fetches_manifest(store, key, *args, **kwargs):
+        if key.startswith(storage.DISCOVERY_MANIFESTS):
+            raise RuntimeError("killed")
+        return write_manifest(store, key, *args, **kwargs)
+
+    with simulator.running(seed=0, scale=0.1) as sim:
+        rec = sim.registry.record(changed)
+        approved, revoked = rec.approval_date, rec.change_date
+        settings = settings_for(tmp_path, sim)
+        store = storage.raw_store(settings)
+        sim.today = approved
+        discover.discover(settings, "r1", approved, approved, history_start=approved)
+        sim.today = revoked
+        with monkeypatch.context() as kill:
+            kill.setattr(storage, "write_manifest", killed_before_the_fetches_manifest)
+            with pytest.raises(RuntimeError, match="killed"):
+                discover.discover(settings, "killed", revoked, revoked, history_start=approved, sweep=False)
+        before = len(sim.hits)
+        again = discover.discover(settings, "rerun", revoked, revoked, history_start=approved, sweep=False)
+        fetched = {h.ttb_id for h in sim.hits[before:] if h.data_type != "search"}
+    assert again["moved"] == 1 and changed in fetched
+    lines = [e for k in storage.complete_manifests(store, storage.DISCOVERY_MANIFESTS) if "/run_id=rerun/" in k
+             for e in storage.manifest_entries(store, k)]
+    assert {(e["data_type"], e["outcome"]) for e in lines if e["ttb_id"] == changed} == {("cola-detail", "found"), ("certificate", "found")}
+
+
 def _daily(settings, sim, day: date, capsys) -> None:
     sim.today = day
     argv = ["daily", "--env", "test", "--date", day.isoformat(), "--registry-url", sim.base_url,

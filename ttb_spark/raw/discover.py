@@ -22,11 +22,13 @@ re-listed days but that no search of the run lists (it vanished) is fetched agai
 now answering the error page is recorded ``withdrawn``.
 
 Raw store, per run and range, manifest first and ``_COMPLETE`` (naming the manifest's SHA-256)
-last: the search answers as served under ``search/completed_date=<date>/run_id=<run>/...`` with
-``search/manifests/run_id=<run>/completed=<first>_<last>/manifest.jsonl``, all of it before any fetch; then
-the fetches, :data:`PART_IDS` IDs at a time, each part in
+last: the search answers as served under ``search/completed_date=<date>/run_id=<run>/...``, before any fetch;
+then the fetches, :data:`PART_IDS` IDs at a time, each part in
 ``manifests/discovery/run_id=<run>/completed=<first>_<last>/part=<n>/manifest.jsonl`` (walk manifest lines),
-which bronze ingests once each: a run killed while fetching keeps its finished parts. A page that gets no usable answer (failed, or unexpected such as a
+which bronze ingests once each: a run killed while fetching keeps its finished parts; then the listing's
+``search/manifests/run_id=<run>/completed=<first>_<last>/manifest.jsonl``. A listing counts as previous only
+once its manifest is complete, so a run killed before it leaves the status changes it listed to be fetched by
+the rerun (those of its finished parts again: a few pages). A page that gets no usable answer (failed, or unexpected such as a
 CAPTCHA) is recorded in the manifest and does not stop the run: later runs fetch it again, whatever
 dates they list, until it arrives or ``TTB_FAILED_PAGE_RETRY_DAYS`` have passed since its failures
 began; each run counts what it retried and what it gave up on.
@@ -339,11 +341,10 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
         # pages that failed on earlier runs: fetched again until they arrive, for the retry window after their failing began
         window_start = (now or datetime.now(timezone.utc)) - timedelta(days=settings.extraction.failed_page_retry_days)
         failing = failing_since(attempts_of_failing_ids(spark, settings, store, window_start), window_start)
-        # before this run's listing is stored (a failing ID fetched again is not in it: it would be fetched as new)
+        # before this run's listing is recorded (a failing ID fetched again is not in it: it would be fetched as new)
         previous = previous_completions(spark, settings, store, set(listed) | set(failing))
         gone = vanished(spark, settings, store, sweep_first, last, swept | elsewhere | set(listed))
-        storage.write_manifest(store, storage.search_manifest_key(run_id, first, last), keep_answers(store, run_id, answers),
-                       {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
+        kept = keep_answers(store, run_id, answers)
         rows = sorted(listed.values(), key=lambda r: r.ttb_id)
         held = held_records(spark, settings, store, set(listed) | set(failing))
         current = current_copies(store, (r for r in rows if r.ttb_id in held and r.ttb_id not in previous))
@@ -365,6 +366,10 @@ def discover(settings: Settings, run_id: str, first: date, last: date, *, histor
             storage.write_manifest(store, storage.discovery_manifest_key(run_id, first, last, part=number), part,
                            {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "part": number})
             lines += part
+        # the listing last: until its fetches are recorded it is no previous listing, so a rerun after a kill still
+        # fetches the status changes it lists (a killed run's listing would make them look fetched)
+        storage.write_manifest(store, storage.search_manifest_key(run_id, first, last), kept,
+                               {"first": first.isoformat(), "last": last.isoformat(), "run_id": run_id, "searches": len(answers)})
         image_counts: dict[str, int] = {}
         if settings.extraction.label_images:
             owed, gave_up = images.pending(store, fetcher.today, settings.extraction.image_revisit_days, run_id)
