@@ -1,16 +1,19 @@
-"""Label images in the daily flow (issue #26), against the simulator over HTTP, raw store only (no Spark):
-each certificate discovery fetches is followed by its label images in the same session; images not due yet
-are deferred without a request and revisited when due; a missing one is revisited, then given up after the
-window; a stored one is never fetched again; faults never leave a partial image or an HTML page stored."""
+"""Label images (issue #26), against the simulator over HTTP: each certificate discovery fetches is followed by its
+label images in the same session; images not due yet are deferred without a request and revisited when due; a
+missing one is revisited, then given up after the window; a stored one is never fetched again; faults never leave
+a partial image or an HTML page stored. The images job fills COLAs stored without images within its budget; the
+images are decoded in silver and follow their certificates into gold."""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from pyspark.sql.types import StringType, StructField, StructType
 
 from conftest import make_settings
@@ -285,8 +288,87 @@ def _keyed(rows: list[Any]) -> dict[tuple[str, int, str], Any]:
     return {(r.ttb_id, r.position, r.file_name): r for r in rows}
 
 
-def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_gold(spark, tmp_path):
-    """Discovery -> bronze -> silver -> gold over HTTP. Silver: one silver.label_images row per bronze row, decoded
+@pytest.fixture(scope="module")
+def filled(spark, tmp_path_factory) -> SimpleNamespace:
+    """COLAs discovered with images off (three completed days), in bronze and silver; then the images job over their
+    receipt dates: a run whose budget fits the first two COLAs, the job as a user runs it (the command line: images,
+    then bronze) before bronze ingested the first run's manifest, and a third run. What each sent and counted."""
+    from ttb_spark import bronze, cli, lakehouse, silver
+    from ttb_spark.raw import image_fill
+    from ttb_spark.scope import ChangesSince, ReceiptDates
+    from ttb_spark.settings import RECEIPT_METHODS
+
+    tmp_path = tmp_path_factory.mktemp("filled")
+    first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)
+    with simulator.running(seed=2, scale=0.02, today=TODAY) as sim, pytest.MonkeyPatch.context() as env:
+        off = settings_for(tmp_path, sim, label_images=False)
+        store = storage.raw_store(off)
+        discover.discover(off, "d1", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
+        bronze.run(spark, off, ReceiptDates(last_day, last_day, tuple(RECEIPT_METHODS), ("cola-detail", "certificate"), run_id="b0"))
+        silver.run(spark, off, ChangesSince(TODAY, "s0"))
+        root = off.pipeline.lakehouse_root
+        labels: dict[str, list[tuple[int, str]]] = {}
+        for r in lakehouse.read_table(spark, silver.COLA_CERTIFICATES, root).collect():
+            labels[r.ttb_id] = [(n, label.filename) for n, label in enumerate(r.labels or [], 1) if label.filename]
+        ids = sorted(i for i, named in labels.items() if named)
+        assert len(ids) >= 4 and not store.list("images/")
+        history = (min(TTBId(i).receipt_date for i in ids), max(TTBId(i).receipt_date for i in ids))  # the COLAs' receipt dates
+        cost = {i: 1 + len(labels[i]) for i in ids}
+        on = settings_for(tmp_path, sim, image_request_budget=cost[ids[0]] + cost[ids[1]] + cost[ids[2]] - 1)
+
+        def fill(run_id: str) -> tuple[dict[str, int], list[Any]]:
+            before = len(sim.hits)
+            return image_fill.run(spark, on, ReceiptDates(*history, tuple(RECEIPT_METHODS), ("certificate",), run_id=run_id)), sim.hits[before:]
+
+        first = fill("i1")
+        for name, value in {"TTB_LABEL_IMAGES": "true", "TTB_RAW_ROOT": on.pipeline.raw_root, "TTB_LAKEHOUSE_ROOT": root,
+                            "TTB_REGISTRY_BASE_URL": sim.base_url, "TTB_USE_SIMULATOR": "false"}.items():
+            env.setenv(name, value)
+        before = len(sim.hits)
+        assert cli.main(["images", "--env", "test", "--start", history[0].isoformat(), "--end", history[1].isoformat(), "--quiet"]) == 0
+        second = sim.hits[before:]
+        third = fill("i3")
+    return SimpleNamespace(sim=sim, settings=on, store=store, labels=labels, ids=ids, cost=cost, first=first, second=second, third=third)
+
+
+def test_the_images_job_fills_the_images_of_colas_stored_without_them_within_its_budget(spark, filled):
+    """Each owed image fetched once, its certificate shown first, COLAs in TTB ID order within the budget, the rest
+    counted over budget; the job run again goes on from there, recording the images the first run stored but bronze
+    has not ingested yet held, without a request; bronze then holds every label's image once; a run with nothing
+    owed sends nothing."""
+    from ttb_spark import bronze, lakehouse
+
+    sim, store, labels, ids, cost = filled.sim, filled.store, filled.labels, filled.ids, filled.cost
+    (first, hits), owed_total = filled.first, sum(len(labels[i]) for i in ids)
+    taken = [(i, n, name) for i in ids[:2] for n, name in labels[i]]
+    assert (first["colas"], first["images_found"], first["image_requests"]) == (2, len(taken), cost[ids[0]] + cost[ids[1]])
+    assert first["images_over_budget"] == owed_total - len(taken) and first["colas_over_budget"] == len(ids) - 2
+    assert (first["images_owed"], first["images_deferred"], first["images_unavailable"]) == (owed_total, 0, 0)
+    assert first["requests"] == first["image_requests"] == len(hits)
+    assert Counter(h.ttb_id for h in hits if h.data_type == "certificate") == dict.fromkeys(ids[:2], 1)
+    assert Counter(h.answer for h in hits if h.data_type == "label-image") == {"image": len(taken)}
+    run_keys = {k.split("run_id=")[1].split("/")[0] for k in storage.complete_manifests(store, storage.IMAGE_MANIFESTS)}
+    assert {(e["ttb_id"], e["position"], e["file_name"]) for e in image_lines(store, "i1")} == set(taken)
+    assert all(store.get(storage.image_key(TTBId(i), n, name)) == served(sim, store, i, n) for i, n, name in taken)
+
+    # the command line's run: the other COLAs' certificates and images, the first two's stored images held
+    second = filled.second
+    assert {h.ttb_id for h in second if h.data_type == "certificate"} == set(ids[2:])
+    assert Counter(h.answer for h in second if h.data_type == "label-image") == {"image": owed_total - len(taken)}
+    assert len(second) == sum(cost[i] for i in ids[2:])
+    (cli_run,) = run_keys - {"i1"}
+    assert Counter(e["outcome"] for e in image_lines(store, cli_run)) == {"held": len(taken), "found": owed_total - len(taken)}
+    rows = lakehouse.read_table(spark, bronze.LABEL_IMAGES, filled.settings.pipeline.lakehouse_root).collect()
+    assert sorted((r.ttb_id, r.position, r.file_name) for r in rows) == sorted((i, n, name) for i in ids for n, name in labels[i])
+    assert {r.fetch_run_id for r in rows if r.ttb_id in ids[:2]} == {"i1"}  # the first fetch kept: the held line adds none
+    assert sorted(store.list("images/")) == sorted(r.image_key for r in rows)
+
+    third, hits = filled.third
+    assert third["images_owed"] == 0 and third["image_requests"] == 0 and hits == []
+
+
+def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_gold(spark, filled):
+    """The images job's lakehouse (:func:`filled`) -> silver -> gold. Silver: one silver.label_images row per bronze row, decoded
     from the raw store's bytes, its pixel aspect the certificate's actual dimensions'; run again, nothing written.
     Gold: one fact_label_images row per decoded image, beside its certificate's label type; an image damaged or
     deleted in the raw store is reprocessed into a rejected silver row with its reason (no row lost, bronze and
@@ -296,19 +378,15 @@ def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_g
 
     from ttb_spark import bronze, gold, lakehouse, silver
     from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_LABEL_IMAGES
+    from ttb_spark.gold.quality import QUALITY_CHECKS
     from ttb_spark.scope import ChangesSince, ReceiptDates
 
-    first_day, last_day = TODAY - timedelta(days=4), TODAY - timedelta(days=2)
-    with simulator.running(seed=2, scale=0.02, today=TODAY) as sim:
-        settings = settings_for(tmp_path, sim)
-        store = storage.raw_store(settings)
-        discover.discover(settings, "d1", first_day, last_day, history_start=first_day, spark=spark, now=at(TODAY))
+    settings, store = filled.settings, filled.store
     root = settings.pipeline.lakehouse_root
 
     def table(spec: lakehouse.TableSpec) -> dict[tuple[str, int, str], Any]:
         return _keyed(lakehouse.read_table(spark, spec, root).collect())
 
-    bronze.run(spark, settings, ReceiptDates(first_day, last_day, ("001",), ("cola-detail", "certificate"), run_id="b1"))
     counts = silver.run(spark, settings, ChangesSince(TODAY, "s1"))
     stored, rows = table(bronze.LABEL_IMAGES), table(silver.LABEL_IMAGES)
     assert len(stored) >= 10 and rows.keys() == stored.keys() and counts["images_decoded"] == len(stored)
@@ -348,6 +426,8 @@ def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_g
     per_cola = Counter(k[0] for k in facts)
     certificates = {r.ttb_id: r.label_image_count for r in lakehouse.read_table(spark, FACT_CERTIFICATES, root).collect()}
     assert all(n <= certificates[ttb_id] for ttb_id, n in per_cola.items())
+    checks = lakehouse.read_table(spark, QUALITY_CHECKS, root).where("run_id = 'g1'")
+    assert [(r.passed, r.blocking) for r in checks.where("check_name = 'images_within_labels:gold.fact_label_images'").collect()] == [(True, True)]
 
     # the raw store damaged: one image truncated, one deleted; reprocessing their receipt dates keeps both rows, rejected,
     # and leaves every other row as it was; gold drops the two
@@ -382,3 +462,45 @@ def test_label_images_are_decoded_in_silver_and_follow_their_certificates_into_g
     store.put(stored[second].image_key, kept)
     silver.run(spark, settings, replace(scope, run_id="s5"))
     assert table(silver.LABEL_IMAGES) == rows
+
+
+# ------------------------------------------------------------------- the images job's plan: what it owes, what fits its budget
+
+
+def _label(position: int) -> images.Label:
+    return images.Label(position, f"label {position}.jpg", TODAY - timedelta(days=20))
+
+
+def test_the_budget_takes_colas_in_id_order_until_one_does_not_fit():
+    from ttb_spark.raw import image_fill
+
+    a, b, c, d = (TTBId.build(TODAY - timedelta(days=30), "001", n) for n in (1, 2, 3, 4))
+    due = {c: [_label(1), _label(2), _label(3)], a: [_label(1), _label(2)], d: [_label(1)], b: [_label(1)]}
+    held = {storage.image_key(b, 1, "label 1.jpg")}  # stored by a run killed before its manifest: no request
+    # a: certificate + 2 images = 3; b: held only, 0; c: 4 more would make 7: c and d wait, though d alone would fit
+    assert image_fill.within_budget(due, held.__contains__, budget=6) == {a: due[a], b: due[b]}
+    assert image_fill.within_budget(due, held.__contains__, budget=7) == {a: due[a], b: due[b], c: due[c]}
+    assert image_fill.within_budget(due, held.__contains__, budget=2) == {}
+
+
+def test_labels_without_image_are_the_certificates_labels_bronze_holds_no_image_of_with_their_status(spark):
+    from chispa import assert_df_equality
+
+    from ttb_spark.raw import image_fill
+
+    label = "struct<image_type:string, width_inches:double, height_inches:double, image_url:string, filename:string>"
+    certificates = spark.createDataFrame(
+        [("24001001000001", date(2024, 1, 1), date(2024, 1, 9), [("Brand (front)", 3.0, 4.0, "u1", "a.jpg"), ("Back", 3.0, 2.0, "u2", "b b.png")]),
+         ("24001001000002", date(2024, 1, 1), date(2024, 1, 9), [("Neck", 1.0, 1.0, "u3", None)]),
+         ("24001001000003", date(2024, 1, 1), None, None),
+         ("24001001000004", date(2024, 1, 1), date(2024, 2, 29), [("Brand", 3.0, 4.0, "u4", "new.jpg")]),
+         ("98001001000001", date(1998, 1, 1), date(1998, 2, 1), [("Brand", 3.0, 4.0, "u5", "old.gif")])],
+        f"ttb_id string, receipt_date date, issued_date date, labels array<{label}>")
+    stored = spark.createDataFrame([("24001001000001", 1, "a.jpg"), ("24001001000001", 2, "other.png")],
+                                   "ttb_id string, position int, file_name string")
+    expected = spark.createDataFrame(
+        [("24001001000001", 2, "b b.png", date(2024, 1, 9), "due"), ("24001001000004", 1, "new.jpg", date(2024, 2, 29), "deferred"),
+         ("98001001000001", 1, "old.gif", date(1998, 2, 1), "unavailable")],
+        "ttb_id string, position int, file_name string, issued_date date, status string")
+    got = image_fill.labels_without_image(certificates, stored, TODAY)  # issued 2024-02-29: due from 2024-03-02, the day after TODAY
+    assert_df_equality(got, expected, ignore_nullable=True, ignore_row_order=True)

@@ -1,5 +1,6 @@
 """The gold checks against independent sources, each made to fail on tiny frames (or plain values):
-bronze found vs gold per receipt day, dimension keys of the published state, freshness, approval drift."""
+bronze found vs gold per receipt day, dimension keys of the published state, label images against their
+certificates' labels, freshness, approval drift."""
 
 from __future__ import annotations
 
@@ -44,6 +45,16 @@ def test_a_published_dimension_key_removed_while_facts_reference_it_fails(spark)
     # removed but unreferenced, and nothing published before: both pass
     unreferenced, first_run = quality.published_keys_kept([keys(before, after, facts.where("ttb_id != 't2'")), keys(None, after, facts)])
     assert unreferenced.passed and first_run.passed and "nothing published" in first_run.detail
+
+
+def test_images_within_labels_fails_for_a_cola_with_more_images_than_labels_or_no_certificate(spark):
+    certificates = spark.createDataFrame([("a", 2), ("b", 1), ("c", 3)], "ttb_id string, label_image_count int")
+    images = spark.createDataFrame([("a", 1), ("a", 2), ("b", 1), ("c", 2)], "ttb_id string, position int")
+    ok = quality.images_within_labels(images, certificates)
+    assert ok.passed and ok.blocking and ok.name == "images_within_labels:gold.fact_label_images"
+    extra = images.unionByName(spark.createDataFrame([("b", 2), ("z", 1)], "ttb_id string, position int"))
+    failed = quality.images_within_labels(extra, certificates)
+    assert failed.failing_rows == 2 and "(e.g. b, z)" in failed.detail
 
 
 def test_freshness_warns_then_blocks_past_its_thresholds():

@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
     "discover": "list what the registry's search says was completed in a date range (--since-last-run: since the watermark) and fetch what is new or changed",
     "daily": "discover -> bronze -> silver -> gold: the daily update by the registry's search; silver and gold process what changed since their last run",
     "reconcile": "per receipt day, compare the walk's found IDs with the search's listings, report and fetch the differences -> bronze",
+    "images": "fetch the label images COLAs of the range already in the lakehouse lack, within TTB_IMAGE_REQUEST_BUDGET requests -> bronze (the next daily decodes them into silver and gold)",
     "maintain": "every table: OPTIMIZE (compaction), VACUUM (TTB_VACUUM_RETENTION_HOURS, never a change still pending), statistics",
 }
 
@@ -62,11 +63,13 @@ def _add_stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--simulator", action="store_true", default=None, help="serve the registry from the embedded loopback simulator (TTB_USE_SIMULATOR)")
     p.add_argument("--quiet", action="store_true", help="no progress lines: warnings, errors and the summary only")
     p.add_argument("--json", action="store_true", help="the summary as one JSON object on stdout (progress stays on stderr)")
-    if stage in ("discover", "daily", "reconcile", "pipeline"):
+    if stage in ("discover", "daily", "reconcile", "pipeline", "images"):
         p.add_argument("--simulator-today", type=_iso_date, help="the embedded simulator's simulated day (TTB_SIMULATOR_TODAY)")
     if stage == "reconcile":
         p.add_argument("--walk-share", type=float, metavar="SHARE",
                        help="also walk this share of each day's sequence numbers no search listed nor walk found, 1 for all (TTB_RECONCILE_WALK_SHARE)")
+    if stage == "images":
+        p.add_argument("--budget", type=int, metavar="N", help="send at most N requests, retries aside (TTB_IMAGE_REQUEST_BUDGET)")
     if stage == "pipeline":
         p.add_argument("--walk", action="store_true", help="walk sequence numbers per receipt day (the original ttb_raw_pipeline) instead of the search")
     if stage in ("pipeline", "walk", "raw", "scrape"):
@@ -199,6 +202,7 @@ reference_job = _job_entry("reference")
 discover_job = _job_entry("discover")
 daily_job = _job_entry("daily")
 reconcile_job = _job_entry("reconcile")
+images_job = _job_entry("images")
 maintain_job = _job_entry("maintain")
 
 

@@ -220,6 +220,9 @@ class ExtractionSettings(_Section):
     # a label image not due yet (48 hours after approval), missing or failed is tried again by later runs for this
     # many days after it was due
     image_revisit_days: int = Field(14, ge=0)
+    # the images job (label images of COLAs already in the lakehouse) sends at most this many requests a run, retries
+    # aside (at TTB_MAX_REQUESTS_PER_SECOND 2, 20,000 is about 3 hours); the next run goes on where it stopped
+    image_request_budget: int = Field(20_000, ge=1)
     max_sequence_per_batch: int = Field(2000, ge=1, le=999_999)
     # the share of each receipt day's sequence numbers (those no search listed and no walk found, up to the
     # consecutive-miss threshold past the highest known) that reconcile walks itself: 1.0 every one, 0 none

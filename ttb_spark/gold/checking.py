@@ -13,7 +13,7 @@ from ttb_spark import lakehouse
 from ttb_spark.gold import quality
 from ttb_spark.gold.consolidated import CONSOLIDATED
 from ttb_spark.gold.dimensions import DIM_COMPANIES, DIM_DATES, DIM_LOCATIONS, DIM_PRODUCT_TYPES
-from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_PRODUCTS, FACT_STATUS_CHANGES
+from ttb_spark.gold.facts import FACT_CERTIFICATES, FACT_LABEL_IMAGES, FACT_PRODUCTS, FACT_STATUS_CHANGES
 from ttb_spark.gold.layout import RECEIPT_MONTH, in_dates
 from ttb_spark.scope import ChangesSince
 
@@ -77,6 +77,8 @@ def check(
     )  # fmt: skip
     results += quality.dimension_checks(DIM_LOCATIONS.name, locations, surrogates=[("location_key", ["location_id"])])
     results += quality.dimension_checks(DIM_PRODUCT_TYPES.name, types, surrogates=[("product_type_key", ["class_type_code"])])
+    if lakehouse.table_exists(spark, FACT_LABEL_IMAGES, root):  # label images on (TTB_LABEL_IMAGES), or once were
+        results.append(quality.images_within_labels(in_dates(read(FACT_LABEL_IMAGES), dates), in_dates(read(FACT_CERTIFICATES), dates)))
     results += _independent_checks(spark, settings, scope, dates, cons, published or {})
     return results
 

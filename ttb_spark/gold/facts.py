@@ -20,6 +20,7 @@ from ttb_spark.gold.dimensions import address_location_id, origin_location_id
 from ttb_spark.gold.keys import date_key, surrogate_key
 from ttb_spark.gold.layout import COLA_FACT_KEY, DERIVED, RECEIPT_MONTH, RECEIPT_MONTH_COLUMN
 from ttb_spark.lakehouse import CHANGE_FEED, TableSpec, column
+from ttb_spark.silver.transforms import certificate_labels
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -413,10 +414,9 @@ def fact_certificates(consolidated: DataFrame) -> DataFrame:
 def fact_label_images(consolidated: DataFrame, images: DataFrame) -> DataFrame:
     """gold.fact_label_images rows: each decoded silver.label_images row whose certificate, in ``consolidated``, names
     it at its position with its file name, with the certificate's label type and actual size."""
-    labels = consolidated.where(F.col("has_certificate")).select("ttb_id", "receipt_date", F.posexplode("labels").alias("index", "label"))
-    named = labels.select(
-        "ttb_id", "receipt_date", (F.col("index") + 1).alias("position"), F.col("label.filename").alias("file_name"),
-        F.col("label.image_type").alias("label_type"), "label.width_inches", "label.height_inches",
+    named = certificate_labels(consolidated.where(F.col("has_certificate"))).select(
+        "ttb_id", "receipt_date", "position", "file_name", F.col("label.image_type").alias("label_type"), "label.width_inches",
+        "label.height_inches",
     )  # fmt: skip
     decoded = images.where(F.col("decode_status") == "decoded").select(
         "ttb_id", "position", "file_name", "format", "width_px", "height_px", "dhash", "bytes", "sha256", "image_key"

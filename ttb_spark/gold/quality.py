@@ -218,6 +218,19 @@ def dimension_checks(
     return results
 
 
+def images_within_labels(images: DataFrame, certificates: DataFrame) -> CheckResult:
+    """gold.fact_label_images against gold.fact_certificates: every COLA with images has a certificate, and no more
+    images than the labels it names (one job; a few offending TTB IDs named)."""
+    per_cola = images.groupBy("ttb_id").agg(F.count("*").alias("images"))
+    joined = per_cola.join(certificates.select("ttb_id", "label_image_count"), "ttb_id", "left")
+    over = joined.where(F.col("label_image_count").isNull() | (F.col("images") > F.col("label_image_count")))
+    row = over.agg(F.count("*").alias("n"), F.slice(F.sort_array(F.collect_list("ttb_id")), 1, 5).alias("ids")).collect()[0]
+    n = int(row["n"])
+    detail = f"COLAs with more images than their certificate's labels, or with no certificate: {n}"
+    return CheckResult("images_within_labels:gold.fact_label_images", "gold.fact_label_images", True, n,
+                       detail + (f" (e.g. {', '.join(row['ids'])})" if n else ""))
+
+
 def found_vs_gold(pages: DataFrame, rejected: DataFrame, withdrawn: DataFrame, consolidated: DataFrame) -> CheckResult:
     """Per receipt day, the TTB IDs with a bronze page that is neither rejected nor withdrawn (as silver
     recorded them) = the COLAs in gold.ttb_consolidated. ``pages``, ``rejected``, ``withdrawn``:

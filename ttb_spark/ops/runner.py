@@ -80,13 +80,19 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Scope]:
         },
         "extraction": {"registry_base_url": args.registry_url, "use_simulator": args.simulator,
                        "simulator_today": getattr(args, "simulator_today", None),
-                       "reconcile_walk_share": getattr(args, "walk_share", None)},
+                       "reconcile_walk_share": getattr(args, "walk_share", None),
+                       "image_request_budget": getattr(args, "budget", None)},
         "maintenance": {"vacuum_retention_hours": getattr(args, "vacuum_retention_hours", None)},
     }
     rescan = getattr(args, "rescan_days", 0) or 0
     if rescan < 0:
         raise SettingsError(f"--rescan-days must be >= 0, got {rescan}")
     settings = load_settings(args.env, overrides)
+    if args.command == "images":
+        if since:
+            raise SettingsError("images --since-last-run: the images job fills a range (--start/--end); its next run of the range goes on where it stopped")
+        if not settings.extraction.label_images:
+            raise SettingsError("TTB_LABEL_IMAGES is off in these settings (the test profile's default): set TTB_LABEL_IMAGES=true")
     scope = Scope.from_settings(settings, force=bool(getattr(args, "force", False)), rescan_days=rescan, only=only)
     return settings, scope
 

@@ -310,3 +310,14 @@ def image_reconciliation(bronze_images: DataFrame, silver_images: DataFrame) -> 
     s = silver_images.groupBy("receipt_date").agg(F.count("*").alias("silver_images"))
     counts = b.join(s, "receipt_date", "full").na.fill(0, ["bronze_images", "silver_images"])
     return counts.withColumn("balanced", F.col("bronze_images") == F.col("silver_images"))
+
+
+def certificate_labels(certificates: DataFrame, *keep: str) -> DataFrame:
+    """One row per label a certificate (a silver.cola_certificates row, or a gold row with its ``labels``) names:
+    ttb_id, receipt_date, the ``keep`` columns, ``position`` (1-based page order, as the raw store's image keys
+    number labels), ``file_name`` and the whole ``label``."""
+    from pyspark.sql import functions as F
+
+    exploded = certificates.select("ttb_id", "receipt_date", *keep, F.posexplode("labels").alias("index", "label"))
+    return exploded.select("ttb_id", "receipt_date", *keep, (F.col("index") + 1).alias("position"),
+                           F.col("label.filename").alias("file_name"), "label")
