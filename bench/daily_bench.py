@@ -24,7 +24,10 @@ and gold table of the two lakehouses is compared (:func:`table_differences`): no
 ``--no-faults``: a healthy registry; with ``--days 61 --every 60`` the second run is a catch-up after 60 days
 paused, and the figures of the last run say what it cost (requests per stored page, one listing pass or not).
 
-Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--no-faults] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K] [--skip-last J]]``.
+``--commit-points`` sweeps fewer points (:func:`commit_points`): after each Delta commit, raw manifest or
+``_COMPLETE`` marker, and once inside each stretch of page writes between two.
+
+Run: ``.venv/bin/python -m bench.daily_bench [--days 60] [--every 1] [--no-faults] [--kill-seed 7] [--sweep-day 50 [--stride 1] [--last K] [--skip-last J] [--commit-points]]``.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--last", type=int, default=None, help="--sweep-day: only the run's last K writes (silver's and gold's commits)")
     parser.add_argument("--skip-last", type=int, default=0,
                         help="--sweep-day: leave out the run's last J writes (swept before: a long sweep split over sessions)")
+    parser.add_argument("--commit-points", action="store_true",
+                        help="--sweep-day: kill only after the writes that commit something (a Delta commit, a raw manifest or its "
+                             "_COMPLETE) and once inside each stretch of other raw writes between two of them")
     parser.add_argument("--no-faults", action="store_true", help="a registry without faults (what a catch-up costs a healthy registry)")
     return parser.parse_args(argv)
 
@@ -87,10 +93,35 @@ def environment(sim: simulator.RegistrySimulator, raw: Path, lake: Path, start: 
             "TTB_LAKEHOUSE_ROOT": str(lake), "TTB_PARTITION_START_DATE": start.isoformat()}
 
 
-def writes(raw: Path, lake: Path) -> int:
+def written(raw: Path, lake: Path) -> set[Path]:
     """What the runs have written so far: raw-store objects and Delta commits of every table."""
-    objects = sum(1 for p in raw.rglob("*") if p.is_file()) if raw.exists() else 0
-    return objects + sum(1 for _ in lake.glob("*/*/_delta_log/*.json"))
+    objects = {p for p in raw.rglob("*") if p.is_file()} if raw.exists() else set()
+    return objects | set(lake.glob("*/*/_delta_log/*.json"))
+
+
+def writes(raw: Path, lake: Path) -> int:
+    """How many writes :func:`written` finds."""
+    return len(written(raw, lake))
+
+
+# a write after which something is committed: a table version, a raw manifest, the marker that completes it
+COMMITS = re.compile(r"_delta_log/\d+\.json$|/manifest\.jsonl$|/_COMPLETE$")
+
+
+def commit_points(new: Sequence[Path]) -> list[int]:
+    """Kill points (1-based write counts) for ``new``, one run's writes in the order made: after each commit
+    (:data:`COMMITS`), and after the middle write of each stretch of other writes (pages, search answers, images)
+    between two commits. A kill inside such a stretch leaves some of its objects written and no manifest naming them
+    yet: one point samples each stretch (a sweep without ``--commit-points`` kills after every write)."""
+    points: list[int] = []
+    stretch: list[int] = []
+    for n, path in enumerate(new, 1):
+        if COMMITS.search(path.as_posix()):
+            points += stretch[len(stretch) // 2:][:1] + [n]
+            stretch = []
+        else:
+            stretch.append(n)
+    return points + stretch[len(stretch) // 2:][:1]
 
 
 def stored_pages(raw: Path) -> int:
@@ -270,13 +301,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if day == sweep_day:
                     sweep["snapshot"] = Path(tmp) / "before-sweep"
                     shutil.copytree(Path(tmp), sweep["snapshot"], ignore=shutil.ignore_patterns("before-sweep"))
-                before, hits_before, pages_before = writes(raw, lake), len(sim.hits), stored_pages(raw)
+                before, hits_before, pages_before = written(raw, lake), len(sim.hits), stored_pages(raw)
                 took, text = daily(sim, day)
                 seconds.append(took)
-                made.append(writes(raw, lake) - before)
+                new = sorted(written(raw, lake) - before, key=lambda p: p.stat().st_mtime_ns)
+                made.append(len(new))
                 last_run = {"hits": sim.hits[hits_before:], "pages": stored_pages(raw) - pages_before}
                 if day == sweep_day:
-                    sweep |= {"day": day, "summary": text, "writes": made[-1],
+                    sweep |= {"day": day, "summary": text, "writes": made[-1], "commit_points": commit_points(new),
                               "versions": {n: lakehouse.current_version(spark, s, root) for n, s in tables.BY_NAME.items()}}
             total = time.monotonic() - started
             truth = {r.ttb_id: sim.registry.state(r.ttb_id, last).status for r in sim.search(search.Criteria(args.start, last))}
@@ -290,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if args.kill_seed is not None:
                 crash = replay_with_kill(spark, sim, Path(tmp) / "crash", days, made, args.kill_seed, args.start, root)
             if sweep:
-                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.last, args.start, root, args.skip_last)
+                crash |= sweep_kills(spark, sim, sweep, Path(tmp) / "sweep", args.stride, args.last, args.start, root, args.skip_last,
+                                     args.commit_points)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -332,13 +365,15 @@ def replay_with_kill(spark: Any, sim: simulator.RegistrySimulator, where: Path, 
 
 
 def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any], where: Path, stride: int, last: int | None,
-                start: date, expected_root: str, skip_last: int = 0) -> dict[str, Any]:
+                start: date, expected_root: str, skip_last: int = 0, only_commits: bool = False) -> dict[str, Any]:
     """The run of ``run["day"]``, from its ``snapshot`` each time, SIGKILLed after its 1st, (1 + stride)th, ...
-    write (of its ``last`` writes only, if given; none of its last ``skip_last``) and run again; the kill points
-    after which any table differs from the uninterrupted run's tables. Each point's outcome is printed as it is known."""
+    write (of its ``last`` writes only, if given; none of its last ``skip_last``; with ``only_commits``, of its
+    :func:`commit_points` only) and run again; the kill points after which any table differs from the uninterrupted
+    run's tables. Each point's outcome is printed as it is known."""
     differing: dict[int, Any] = {}
     ended_first: list[int] = []
-    points = list(range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] - skip_last + 1, stride))
+    window = range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] - skip_last + 1)
+    points = [n for n in (run["commit_points"] if only_commits else window) if n in window][::stride]
     started = time.monotonic()
     for after in points:
         shutil.rmtree(where, ignore_errors=True)
