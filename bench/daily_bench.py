@@ -374,6 +374,7 @@ def sweep_kills(spark: Any, sim: simulator.RegistrySimulator, run: dict[str, Any
     ended_first: list[int] = []
     window = range(max(1, run["writes"] - last + 1) if last else 1, run["writes"] - skip_last + 1)
     points = [n for n in (run["commit_points"] if only_commits else window) if n in window][::stride]
+    print(f"sweep {run['day']}: {len(points)} kill points of {run['writes']} writes: {points}", flush=True)
     started = time.monotonic()
     for after in points:
         shutil.rmtree(where, ignore_errors=True)
