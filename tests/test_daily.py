@@ -25,6 +25,7 @@ import shutil
 import subprocess
 from collections import Counter
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import lxml.html
@@ -32,7 +33,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import make_settings
-from bench.daily_bench import daily_killed, data_changes, environment, kill_point, table_differences, writes
+from bench.daily_bench import commit_points, daily_killed, data_changes, environment, kill_point, table_differences, writes
 from test_e2e import _capture
 from test_report import _specs, assert_report_holds_golds_numbers
 from test_watch import Receiver
@@ -283,3 +284,21 @@ def test_watchlist_hits_are_recorded_and_each_sent_once_a_refused_digest_by_the_
     audit_rows = lakehouse.read_table(spark, audit.PIPELINE_RUNS, root).collect()
     assert audit_rows and not [r for r in audit_rows if token in str(r.asDict())]
     assert "  watch     hits=0 pending=0 sent=0" in sixty_days["again"]
+
+
+def test_the_kill_sweep_at_commit_points_kills_after_each_commit_and_once_inside_each_stretch_of_pages():
+    """``bench.daily_bench --commit-points``: of a run's writes in the order made, a kill after every Delta commit,
+    raw manifest and ``_COMPLETE``, and one after the middle write of each stretch of other writes between them."""
+    run = [Path(p) for p in (
+        "lakehouse/ops/pipeline_runs/_delta_log/00000000000000000016.json",
+        "raw/search/completed_date=2024-04-22/run_id=r/2024-04-22_2024-04-23/results-001.html",
+        "raw/search/completed_date=2024-04-22/run_id=r/2024-04-22_2024-04-23/export.csv",
+        "raw/pages/method_type=001-cola-detail/receipt_date=2024-04-17/24108001000008.html",
+        "raw/pages/method_type=001-certificate/receipt_date=2024-04-17/24108001000008.html",
+        "raw/manifests/discovery/run_id=r/completed=2024-04-12_2024-04-23/part=00000/manifest.jsonl",
+        "raw/manifests/discovery/run_id=r/completed=2024-04-12_2024-04-23/part=00000/_COMPLETE",
+        "lakehouse/bronze/pages/_delta_log/00000000000000000006.json",
+        "lakehouse/bronze/pages/part-00000-1.snappy.parquet.json",
+        "raw/pages/method_type=002-cola-detail/receipt_date=2024-04-19/24110002000001.html",
+    )]
+    assert commit_points(run) == [1, 4, 6, 7, 8, 10]
