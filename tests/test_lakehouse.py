@@ -250,3 +250,17 @@ def test_a_table_whose_creation_never_finished_is_named_and_left_alone(spark, tm
     with pytest.raises(ddl.TableNotCreated, match=r"scratch.things: .*/scratch/things is not a Delta table and CREATE TABLE did not"):
         lakehouse.insert_new(spark, row, spec(), root)
     assert list((tmp_path / "lakehouse" / "scratch" / "things" / "_delta_log").iterdir()) == []
+
+
+def test_a_table_another_process_creates_after_a_no_is_seen_by_the_next_question(spark, tmp_path):
+    """Another process's CREATE TABLE caught half-way (its _delta_log folder made, version 0 not yet committed),
+    then finished as that process would finish it (files appear, this process's Delta caches learn nothing): the
+    next question must see the table (a second job creating ops.pipeline_runs at the same time waits for it by
+    asking again)."""
+    elsewhere, root = str(tmp_path / "elsewhere"), str(tmp_path / "lakehouse")
+    lakehouse.ensure_table(spark, spec(), elsewhere)
+    log = tmp_path / "lakehouse" / "scratch" / "things" / "_delta_log"
+    log.mkdir(parents=True)
+    assert not lakehouse.table_exists(spark, spec(), root)
+    shutil.copytree(spec().path(elsewhere), spec().path(root), dirs_exist_ok=True)
+    assert lakehouse.table_exists(spark, spec(), root)

@@ -27,17 +27,18 @@ def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> b
 
 
 def _is_delta_path(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` holds a Delta table. On a classic session Delta's own check: ~4 ms whether or not one is
-    there, where the catalog's lookup of a path holding none raises inside the JVM, ~110 ms (a first daily run
-    asked 119 times: 11.6 s; docs/performance.md). Over Spark Connect (DeltaTable needs Delta Connect's server
-    plugin there) the catalog's lookup."""
+    """Whether ``path`` holds a Delta table. The catalog's lookup of a path holding none raises inside the JVM,
+    ~110 ms (a first daily run asked 119 times: 11.6 s; docs/performance.md), so on a classic session a path
+    without a ``_delta_log`` folder is answered by its file system first (a few ms, never cached: another
+    process may create the table at any time). Not ``DeltaTable.isDeltaTable``: it keeps answering no for a
+    table whose CREATE this process once caught before its first commit (its cached DeltaLog is not refreshed)."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import SparkSession as ClassicSession
 
     if isinstance(spark, ClassicSession):
-        from delta.tables import DeltaTable
-
-        return bool(DeltaTable.isDeltaTable(spark, path))
+        log = spark._jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+        if not log.getFileSystem(spark._jsparkSession.sessionState().newHadoopConf()).exists(log):
+            return False
     try:
         return spark.catalog.tableExists(f"delta.{_ident(path)}")
     except AnalysisException as exc:  # a path that holds no Delta table
