@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ttb_spark.lakehouse.specs import TableSpec, _catalog_name, _ident, is_catalog, table_ref
+from ttb_spark.lakehouse.specs import TableSpec, _catalog_name, is_catalog, table_ref
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -17,34 +17,37 @@ _EXISTING: set[str] = set()
 
 def table_exists(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> bool:
     """Whether the table exists (as a Delta table at its path, or by name in the catalog)."""
+    from pyspark.errors import AnalysisException
+
     ref = table_ref(spec, lakehouse_root)
     if ref in _EXISTING:
         return True
-    exists = _is_delta_path(spark, spec.path(lakehouse_root)) if not is_catalog(lakehouse_root) else spark.catalog.tableExists(ref)
+    if not is_catalog(lakehouse_root) and _no_delta_log(spark, spec.path(lakehouse_root)):
+        return False
+    try:
+        exists = spark.catalog.tableExists(ref)
+    except AnalysisException as exc:  # a path that holds no Delta table
+        if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
+            return False
+        raise
     if exists:
         _EXISTING.add(ref)
     return exists
 
 
-def _is_delta_path(spark: SparkSession, path: str) -> bool:
-    """Whether ``path`` holds a Delta table. The catalog's lookup of a path holding none raises inside the JVM,
-    ~110 ms (a first daily run asked 119 times: 11.6 s; docs/performance.md), so on a classic session a path
-    without a ``_delta_log`` folder is answered by its file system first (a few ms, never cached: another
-    process may create the table at any time). Not ``DeltaTable.isDeltaTable``: it keeps answering no for a
-    table whose CREATE this process once caught before its first commit (its cached DeltaLog is not refreshed)."""
-    from pyspark.errors import AnalysisException
+def _no_delta_log(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` surely holds no Delta table: on a classic session, its file system has no ``_delta_log``
+    folder there (~2 ms, never cached: another process may create the table at any time), where the catalog's
+    lookup of a path holding none raises inside the JVM, ~110 ms (a first daily run asked 119 times: 11.6 s;
+    docs/performance.md). False over Spark Connect (no JVM here): the catalog answers. Not
+    ``DeltaTable.isDeltaTable``: it keeps answering no for a table whose CREATE this process once caught before
+    its first commit (its cached DeltaLog is not refreshed)."""
     from pyspark.sql import SparkSession as ClassicSession
 
-    if isinstance(spark, ClassicSession):
-        log = spark._jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
-        if not log.getFileSystem(spark._jsparkSession.sessionState().newHadoopConf()).exists(log):
-            return False
-    try:
-        return spark.catalog.tableExists(f"delta.{_ident(path)}")
-    except AnalysisException as exc:  # a path that holds no Delta table
-        if exc.getCondition() == "DELTA_MISSING_DELTA_TABLE":
-            return False
-        raise
+    if not isinstance(spark, ClassicSession):
+        return False
+    log = spark._jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    return not log.getFileSystem(spark._jsparkSession.sessionState().newHadoopConf()).exists(log)
 
 
 def read_table(spark: SparkSession, spec: TableSpec, lakehouse_root: str) -> DataFrame:
